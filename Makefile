@@ -1,0 +1,38 @@
+# One command per task, the same for people and CI.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create the virtualenv and install the package with its dev tools
+
+kafka-jars: $(STAMP)  ## Download and cache Apache Kafka's jars (needs Java 17 and Maven)
+	$(BIN)/outgrow-braze local-kafka --prepare-only
+
+run: $(STAMP)  ## Start a local broker, the topics and the receiver with development credentials
+	$(BIN)/python -m connector.dev.run
+
+test: $(STAMP) kafka-jars  ## Run the whole suite against a real Kafka broker
+	$(BIN)/pytest
+
+lint: $(STAMP)  ## ruff and mypy
+	$(BIN)/ruff check connector tests
+	$(BIN)/ruff format --check connector tests
+	$(BIN)/mypy
+
+bench: $(STAMP) kafka-jars  ## Benchmark the receiver against the local broker
+	$(BIN)/outgrow-braze bench receiver
+
+.PHONY: help install kafka-jars run test lint bench

@@ -1,0 +1,806 @@
+"""A real single-node Apache Kafka broker (KRaft) on loopback for tests, benchmarks and `make run`.
+
+The broker runs from Apache Kafka's own jars, resolved once from Maven Central and cached, so only
+Java 17+ and Maven are needed; a Docker engine or an existing cluster is used instead when present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import concurrent.futures
+import contextlib
+import ctypes
+import functools
+import importlib.resources
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, Literal, Protocol, TypeVar
+
+KAFKA_VERSION = "4.1.1"
+BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
+
+_log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+_MIN_JAVA = 17
+_POM_RESOURCE = "kafka-pom.xml"
+_COMPLETE_MARKER = ".complete"
+_MAVEN_TIMEOUT_S = 900
+_FORMAT_TIMEOUT_S = 120
+_LOG_TAIL_LINES = 30
+# A 2 MiB record plus its key, headers and the record batch framing must fit in one message.
+_MESSAGE_MAX_BYTES = 2 * 1024 * 1024 + 64 * 1024
+# Confluent 7.9 is Kafka 3.9: the newest line that testcontainers' KafkaContainer knows to boot.
+_CONTAINER_IMAGE = "confluentinc/cp-kafka:7.9.0"
+_CONTAINER_PORT = 9093
+_PR_SET_PDEATHSIG = 1
+
+_INSTALL_JAVA = "install a JDK (e.g. `apt-get install openjdk-17-jre-headless`)"
+_INSTALL_MAVEN = "install Maven (e.g. `apt-get install maven`)"
+_OR_EXTERNAL = f"or set {BOOTSTRAP_ENV} to an existing cluster"
+
+
+class BrokerUnavailable(RuntimeError):
+    """No Kafka broker can be provided; the message says why in one sentence."""
+
+
+class Broker(Protocol):
+    """A Kafka broker that tests and tools can start, reach and stop."""
+
+    restartable: bool
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Return the `host:port` list that clients bootstrap from."""
+        ...
+
+    def start(self, timeout_s: float = ...) -> None:
+        """Start the broker and return once it answers metadata requests."""
+        ...
+
+    def stop(self, timeout_s: float = ...) -> None:
+        """Stop the broker."""
+        ...
+
+
+# --------------------------------------------------------------------------- tools and jars
+
+
+def _default_cache_dir() -> Path:
+    """Return the directory that holds one folder of jars per Kafka version."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return root / "outgrow-braze" / "kafka"
+
+
+def _find_java() -> str:
+    """Return the path of a Java 17+ executable, or raise BrokerUnavailable."""
+    java_home = os.environ.get("JAVA_HOME", "")
+    candidate = Path(java_home, "bin", "java") if java_home else None
+    java = str(candidate) if candidate and candidate.is_file() else shutil.which("java")
+    if java is None:
+        raise BrokerUnavailable(
+            f"Java {_MIN_JAVA}+ is needed to run the local Kafka broker: "
+            f"{_INSTALL_JAVA} {_OR_EXTERNAL}."
+        )
+    major = _java_major_version(java)
+    if major is not None and major < _MIN_JAVA:
+        raise BrokerUnavailable(
+            f"Java {_MIN_JAVA}+ is needed to run the local Kafka broker but {java} is Java "
+            f"{major}: {_INSTALL_JAVA}, point JAVA_HOME at it, {_OR_EXTERNAL}."
+        )
+    return java
+
+
+@functools.cache
+def _java_major_version(java: str) -> int | None:
+    """Return the major version that `java -version` reports, or None if it cannot be read."""
+    try:
+        result = subprocess.run(
+            [java, "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    if match is None:
+        return None
+    major = int(match.group(1))
+    # Java 8 and older call themselves 1.x.
+    return int(match.group(2) or 0) if major == 1 else major
+
+
+def _find_maven() -> str:
+    """Return the path of `mvn`, or raise BrokerUnavailable."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerUnavailable(
+            "Maven is needed once to download Apache Kafka's jars for the local broker: "
+            f"{_INSTALL_MAVEN} {_OR_EXTERNAL}."
+        )
+    return mvn
+
+
+def _pom_text(version: str) -> str:
+    """Return the packaged POM with the Kafka version substituted."""
+    template = importlib.resources.files(__package__ or "connector.dev").joinpath(_POM_RESOURCE)
+    text, count = re.subn(
+        r"<kafka\.version>[^<]*</kafka\.version>",
+        f"<kafka.version>{version}</kafka.version>",
+        template.read_text(encoding="utf-8"),
+    )
+    if count != 1:
+        raise RuntimeError(f"{_POM_RESOURCE} must declare exactly one <kafka.version> property")
+    return text
+
+
+def prepare_jars(version: str = KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
+    """Return the directory holding Apache Kafka's jars, downloading them with Maven once."""
+    target = (cache_dir or _default_cache_dir()) / version
+    if (target / _COMPLETE_MARKER).is_file():
+        return target
+    _find_java()  # Maven itself runs on Java, so name the real missing piece first.
+    mvn = _find_maven()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _log.info("Downloading Apache Kafka %s jars with Maven into %s", version, target)
+    # Resolve into a sibling temp dir and rename it whole, so an interrupted download is never
+    # mistaken for a complete one.
+    staging = Path(tempfile.mkdtemp(prefix=f".partial-{version}-", dir=target.parent))
+    try:
+        _resolve_jars(mvn, version, staging)
+        _publish(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _resolve_jars(mvn: str, version: str, staging: Path) -> None:
+    """Copy Kafka's runtime jars into `staging` and mark the folder complete."""
+    jars = staging / "jars"
+    pom = staging / "pom.xml"
+    pom.write_text(_pom_text(version), encoding="utf-8")
+    command = [
+        mvn, "-q", "-B", "-Dstyle.color=never", "dependency:copy-dependencies",
+        "-DincludeScope=runtime", f"-DoutputDirectory={jars}", "-f", str(pom),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=_MAVEN_TIMEOUT_S, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerUnavailable(
+            f"Maven did not finish downloading Apache Kafka {version}'s jars within "
+            f"{_MAVEN_TIMEOUT_S} s: check access to Maven Central {_OR_EXTERNAL}."
+        ) from exc
+    if result.returncode != 0 or not (jars / f"kafka_2.13-{version}.jar").is_file():
+        raise BrokerUnavailable(
+            f"Maven could not download Apache Kafka {version}'s jars (exit code "
+            f"{result.returncode}): check access to Maven Central {_OR_EXTERNAL}.\n"
+            + _tail(result.stdout + result.stderr)
+        )
+    for jar in jars.iterdir():
+        jar.rename(staging / jar.name)
+    jars.rmdir()
+    pom.unlink()
+    (staging / _COMPLETE_MARKER).write_text(f"Apache Kafka {version}\n", encoding="utf-8")
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Move a complete staging folder to `target`, unless another process got there first."""
+    if target.exists() and not (target / _COMPLETE_MARKER).is_file():
+        shutil.rmtree(target)  # Left by something other than this module; never trusted.
+    try:
+        staging.rename(target)
+    except OSError:
+        # A concurrent download won the rename; its result is just as good.
+        if not (target / _COMPLETE_MARKER).is_file():
+            raise
+
+
+def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
+    """Return the last lines of `text`, without terminal colour codes."""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    return "\n".join(plain.strip().splitlines()[-lines:])
+
+
+def _file_tail(path: Path) -> str:
+    """Return the last lines of a log file, or a note that it is missing."""
+    try:
+        return _tail(path.read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return f"({path} was not written)"
+
+
+# --------------------------------------------------------------------------- readiness
+
+
+def _hosts(bootstrap_servers: str) -> list[tuple[str, int]]:
+    """Split a `host:port,host:port` list, accepting `[::1]:port` too."""
+    hosts: list[tuple[str, int]] = []
+    for entry in bootstrap_servers.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        hosts.append((host.strip("[]") or "localhost", int(port or 9092)))
+    return hosts
+
+
+async def _accepts_tcp(bootstrap_servers: str) -> bool:
+    """Tell whether any bootstrap host accepts a TCP connection."""
+    for host, port in _hosts(bootstrap_servers):
+        try:
+            async with asyncio.timeout(2):
+                _, writer = await asyncio.open_connection(host, port)
+        except (OSError, TimeoutError):
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+async def _answers_metadata(bootstrap_servers: str, timeout_s: float) -> bool:
+    """Tell whether the cluster answers a metadata request naming at least one broker."""
+    from aiokafka import AIOKafkaClient
+    from aiokafka.errors import KafkaError
+
+    # A closed port makes aiokafka log an error per attempt; a plain TCP probe stays quiet.
+    if not await _accepts_tcp(bootstrap_servers):
+        return False
+    client = AIOKafkaClient(bootstrap_servers=bootstrap_servers)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.bootstrap()
+        return bool(client.cluster.brokers())
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        await client.close()
+
+
+_Outcome = Literal["ready", "exited", "timeout"]
+
+
+async def _poll_ready(
+    bootstrap_servers: str, timeout_s: float, alive: Callable[[], bool]
+) -> _Outcome:
+    """Retry a metadata request until it succeeds, the process dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while alive():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "timeout"
+        if await _answers_metadata(bootstrap_servers, min(remaining, 10.0)):
+            return "ready" if alive() else "exited"
+        await asyncio.sleep(0.2)
+    return "exited"
+
+
+def _run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
+    """Run a coroutine to completion on a private loop, even if the caller's loop is running."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka-ready") as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _wait_ready(bootstrap_servers: str, timeout_s: float, alive: Callable[[], bool]) -> _Outcome:
+    """Block until the broker answers metadata requests, dies, or `timeout_s` passes."""
+    return _run_coroutine(_poll_ready(bootstrap_servers, timeout_s, alive))
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def server_properties(*, broker_port: int, controller_port: int, log_dir: Path) -> dict[str, str]:
+    """Return the settings of a fast single-node KRaft broker and controller on loopback."""
+    return {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        "log.dirs": str(log_dir),
+        "num.partitions": "1",
+        "default.replication.factor": "1",
+        "min.insync.replicas": "1",
+        "auto.create.topics.enable": "false",
+        "message.max.bytes": str(_MESSAGE_MAX_BYTES),
+        "replica.fetch.max.bytes": str(_MESSAGE_MAX_BYTES),
+        "group.initial.rebalance.delay.ms": "0",
+        # Internal topics: one replica, and one partition so the first group or transaction
+        # does not wait for 50 partitions to be created.
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.num.partitions": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.num.partitions": "1",
+        # The cleaner's 128 MiB default buffer would take a quarter of the small heap.
+        "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+    }
+
+
+def render_server_properties(*, broker_port: int, controller_port: int, log_dir: Path) -> str:
+    """Return `server.properties` text for a single-node broker on the given ports."""
+    settings = server_properties(
+        broker_port=broker_port, controller_port=controller_port, log_dir=log_dir
+    )
+    return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _log4j2_properties(log_file: Path) -> str:
+    """Return a log4j2 configuration that writes everything to one file."""
+    return (
+        # Kafka's own shutdown hook logs until the end; log4j's hook would close the file first.
+        "shutdownHook = disable\n"
+        "status = warn\n"
+        "appender.file.type = File\n"
+        "appender.file.name = file\n"
+        f"appender.file.fileName = {log_file}\n"
+        "appender.file.append = true\n"
+        "appender.file.layout.type = PatternLayout\n"
+        "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+        "rootLogger.level = INFO\n"
+        "rootLogger.appenderRef.file.ref = file\n"
+        "logger.request.name = kafka.request.logger\n"
+        "logger.request.level = WARN\n"
+    )
+
+
+def _cluster_id() -> str:
+    """Return a random KRaft cluster id: 16 bytes in unpadded base64url."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
+        # Kafka's own generator avoids a leading dash, which command lines take for an option.
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
+def _free_ports(count: int) -> list[int]:
+    """Return `count` distinct loopback ports that are free right now."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def _stored_ports(properties: Path) -> tuple[int, int] | None:
+    """Return the broker and controller ports written in an existing `server.properties`."""
+    try:
+        text = properties.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    broker = re.search(r"^listeners=.*PLAINTEXT://[^:]+:(\d+)", text, re.MULTILINE)
+    controller = re.search(r"^listeners=.*CONTROLLER://[^:]+:(\d+)", text, re.MULTILINE)
+    if broker is None or controller is None:
+        return None
+    return int(broker.group(1)), int(controller.group(1))
+
+
+def _jvm_options(heap_mb: int, log4j_config: Path) -> list[str]:
+    """Return JVM flags for a small broker sharing two cores with the tests."""
+    return [
+        f"-Xms{heap_mb}m",
+        f"-Xmx{heap_mb}m",
+        # Kafka's own defaults from kafka-server-start.sh: short G1 pauses keep latency flat.
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        # A broker that ran out of heap is broken; dying makes the failure visible at once.
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={log4j_config}",
+    ]
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """Return a pre-exec hook that kills the child when this process dies, where Linux allows."""
+    # PR_SET_PDEATHSIG fires when the forking *thread* exits, so only the main thread, which
+    # lives as long as the process, may arm it; other starts rely on the atexit hook alone.
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # The parent died before the signal was armed.
+            os._exit(1)
+
+    return hook
+
+
+# --------------------------------------------------------------------------- brokers
+
+
+class JarBroker:
+    """A Kafka broker and KRaft controller in one local JVM, restartable on the same ports."""
+
+    restartable = True
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        version: str = KAFKA_VERSION,
+        heap_mb: int = 512,
+        data_dir: Path | None = None,
+    ) -> None:
+        self._port = port
+        self._version = version
+        self._heap_mb = heap_mb
+        self._owns_data_dir = data_dir is None
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="outgrow-braze-kafka-"))
+        self.log_path = self.data_dir / "broker.log"
+        self._ports: tuple[int, int] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._lock = threading.RLock()
+        atexit.register(self.close)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Return `127.0.0.1:PORT`, fixed from the first start on."""
+        if self._ports is None:
+            raise RuntimeError("JarBroker.bootstrap_servers is known once start() has run")
+        return f"127.0.0.1:{self._ports[0]}"
+
+    @property
+    def running(self) -> bool:
+        """Tell whether the broker's JVM is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, timeout_s: float = 120) -> None:
+        """Start the JVM (formatting storage the first time) and wait until it answers."""
+        with self._lock:
+            if self.running:
+                return
+            java = _find_java()
+            jars = prepare_jars(self._version)
+            properties = self._write_config()
+            deadline = time.monotonic() + timeout_s
+            self._format_once(java, jars, properties)
+            self._spawn(java, jars, properties)
+            self._await_ready(max(deadline - time.monotonic(), 1.0))
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Send SIGTERM for a controlled shutdown; kill the JVM if it outlives `timeout_s`."""
+        with self._lock:
+            process, self._process = self._process, None
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                _log.warning("Kafka did not stop within %s s; killing it", timeout_s)
+                process.kill()
+                process.wait()
+
+    def close(self) -> None:
+        """Stop the broker and delete its data if this object created the directory."""
+        self.stop()
+        atexit.unregister(self.close)
+        if self._owns_data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> JarBroker:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def _kraft_dir(self) -> Path:
+        return self.data_dir / "kraft"
+
+    def _write_config(self) -> Path:
+        """Write `server.properties` and the log4j2 file, choosing ports on the first call."""
+        properties = self.data_dir / "server.properties"
+        if self._ports is None:
+            self._ports = self._choose_ports(properties)
+        broker_port, controller_port = self._ports
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        properties.write_text(
+            render_server_properties(
+                broker_port=broker_port, controller_port=controller_port, log_dir=self._kraft_dir
+            ),
+            encoding="utf-8",
+        )
+        self._log4j_config.write_text(_log4j2_properties(self.log_path), encoding="utf-8")
+        return properties
+
+    def _choose_ports(self, properties: Path) -> tuple[int, int]:
+        """Reuse the ports of an already formatted data dir, else pick free ones."""
+        stored = _stored_ports(properties) if self._formatted else None
+        if stored is not None:
+            if self._port not in (0, stored[0]):
+                raise ValueError(
+                    f"{self.data_dir} holds a broker on port {stored[0]}, not {self._port}"
+                )
+            return stored
+        if self._port == 0:
+            broker_port, controller_port = _free_ports(2)
+            return broker_port, controller_port
+        controller_port = next(p for p in _free_ports(2) if p != self._port)
+        return self._port, controller_port
+
+    @property
+    def _formatted(self) -> bool:
+        return (self._kraft_dir / "meta.properties").is_file()
+
+    @property
+    def _log4j_config(self) -> Path:
+        return self.data_dir / "log4j2.properties"
+
+    def _format_once(self, java: str, jars: Path, properties: Path) -> None:
+        """Format the KRaft log dir as a standalone controller unless already done."""
+        if self._formatted:
+            return
+        shutil.rmtree(self._kraft_dir, ignore_errors=True)  # A format that died half-way.
+        command = [
+            java, f"-Dlog4j2.configurationFile={self._log4j_config}", "-cp", f"{jars}/*",
+            "kafka.tools.StorageTool", "format", "--standalone",
+            "-t", _cluster_id(), "-c", str(properties),
+        ]  # fmt: skip
+        with self.log_path.open("ab") as log:
+            result = subprocess.run(
+                command, stdout=log, stderr=log, timeout=_FORMAT_TIMEOUT_S, check=False
+            )
+        if result.returncode != 0:
+            raise BrokerUnavailable(
+                f"Formatting the local Kafka broker's storage failed with exit code "
+                f"{result.returncode}; last lines of {self.log_path}:\n{_file_tail(self.log_path)}"
+            )
+
+    def _spawn(self, java: str, jars: Path, properties: Path) -> None:
+        """Launch the broker JVM in its own session, its output appended to the log file."""
+        command = [
+            java,
+            *_jvm_options(self._heap_mb, self._log4j_config),
+            "-cp",
+            f"{jars}/*",
+            "kafka.Kafka",
+            str(properties),
+        ]
+        _log.debug("Starting Kafka: %s", " ".join(command))
+        with self.log_path.open("ab") as log:
+            # A session of its own keeps the terminal's Ctrl-C away from the JVM: this process
+            # decides when Kafka stops, and does it cleanly.
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                cwd=self.data_dir,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
+            )
+
+    def _await_ready(self, timeout_s: float) -> None:
+        """Wait for metadata answers; on failure stop the JVM and raise with the log's tail."""
+        outcome = _wait_ready(self.bootstrap_servers, timeout_s, lambda: self.running)
+        if outcome == "ready":
+            return
+        process = self._process
+        self.stop(timeout_s=5)
+        if outcome == "exited" and process is not None:
+            reason = f"exited with code {process.returncode} while starting"
+        else:
+            reason = f"did not answer on {self.bootstrap_servers} within {timeout_s:.0f} s"
+        raise BrokerUnavailable(
+            f"The local Kafka broker {reason}; last lines of {self.log_path}:\n"
+            + _file_tail(self.log_path)
+        )
+
+
+class ExternalBroker:
+    """An existing cluster named by KAFKA_BOOTSTRAP_SERVERS; starting it only waits for it."""
+
+    restartable = False
+
+    def __init__(self, bootstrap_servers: str | None = None) -> None:
+        servers = bootstrap_servers or os.environ.get(BOOTSTRAP_ENV, "").strip()
+        if not servers:
+            raise BrokerUnavailable(f"{BOOTSTRAP_ENV} is not set, so there is no external Kafka.")
+        self._bootstrap_servers = servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Return the configured bootstrap list."""
+        return self._bootstrap_servers
+
+    def start(self, timeout_s: float = 60) -> None:
+        """Wait until the cluster answers a metadata request."""
+        if _wait_ready(self._bootstrap_servers, timeout_s, lambda: True) != "ready":
+            raise BrokerUnavailable(
+                f"The Kafka cluster at {self._bootstrap_servers} (from {BOOTSTRAP_ENV}) did not "
+                f"answer within {timeout_s:.0f} s: start it or unset {BOOTSTRAP_ENV}."
+            )
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Leave the external cluster running."""
+
+
+class ContainerBroker:
+    """A KRaft broker in a Docker container through testcontainers (Docker engines only)."""
+
+    restartable = False
+
+    def __init__(self, *, port: int = 0, image: str = _CONTAINER_IMAGE) -> None:
+        self._port = port
+        self._image = image
+        self._container: Any = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Return the mapped `host:port` of the container's listener."""
+        if self._container is None:
+            raise RuntimeError("ContainerBroker.bootstrap_servers is known once start() has run")
+        return str(self._container.get_bootstrap_server())
+
+    def start(self, timeout_s: float = 120) -> None:
+        """Run the container and wait until the broker answers a metadata request."""
+        from testcontainers.community.kafka import KafkaContainer
+
+        container = KafkaContainer(self._image).with_kraft()
+        settings = {
+            "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+            "KAFKA_NUM_PARTITIONS": "1",
+            "KAFKA_MESSAGE_MAX_BYTES": str(_MESSAGE_MAX_BYTES),
+            "KAFKA_REPLICA_FETCH_MAX_BYTES": str(_MESSAGE_MAX_BYTES),
+            "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+            "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+            "KAFKA_HEAP_OPTS": "-Xms512m -Xmx512m",
+        }
+        for key, value in settings.items():
+            container.with_env(key, value)
+        if self._port:
+            container.with_bind_ports(_CONTAINER_PORT, self._port)
+        container.start(timeout=int(timeout_s))
+        self._container = container
+        if _wait_ready(self.bootstrap_servers, timeout_s, lambda: True) != "ready":
+            self.stop()
+            raise BrokerUnavailable(f"The Kafka container did not answer within {timeout_s:.0f} s.")
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """Remove the container."""
+        container, self._container = self._container, None
+        if container is not None:
+            container.stop()
+
+
+def docker_available() -> bool:
+    """Tell, within about two seconds, whether a Docker engine answers."""
+    if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # Any failure at all means "no usable engine"; never let it escape.
+        _log.debug("Docker engine did not answer", exc_info=True)
+        return False
+
+
+def _choose_broker(*, allow_external: bool) -> Broker:
+    """Pick an existing cluster, else a container, else a JVM from the jars."""
+    if allow_external and os.environ.get(BOOTSTRAP_ENV, "").strip():
+        return ExternalBroker()
+    if docker_available():
+        return ContainerBroker()
+    return JarBroker()
+
+
+def _dispose(broker: Broker) -> None:
+    """Stop a broker and release what it owns."""
+    if isinstance(broker, JarBroker):
+        broker.close()
+    else:
+        broker.stop()
+
+
+@contextmanager
+def provide_broker(*, allow_external: bool = True) -> Iterator[Broker]:
+    """Start the best available broker, yield it, and stop it afterwards."""
+    broker = _choose_broker(allow_external=allow_external)
+    try:
+        broker.start()
+        yield broker
+    finally:
+        _dispose(broker)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _wait_for_signal(alive: Callable[[], bool]) -> bool:
+    """Block until SIGINT or SIGTERM (True) or until the broker dies (False)."""
+    received = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not received.wait(0.5):
+            if not alive():
+                return False
+        return True
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _liveness(broker: Broker) -> Callable[[], bool]:
+    """Return a check of whether the broker is still up, as far as this process can tell."""
+    if isinstance(broker, JarBroker):
+        return lambda: broker.running
+    return lambda: True
+
+
+def _serve(port: int) -> int:
+    """Run a local broker until a signal arrives; return the exit code."""
+    broker: Broker = ContainerBroker(port=port) if docker_available() else JarBroker(port=port)
+    try:
+        broker.start()
+        print(f"{BOOTSTRAP_ENV}={broker.bootstrap_servers}", flush=True)
+        log_hint = f"; broker log: {broker.log_path}" if isinstance(broker, JarBroker) else ""
+        print(
+            f"Apache Kafka is ready at {broker.bootstrap_servers}{log_hint}. "
+            "Press Ctrl-C to stop it.",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not _wait_for_signal(_liveness(broker)):
+            print(f"The local Kafka broker stopped on its own{log_hint}.", file=sys.stderr)
+            return 1
+        print("Stopping Kafka...", file=sys.stderr, flush=True)
+        return 0
+    finally:
+        _dispose(broker)
+
+
+def run_local_kafka(*, port: int = 0, prepare_only: bool = False) -> int:
+    """Run `outgrow-braze local-kafka`: serve a broker until interrupted, or just fetch its jars."""
+    try:
+        if prepare_only:
+            jars = prepare_jars()
+            print(f"Apache Kafka {KAFKA_VERSION} jars are ready in {jars}", file=sys.stderr)
+            return 0
+        return _serve(port)
+    except BrokerUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 1

@@ -1,0 +1,143 @@
+"""The Kafka producer's lifecycle: idempotent, acks=all, reconnecting on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+from connector.config import KafkaSettings
+from connector.errors import KafkaUnavailable, RecordTooLarge
+
+log = logging.getLogger(__name__)
+
+Headers = Sequence[tuple[str, bytes]]
+
+_CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+_READY_CACHE_S = 1.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where Kafka stored a record."""
+
+    partition: int
+    offset: int
+
+
+class Publisher:
+    """Publish records to one topic and report readiness; `async with` starts and flushes it."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, max_request_bytes: int) -> None:
+        self._kafka = kafka
+        self._topic = topic
+        self._max_request_bytes = max_request_bytes
+        self._producer: AIOKafkaProducer | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self._ready_at = 0.0
+        self._ready_reason: str | None = "not connected to Kafka yet"
+
+    async def __aenter__(self) -> Publisher:
+        self._connecting = asyncio.create_task(self._connect(), name="kafka-connect")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
+        if self._producer is not None:
+            # stop() sends what is buffered and waits for the broker's answers.
+            await self._producer.stop()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait until the first connection to Kafka succeeded."""
+        if self._connecting is not None:
+            await asyncio.wait_for(asyncio.shield(self._connecting), timeout_s)
+
+    async def _connect(self) -> None:
+        attempt = 0
+        while True:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                delay = _CONNECT_BACKOFF_S[min(attempt, len(_CONNECT_BACKOFF_S) - 1)]
+                if attempt == 0:
+                    log.warning(
+                        "kafka not reachable yet, retrying",
+                        extra={"bootstrap": self._kafka.kafka_bootstrap_servers, "error": str(exc)},
+                    )
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            self._producer = producer
+            log.info("connected to kafka", extra={"bootstrap": self._kafka.kafka_bootstrap_servers})
+            return
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self._kafka.kafka_bootstrap_servers,
+            client_id=self._kafka.kafka_client_id,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self._kafka.kafka_linger_ms,
+            request_timeout_ms=self._kafka.kafka_request_timeout_ms,
+            max_request_size=self._max_request_bytes,
+            max_batch_size=256 * 1024,
+        )
+
+    async def publish(
+        self, key: bytes | None, value: bytes, headers: Headers, timeout_s: float
+    ) -> Delivery:
+        """Send one record and wait for the broker's acknowledgement, at most `timeout_s`."""
+        if self._producer is None:
+            raise KafkaUnavailable("not connected to Kafka yet")
+        try:
+            async with asyncio.timeout(timeout_s):
+                pending = await self._producer.send(
+                    self._topic, value=value, key=key, headers=list(headers)
+                )
+                metadata = await pending
+        except TimeoutError:
+            raise KafkaUnavailable(f"Kafka did not acknowledge within {timeout_s:g} s") from None
+        except MessageSizeTooLargeError as exc:
+            raise RecordTooLarge(f"Kafka refused the record as too large: {exc}") from None
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"Kafka did not take the record: {exc}") from None
+        return Delivery(partition=metadata.partition, offset=metadata.offset)
+
+    async def not_ready_reason(self) -> str | None:
+        """Say why the producer cannot publish now, or None when it can; cached briefly."""
+        now = time.monotonic()
+        if now - self._ready_at < _READY_CACHE_S:
+            return self._ready_reason
+        self._ready_reason = await self._probe()
+        self._ready_at = time.monotonic()
+        return self._ready_reason
+
+    async def _probe(self) -> str | None:
+        if self._producer is None:
+            return "not connected to Kafka yet"
+        try:
+            async with asyncio.timeout(2.0):
+                cluster = await self._producer.client.fetch_all_metadata()
+        except (TimeoutError, KafkaError):
+            return "Kafka does not answer metadata requests"
+        if self._topic not in cluster.topics():
+            return f"topic {self._topic} does not exist"
+        return None

@@ -1,0 +1,309 @@
+"""The webhook receiver: authenticate, check, publish to Kafka, answer 2xx only after the ack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from connector.auth import Credentials, credentials_from
+from connector.config import KafkaSettings, ReceiverSettings, TopicSettings
+from connector.errors import KafkaUnavailable, RecordTooLarge
+from connector.keys import KeyRule
+from connector.metrics import CONTENT_TYPE_LATEST, ReceiverMetrics
+from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
+from connector.producer import Headers, Publisher
+from connector.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+DEFAULT_SOURCE = "default"
+WEBHOOK_PATH = "/webhooks/outgrow"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class ReceiverState:
+    """What the handlers share: settings, collaborators and the draining flag."""
+
+    settings: ReceiverSettings
+    credentials: Credentials
+    key_rule: KeyRule
+    publisher: Publisher
+    metrics: ReceiverMetrics = field(default_factory=ReceiverMetrics)
+    draining: bool = False
+    in_flight: int = 0
+
+
+STATE = web.AppKey("state", ReceiverState)
+
+
+class Refusal(Exception):
+    """A post refused with a status, an error code and a sentence for the caller."""
+
+    def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+
+def error_response(refusal: Refusal) -> web.Response:
+    """Render a refusal as the JSON error body every client gets."""
+    headers = {}
+    if refusal.retry_after_s is not None:
+        headers["Retry-After"] = str(refusal.retry_after_s)
+    if refusal.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="outgrow-braze"'
+    body = {"error": refusal.code, "message": refusal.message}
+    return web.json_response(body, status=refusal.status, headers=headers, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+}
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn refusals and aiohttp's own HTTP errors into JSON bodies and count them."""
+    metrics = request.app[STATE].metrics
+    try:
+        response = await handler(request)
+    except Refusal as refusal:
+        response = error_response(refusal)
+        metrics.requests.labels(str(refusal.status), refusal.code).inc()
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        metrics.requests.labels(str(exc.status), code).inc()
+        response = error_response(Refusal(exc.status, code, exc.reason))
+        if exc.status == 405:
+            response.headers["Allow"] = exc.headers.get("Allow", "POST")
+        return response
+    if request.path.startswith(WEBHOOK_PATH):
+        metrics.requests.labels(str(response.status), "").inc()
+    return response
+
+
+async def receive(request: web.Request) -> web.Response:
+    """Handle one Outgrow post: shed, authenticate, check, publish, acknowledge."""
+    state = request.app[STATE]
+    _shed_if_needed(state)
+    state.in_flight += 1
+    state.metrics.in_flight.inc()
+    try:
+        return await _receive(request, state)
+    finally:
+        state.in_flight -= 1
+        state.metrics.in_flight.dec()
+
+
+def _shed_if_needed(state: ReceiverState) -> None:
+    retry = state.settings.receiver_retry_after_s
+    if state.draining:
+        raise Refusal(503, "draining", "the receiver is shutting down; retry shortly", retry)
+    if state.in_flight >= state.settings.receiver_max_in_flight:
+        raise Refusal(503, "overloaded", "too many posts in flight; retry shortly", retry)
+
+
+async def _receive(request: web.Request, state: ReceiverState) -> web.Response:
+    _authenticate(request, state.credentials)
+    source = _source(request)
+    mime_type = _mime_type(request)
+    body = await _read_body(request, state.settings.receiver_max_body_bytes)
+    try:
+        document = parse(body, mime_type)
+    except InvalidBody as exc:
+        raise Refusal(400, exc.code, exc.message) from None
+    event_id = str(uuid.uuid4())
+    headers = _record_headers(request, source, event_id)
+    delivery = await _publish(state, state.key_rule.key_for(document), body, headers)
+    state.metrics.body_bytes.observe(len(body))
+    answer = {
+        "status": "accepted",
+        "event_id": event_id,
+        "partition": delivery.partition,
+        "offset": delivery.offset,
+    }
+    return web.json_response(answer, status=202, dumps=_dumps)
+
+
+def _authenticate(request: web.Request, credentials: Credentials) -> None:
+    authorization = request.headers.get("Authorization")
+    token = request.query.get("token")
+    if not credentials.allows(authorization, token):
+        raise Refusal(401, "unauthorized", "missing or wrong webhook credentials")
+
+
+def _source(request: web.Request) -> str:
+    source = request.match_info.get("source", DEFAULT_SOURCE)
+    if not SOURCE.match(source):
+        raise Refusal(
+            400,
+            "invalid_source",
+            "the source label must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return source
+
+
+def _mime_type(request: web.Request) -> str:
+    mime_type = request.content_type
+    if "Content-Type" not in request.headers or mime_type not in ACCEPTED_TYPES:
+        raise Refusal(
+            415,
+            "unsupported_media_type",
+            "send application/json or application/x-www-form-urlencoded",
+        )
+    return mime_type
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    too_large = Refusal(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+
+
+def _record_headers(request: web.Request, source: str, event_id: str) -> Headers:
+    return (
+        ("content-type", request.headers["Content-Type"].encode("latin-1")),
+        ("received-at", str(time.time_ns() // 1_000_000).encode()),
+        ("source", source.encode()),
+        ("event-id", event_id.encode()),
+    )
+
+
+async def _publish(state: ReceiverState, key: bytes | None, body: bytes, headers: Headers) -> Any:
+    settings = state.settings
+    started = time.perf_counter()
+    try:
+        delivery = await state.publisher.publish(
+            key, body, headers, settings.receiver_publish_timeout_s
+        )
+    except KafkaUnavailable as exc:
+        log.warning("publish failed", extra={"error": str(exc)})
+        raise Refusal(
+            503,
+            "kafka_unavailable",
+            "Kafka did not take the post in time; retry shortly",
+            settings.receiver_retry_after_s,
+        ) from None
+    except RecordTooLarge as exc:
+        raise Refusal(413, "message_too_large", str(exc)) from None
+    state.metrics.publish_seconds.observe(time.perf_counter() - started)
+    return delivery
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Answer while the process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Answer 200 only while posts can be published and the receiver is not draining."""
+    state = request.app[STATE]
+    reason = "draining" if state.draining else await state.publisher.not_ready_reason()
+    state.metrics.ready.set(0 if reason else 1)
+    if reason:
+        return web.json_response({"status": "not_ready", "reason": reason}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Expose the Prometheus metrics."""
+    body = request.app[STATE].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(state: ReceiverState) -> web.Application:
+    """Build the aiohttp application around shared state."""
+    app = web.Application(
+        middlewares=[errors_as_json], client_max_size=state.settings.receiver_max_body_bytes
+    )
+    app[STATE] = state
+    app.router.add_post(WEBHOOK_PATH, receive)
+    app.router.add_post(WEBHOOK_PATH + "/{source}", receive)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    """Everything the receiver service needs, parsed at the edge."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    receiver: ReceiverSettings
+
+
+async def serve(config: ReceiverConfig, stop: asyncio.Event | None = None) -> None:
+    """Run the receiver until SIGTERM/SIGINT (or `stop`), then drain and flush."""
+    settings = config.receiver
+    credentials = credentials_from(settings)
+    if credentials.open:
+        log.warning("receiver runs WITHOUT authentication (insecure development mode)")
+    if settings.receiver_ensure_topics:
+        await ensure_topics(config.kafka, config.topics)
+    stop = stop or _stop_on_signals()
+    max_request = config.topics.topic_max_message_bytes
+    async with Publisher(config.kafka, config.topics.raw_topic, max_request) as publisher:
+        rule = KeyRule.from_settings(settings.record_key_paths, settings.record_lead_id_paths)
+        state = ReceiverState(settings, credentials, rule, publisher)
+        await _run_http(state, stop)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
+async def _run_http(state: ReceiverState, stop: asyncio.Event) -> None:
+    settings = state.settings
+    runner = web.AppRunner(
+        create_app(state),
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=settings.receiver_drain_timeout_s,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, settings.receiver_host, settings.receiver_port)
+    await site.start()
+    log.info("receiver listening", extra={"url": site.name})
+    try:
+        await stop.wait()
+    finally:
+        state.draining = True
+        log.info("draining", extra={"in_flight": state.in_flight})
+        await asyncio.sleep(settings.receiver_shutdown_delay_s)
+        await runner.cleanup()
+    log.info("receiver stopped")

@@ -1,0 +1,390 @@
+"""The receiver against a real Kafka broker: what it publishes, what it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from connector.auth import Credentials
+from connector.config import ReceiverSettings, load
+from connector.keys import KeyRule
+from connector.producer import Publisher
+from connector.receiver import ReceiverState, create_app
+from tests.kafka_support import Topics, end_offsets, fresh_topics, read_all
+
+TOKEN = "t0ken-for-tests-0123456789"
+BASIC = [("outgrow", "first-secret"), ("outgrow", "rotated-secret")]
+PATH = "/webhooks/outgrow"
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+AUTH = basic(*BASIC[0])
+
+
+def lead(n: int, email: str | None = None) -> dict[str, Any]:
+    """A lead shaped like Outgrow's public API model."""
+    return {
+        "id": f"lead-{n:06d}",
+        "calc_id": "5892d26dcbff7e0b1c34bf65",
+        "calc_name": "What's your marketing maturity?",
+        "created_at": "2026-11-28T10:20:30.000Z",
+        "user_info": {"fullName": f"User {n}", "email": email or f"User{n % 97}@Example.com"},
+        "results": [{"title": "Score", "value": n % 100}],
+    }
+
+
+class Receiver:
+    """A receiver app on a real HTTP port, publishing to fresh topics."""
+
+    def __init__(self, server: TestServer, session: ClientSession, state: ReceiverState, t: Topics):
+        self.server = server
+        self.session = session
+        self.state = state
+        self.topics = t
+
+    def url(self, path: str = PATH) -> str:
+        return str(self.server.make_url(path))
+
+    async def post(
+        self,
+        body: bytes,
+        content_type: str | None = "application/json",
+        headers: Mapping[str, str] = AUTH,
+        path: str = PATH,
+    ) -> tuple[int, Any]:
+        all_headers = dict(headers)
+        if content_type is not None:
+            all_headers["Content-Type"] = content_type
+        async with self.session.post(self.url(path), data=body, headers=all_headers) as response:
+            return response.status, await response.json(content_type=None)
+
+
+@asynccontextmanager
+async def running_receiver(bootstrap: str, **overrides: Any) -> AsyncIterator[Receiver]:
+    """Start a receiver with test credentials over fresh topics; stop it afterwards."""
+    topics = await fresh_topics(bootstrap)
+    settings = load(ReceiverSettings, {"receiver_publish_timeout_s": 5, **overrides})
+    credentials = Credentials(
+        basic=tuple(f"{u}:{p}".encode() for u, p in BASIC), tokens=(TOKEN.encode(),)
+    )
+    rule = KeyRule.from_settings(settings.record_key_paths, settings.record_lead_id_paths)
+    async with Publisher(topics.kafka, topics.raw, 2 * 1024 * 1024) as publisher:
+        await publisher.wait_connected(30)
+        state = ReceiverState(settings, credentials, rule, publisher)
+        server = TestServer(create_app(state), host="127.0.0.1")
+        await server.start_server()
+        try:
+            async with ClientSession() as session:
+                yield Receiver(server, session, state, topics)
+        finally:
+            await server.close()
+
+
+@pytest.fixture(scope="module")
+async def receiver(bootstrap_servers: str) -> AsyncIterator[Receiver]:
+    async with running_receiver(bootstrap_servers) as running:
+        yield running
+
+
+async def test_thousand_concurrent_posts_land_byte_identical(bootstrap_servers: str) -> None:
+    async with running_receiver(bootstrap_servers) as rx:
+        bodies = [orjson.dumps(lead(n)) + b" " * (n % 3) for n in range(1000)]
+        answers = await asyncio.gather(*(rx.post(body) for body in bodies))
+        assert [status for status, _ in answers] == [202] * 1000
+        records = await read_all(bootstrap_servers, rx.topics.raw, expected=1000)
+
+    assert len(records) == 1000, "nothing missing, nothing extra"
+    by_event = {dict(r.headers)["event-id"].decode(): r for r in records}
+    assert len(by_event) == 1000
+    for body, (_, answer) in zip(bodies, answers, strict=True):
+        record = by_event[answer["event_id"]]
+        assert record.value == body
+        assert (record.partition, record.offset) == (answer["partition"], answer["offset"])
+        email = orjson.loads(body)["user_info"]["email"]
+        assert record.key == email.strip().lower().encode()
+        headers = dict(record.headers)
+        assert headers["content-type"] == b"application/json"
+        assert headers["source"] == b"default"
+        assert 1_700_000_000_000 < int(headers["received-at"]) < 2_000_000_000_000
+
+
+async def test_one_user_stays_on_one_partition(receiver: Receiver) -> None:
+    answers = [
+        await receiver.post(orjson.dumps(lead(n, email="Same@Example.com"))) for n in range(5)
+    ]
+    assert {answer["partition"] for _, answer in answers} == {answers[0][1]["partition"]}
+    offsets = [answer["offset"] for _, answer in answers]
+    assert offsets == sorted(offsets)
+
+
+BAD_INPUTS = [
+    # (name, body, content type, headers, path, status, error code)
+    ("no credentials", b"{}", "application/json", {}, PATH, 401, "unauthorized"),
+    (
+        "wrong password",
+        b"{}",
+        "application/json",
+        basic("outgrow", "nope"),
+        PATH,
+        401,
+        "unauthorized",
+    ),
+    (
+        "wrong user",
+        b"{}",
+        "application/json",
+        basic("other", "first-secret"),
+        PATH,
+        401,
+        "unauthorized",
+    ),
+    (
+        "garbled basic header",
+        b"{}",
+        "application/json",
+        {"Authorization": "Basic %%%"},
+        PATH,
+        401,
+        "unauthorized",
+    ),
+    (
+        "bearer scheme",
+        b"{}",
+        "application/json",
+        {"Authorization": f"Bearer {TOKEN}"},
+        PATH,
+        401,
+        "unauthorized",
+    ),
+    (
+        "wrong token",
+        b"{}",
+        "application/json",
+        {},
+        PATH + "?token=" + "x" * 26,
+        401,
+        "unauthorized",
+    ),
+    ("invalid json", b'{"email": ', "application/json", AUTH, PATH, 400, "invalid_json"),
+    ("json array", b"[1, 2]", "application/json", AUTH, PATH, 400, "not_an_object"),
+    ("json string", b'"lead"', "application/json", AUTH, PATH, 400, "not_an_object"),
+    ("json null", b"null", "application/json", AUTH, PATH, 400, "not_an_object"),
+    ("empty body", b"", "application/json", AUTH, PATH, 400, "empty_body"),
+    ("blank body", b"  \n", "application/json", AUTH, PATH, 400, "empty_body"),
+    ("invalid utf-8 json", b'{"a": "\xff"}', "application/json", AUTH, PATH, 400, "invalid_json"),
+    (
+        "invalid utf-8 form",
+        b"email=\xff\xfe",
+        "application/x-www-form-urlencoded",
+        AUTH,
+        PATH,
+        400,
+        "invalid_form",
+    ),
+    (
+        "broken form",
+        b"a=1&&=&b",
+        "application/x-www-form-urlencoded",
+        AUTH,
+        PATH,
+        400,
+        "invalid_form",
+    ),
+    ("plain text", b"{}", "text/plain", AUTH, PATH, 415, "unsupported_media_type"),
+    (
+        "multipart",
+        b"{}",
+        "multipart/form-data; boundary=x",
+        AUTH,
+        PATH,
+        415,
+        "unsupported_media_type",
+    ),
+    ("no content type", b"{}", None, AUTH, PATH, 415, "unsupported_media_type"),
+    ("bad source label", b"{}", "application/json", AUTH, PATH + "/-bad", 400, "invalid_source"),
+    (
+        "over the limit",
+        b'{"a": "' + b"x" * (1024 * 1024) + b'"}',
+        "application/json",
+        AUTH,
+        PATH,
+        413,
+        "payload_too_large",
+    ),
+    ("unknown path", b"{}", "application/json", AUTH, "/webhooks/other", 404, "not_found"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "headers", "path", "status", "code"),
+    [row[1:] for row in BAD_INPUTS],
+    ids=[row[0] for row in BAD_INPUTS],
+)
+async def test_bad_input_is_refused_and_nothing_published(
+    receiver: Receiver,
+    body: bytes,
+    content_type: str | None,
+    headers: dict[str, str],
+    path: str,
+    status: int,
+    code: str,
+) -> None:
+    before = await end_offsets(receiver.topics.kafka.kafka_bootstrap_servers, receiver.topics.raw)
+    got_status, answer = await receiver.post(body, content_type, headers, path)
+    assert (got_status, answer["error"]) == (status, code)
+    assert answer["message"]
+    after = await end_offsets(receiver.topics.kafka.kafka_bootstrap_servers, receiver.topics.raw)
+    assert after == before
+    async with receiver.session.get(receiver.url("/healthz")) as health:
+        assert health.status == 200
+
+
+async def test_unauthorized_answer_asks_for_basic_auth(receiver: Receiver) -> None:
+    async with receiver.session.post(receiver.url(), data=b"{}") as response:
+        assert response.status == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="outgrow-braze"'
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_wrong_method_is_405_json(receiver: Receiver, method: str) -> None:
+    async with receiver.session.request(method, receiver.url(), headers=AUTH) as response:
+        assert response.status == 405
+        assert (await response.json())["error"] == "method_not_allowed"
+        assert "POST" in response.headers["Allow"]
+
+
+async def test_chunked_body_over_the_limit_is_413(receiver: Receiver) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"a": "'
+        for _ in range(17):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    headers = {**AUTH, "Content-Type": "application/json"}
+    async with receiver.session.post(receiver.url(), data=chunks(), headers=headers) as response:
+        assert response.status == 413
+        assert (await response.json())["error"] == "payload_too_large"
+
+
+async def test_body_of_exactly_the_limit_is_published_intact(receiver: Receiver) -> None:
+    limit = receiver.state.settings.receiver_max_body_bytes
+    prefix = b'{"id": "big", "padding": "'
+    body = prefix + b"y" * (limit - len(prefix) - 2) + b'"}'
+    assert len(body) == limit
+    status, answer = await receiver.post(body)
+    assert status == 202
+    record = await _record_at(receiver, answer)
+    assert record.value == body
+    assert record.key == b"big"
+
+
+async def _record_at(receiver: Receiver, answer: Mapping[str, Any]) -> Any:
+    records = await read_all(
+        receiver.topics.kafka.kafka_bootstrap_servers, receiver.topics.raw, expected=1
+    )
+    matches = [r for r in records if dict(r.headers)["event-id"].decode() == answer["event_id"]]
+    assert len(matches) == 1
+    return matches[0]
+
+
+async def test_form_body_is_kept_raw_and_keyed_by_its_email(receiver: Receiver) -> None:
+    body = b"user_info%5Bemail%5D=%20Form.User%40Example.com&score=72&name=A+B"
+    status, answer = await receiver.post(
+        body, "application/x-www-form-urlencoded; charset=UTF-8", path=PATH + "/quiz-1"
+    )
+    assert status == 202
+    record = await _record_at(receiver, answer)
+    assert record.value == body
+    assert record.key == b"form.user@example.com"
+    headers = dict(record.headers)
+    assert headers["content-type"] == b"application/x-www-form-urlencoded; charset=UTF-8"
+    assert headers["source"] == b"quiz-1"
+
+
+async def test_token_and_rotated_password_are_both_accepted(receiver: Receiver) -> None:
+    by_token = await receiver.post(b'{"id": "t"}', headers={}, path=f"{PATH}?token={TOKEN}")
+    by_rotated = await receiver.post(b'{"id": "r"}', headers=basic(*BASIC[1]))
+    assert (by_token[0], by_rotated[0]) == (202, 202)
+
+
+async def test_lead_without_identity_falls_back_to_lead_id_then_no_key(receiver: Receiver) -> None:
+    _, with_id = await receiver.post(b'{"id": 12345, "user_info": {"email": "  "}}')
+    _, without = await receiver.post(b'{"note": "anonymous"}')
+    records = await read_all(
+        receiver.topics.kafka.kafka_bootstrap_servers, receiver.topics.raw, expected=2
+    )
+    keys = {dict(r.headers)["event-id"].decode(): r.key for r in records}
+    assert keys[with_id["event_id"]] == b"12345"
+    assert keys[without["event_id"]] is None
+
+
+async def test_overload_and_draining_shed_with_retry_after(receiver: Receiver) -> None:
+    state = receiver.state
+    state.in_flight = state.settings.receiver_max_in_flight
+    try:
+        async with receiver.session.post(receiver.url(), data=b"{}", headers=AUTH) as response:
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "5"
+            assert (await response.json())["error"] == "overloaded"
+    finally:
+        state.in_flight = 0
+    state.draining = True
+    try:
+        status, answer = await receiver.post(b"{}")
+        assert (status, answer["error"]) == (503, "draining")
+        async with receiver.session.get(receiver.url("/readyz")) as ready:
+            assert ready.status == 503
+            assert (await ready.json())["reason"] == "draining"
+    finally:
+        state.draining = False
+
+
+async def test_readiness_and_metrics(receiver: Receiver) -> None:
+    async with receiver.session.get(receiver.url("/readyz")) as ready:
+        assert (ready.status, await ready.json()) == (200, {"status": "ready"})
+    await receiver.post(b'{"id": "m"}')
+    async with receiver.session.get(receiver.url("/metrics")) as response:
+        text = await response.text()
+    assert 'outgrow_receiver_requests_total{error="",status="202"}' in text
+    assert "outgrow_receiver_publish_seconds_bucket" in text
+    assert "outgrow_receiver_body_bytes_count" in text
+    assert "outgrow_receiver_in_flight 0.0" in text
+    assert TOKEN not in text and "first-secret" not in text
+
+
+async def test_readiness_is_false_when_the_raw_topic_is_missing(bootstrap_servers: str) -> None:
+    async with running_receiver(bootstrap_servers) as rx:
+        await asyncio.sleep(1.1)  # let the cached readiness answer expire
+        rx.state.publisher._topic = "no.such.topic"  # noqa: SLF001
+        async with rx.session.get(rx.url("/readyz")) as ready:
+            assert ready.status == 503
+            assert "no.such.topic" in (await ready.json())["reason"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    body=st.binary(max_size=300),
+    content_type=st.sampled_from(
+        ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+    ),
+)
+async def test_no_input_gets_a_server_error(
+    receiver: Receiver, body: bytes, content_type: str
+) -> None:
+    status, answer = await receiver.post(body, content_type)
+    assert status in {202, 400, 415}
+    assert ("error" in answer) == (status != 202)
