@@ -50,12 +50,12 @@ class TopicSettings(_Settings):
     )
     topic_replication_factor: int = Field(
         -1,
-        description="Replication factor of created topics; -1 means 3, or the broker count if fewer.",
+        description="Replication factor of created topics; -1: 3, or the broker count if fewer.",
     )
     topic_min_insync_replicas: int | None = Field(
         None,
         ge=1,
-        description="`min.insync.replicas` of created topics; unset means 2, or 1 below three replicas.",
+        description="`min.insync.replicas` of created topics; unset: 2, or 1 below 3 replicas.",
     )
     topic_retention_ms: int = Field(
         14 * DAY_MS, ge=-1, description="`retention.ms` of created topics (14 days, for replay)."

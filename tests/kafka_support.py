@@ -56,29 +56,35 @@ async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
     """The partition numbers of a topic, once the consumer's metadata knows them."""
     async with asyncio.timeout(15):
         while not consumer.partitions_for_topic(topic):
-            await consumer._client.add_topic(topic)  # noqa: SLF001 - track the topic's metadata
+            await consumer._client.add_topic(topic)
             await asyncio.sleep(0.1)
     return sorted(consumer.partitions_for_topic(topic) or ())
 
 
 async def read_all(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 30
+    bootstrap: str, topic: str, timeout_s: float = 30
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read a topic from the beginning until `expected` records arrived, then a little more."""
+    """Read every record the topic holds now, from the beginning up to its end offsets."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        consumer.assign([TopicPartition(topic, p) for p in await partitions_of(consumer, topic)])
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
         async with asyncio.timeout(timeout_s):
-            while len(records) < expected:
+            while not await _caught_up(consumer, ends):
                 batch = await consumer.getmany(timeout_ms=500)
                 records.extend(record for part in batch.values() for record in part)
-        # One more poll shows whether anything beyond the expected count was written.
-        extra = await consumer.getmany(timeout_ms=1_000)
-        records.extend(record for part in extra.values() for record in part)
     finally:
         await consumer.stop()
     return records
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True

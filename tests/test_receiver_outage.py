@@ -43,7 +43,7 @@ async def test_posts_get_503_while_kafka_is_down_then_succeed(restartable_broker
         assert set(seen) <= {202, 503}
         assert (await rx.post(b'{"id": "after-2"}'))[0] == 202
 
-    records = await read_all(bootstrap, rx.topics.raw, expected=3)
+    records = await read_all(bootstrap, rx.topics.raw)
     ids = [orjson.loads(r.value)["id"] for r in records]
     # Posts answered 503 may still reach Kafka once it is back (at least once, never lost).
     assert {"before", "after", "after-2"} <= set(ids)

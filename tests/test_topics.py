@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from connector.config import KafkaSettings, TopicSettings, load
 from connector.errors import ConfigError, KafkaUnavailable
@@ -64,5 +65,5 @@ async def test_ensure_without_a_broker_says_so() -> None:
         KafkaSettings,
         {"kafka_bootstrap_servers": "127.0.0.1:1", "kafka_request_timeout_ms": 2000},
     )
-    with pytest.raises(KafkaUnavailable, match="cannot reach Kafka at 127.0.0.1:1"):
+    with pytest.raises(KafkaUnavailable, match=r"cannot reach Kafka at 127\.0\.0\.1:1"):
         await ensure_topics(kafka, topics())

@@ -25,17 +25,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol
 
 KAFKA_VERSION = "4.1.1"
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 
 _log = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 _MIN_JAVA = 17
 _POM_RESOURCE = "kafka-pom.xml"
@@ -217,12 +216,27 @@ def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     return "\n".join(plain.strip().splitlines()[-lines:])
 
 
-def _file_tail(path: Path) -> str:
-    """Return the last lines of a log file, or a note that it is missing."""
+def _error_lines(lines: list[str]) -> list[str]:
+    """Return the ERROR and FATAL log lines, each with the exception message that follows it."""
+    picked: list[str] = []
+    for line, following in zip(lines, [*lines[1:], ""], strict=True):
+        if " ERROR " in line or " FATAL " in line:
+            picked.append(line)
+            if following and not following.startswith("["):
+                picked.append(following)
+    return picked
+
+
+def _log_excerpt(path: Path) -> str:
+    """Return the first errors and the last lines of a broker log, about 30 lines in all."""
     try:
-        return _tail(path.read_text(encoding="utf-8", errors="replace"))
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return f"({path} was not written)"
+    # The cause is logged first and then buried under the shutdown that it triggers.
+    errors = _error_lines(lines)[: _LOG_TAIL_LINES // 3]
+    tail = lines[-(_LOG_TAIL_LINES - len(errors)) :]
+    return _tail("\n".join([*errors, "...", *tail] if errors else tail), _LOG_TAIL_LINES + 1)
 
 
 # --------------------------------------------------------------------------- readiness
@@ -232,8 +246,10 @@ def _hosts(bootstrap_servers: str) -> list[tuple[str, int]]:
     """Split a `host:port,host:port` list, accepting `[::1]:port` too."""
     hosts: list[tuple[str, int]] = []
     for entry in bootstrap_servers.split(","):
-        host, _, port = entry.strip().rpartition(":")
-        hosts.append((host.strip("[]") or "localhost", int(port or 9092)))
+        host, colon, port = entry.strip().rpartition(":")
+        if not colon or host.endswith(":"):  # No port given: a bare name or IPv6 address.
+            host, port = entry.strip(), "9092"
+        hosts.append((host.strip("[]"), int(port)))
     return hosts
 
 
@@ -289,15 +305,21 @@ async def _poll_ready(
     return "exited"
 
 
-def _run_coroutine(coro: Coroutine[Any, Any, _T]) -> _T:
-    """Run a coroutine to completion on a private loop, even if the caller's loop is running."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka-ready") as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 def _wait_ready(bootstrap_servers: str, timeout_s: float, alive: Callable[[], bool]) -> _Outcome:
     """Block until the broker answers metadata requests, dies, or `timeout_s` passes."""
-    return _run_coroutine(_poll_ready(bootstrap_servers, timeout_s, alive))
+    abandoned = threading.Event()
+
+    def wanted() -> bool:
+        return not abandoned.is_set() and alive()
+
+    # A private loop in a worker thread works whether or not the caller runs an event loop.
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="kafka-ready")
+    try:
+        return pool.submit(asyncio.run, _poll_ready(bootstrap_servers, timeout_s, wanted)).result()
+    finally:
+        # On Ctrl-C the caller must not wait for the probe loop; it notices and ends on its own.
+        abandoned.set()
+        pool.shutdown(wait=False)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -484,16 +506,19 @@ class JarBroker:
     def stop(self, timeout_s: float = 30) -> None:
         """Send SIGTERM for a controlled shutdown; kill the JVM if it outlives `timeout_s`."""
         with self._lock:
-            process, self._process = self._process, None
-            if process is None or process.poll() is not None:
+            process = self._process
+            if process is None:
                 return
-            process.terminate()
-            try:
-                process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                _log.warning("Kafka did not stop within %s s; killing it", timeout_s)
-                process.kill()
-                process.wait()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout_s)
+                except subprocess.TimeoutExpired:
+                    _log.warning("Kafka did not stop within %s s; killing it", timeout_s)
+                    process.kill()
+                    process.wait()
+            # Forgotten only once dead, so an interrupted stop is finished by close() at exit.
+            self._process = None
 
     def close(self) -> None:
         """Stop the broker and delete its data if this object created the directory."""
@@ -578,7 +603,7 @@ class JarBroker:
         if result.returncode != 0:
             raise BrokerUnavailable(
                 f"Formatting the local Kafka broker's storage failed with exit code "
-                f"{result.returncode}; last lines of {self.log_path}:\n{_file_tail(self.log_path)}"
+                f"{result.returncode}; see {self.log_path}:\n{_log_excerpt(self.log_path)}"
             )
 
     def _spawn(self, java: str, jars: Path, properties: Path) -> None:
@@ -617,8 +642,8 @@ class JarBroker:
         else:
             reason = f"did not answer on {self.bootstrap_servers} within {timeout_s:.0f} s"
         raise BrokerUnavailable(
-            f"The local Kafka broker {reason}; last lines of {self.log_path}:\n"
-            + _file_tail(self.log_path)
+            f"The local Kafka broker {reason}; errors and last lines of {self.log_path}:\n"
+            + _log_excerpt(self.log_path)
         )
 
 
@@ -746,22 +771,20 @@ def provide_broker(*, allow_external: bool = True) -> Iterator[Broker]:
 # --------------------------------------------------------------------------- command line
 
 
-def _wait_for_signal(alive: Callable[[], bool]) -> bool:
-    """Block until SIGINT or SIGTERM (True) or until the broker dies (False)."""
-    received = threading.Event()
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into the same KeyboardInterrupt that Ctrl-C raises."""
+    raise KeyboardInterrupt
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        received.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+@contextmanager
+def _signal_handlers(handler: Callable[[int, FrameType | None], Any] | int) -> Iterator[None]:
+    """Handle SIGINT and SIGTERM with `handler` inside the block."""
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while not received.wait(0.5):
-            if not alive():
-                return False
-        return True
+        yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _liveness(broker: Broker) -> Callable[[], bool]:
@@ -771,26 +794,38 @@ def _liveness(broker: Broker) -> Callable[[], bool]:
     return lambda: True
 
 
-def _serve(port: int) -> int:
-    """Run a local broker until a signal arrives; return the exit code."""
-    broker: Broker = ContainerBroker(port=port) if docker_available() else JarBroker(port=port)
+def _serve_until_interrupted(broker: Broker) -> int:
+    """Start the broker, announce it, and block until a signal (0) or its death (1)."""
+    log_hint = f"; broker log: {broker.log_path}" if isinstance(broker, JarBroker) else ""
     try:
         broker.start()
         print(f"{BOOTSTRAP_ENV}={broker.bootstrap_servers}", flush=True)
-        log_hint = f"; broker log: {broker.log_path}" if isinstance(broker, JarBroker) else ""
         print(
             f"Apache Kafka is ready at {broker.bootstrap_servers}{log_hint}. "
             "Press Ctrl-C to stop it.",
             file=sys.stderr,
             flush=True,
         )
-        if not _wait_for_signal(_liveness(broker)):
-            print(f"The local Kafka broker stopped on its own{log_hint}.", file=sys.stderr)
-            return 1
+        alive = _liveness(broker)
+        while alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
         print("Stopping Kafka...", file=sys.stderr, flush=True)
         return 0
-    finally:
-        _dispose(broker)
+    print(f"The local Kafka broker stopped on its own{log_hint}.", file=sys.stderr)
+    return 1
+
+
+def _serve(port: int) -> int:
+    """Run a local broker (Docker if it answers, else jars) until SIGINT or SIGTERM."""
+    broker: Broker = ContainerBroker(port=port) if docker_available() else JarBroker(port=port)
+    with _signal_handlers(_raise_interrupt):
+        try:
+            return _serve_until_interrupted(broker)
+        finally:
+            # A second Ctrl-C must not cut the controlled shutdown short; stop() kills on timeout.
+            with _signal_handlers(signal.SIG_IGN):
+                _dispose(broker)
 
 
 def run_local_kafka(*, port: int = 0, prepare_only: bool = False) -> int:

@@ -5,7 +5,8 @@
 It posts the bodies of F (one per line, JSON Lines, cycled in order) to URL from N concurrent
 workers over N kept-alive connections, until S seconds have passed or `--max-requests` posts have
 been sent, whichever comes first, then prints ONE JSON line on stdout: requests, non_2xx (count by
-status), errors, duration_s, rps and latency percentiles in milliseconds.
+status), errors, duration_s, rps and latency percentiles in milliseconds. Posts still unanswered
+`--timeout` seconds after the end are cut off and counted as errors, so it always stops by itself.
 
 It only ever targets this machine: a URL whose host is not `localhost` or a loopback address
 (127.0.0.0/8, ::1) is refused. It is kept cheap per request (uvloop, pre-encoded bodies, no
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import json
 import math
@@ -136,7 +138,7 @@ async def worker(session: aiohttp.ClientSession, load: Load, tally: Tally, deadl
             async with session.post(url, data=body, headers=headers) as response:
                 await response.read()
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             tally.errors[type(exc).__name__] += 1
             continue
         tally.record(clock() - begin, status)
@@ -145,24 +147,34 @@ async def worker(session: aiohttp.ClientSession, load: Load, tally: Tally, deadl
 def new_session(load: Load) -> aiohttp.ClientSession:
     """A client session with as little per-request work as aiohttp allows."""
     connector = aiohttp.TCPConnector(limit=load.connections, limit_per_host=0, ttl_dns_cache=None)
+    # No per-request timer (it costs a loop.call_at per post): run_load bounds the whole run.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=load.timeout_s)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=load.timeout_s),
+        timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
     )
 
 
 async def run_load(load: Load) -> dict[str, Any]:
-    """Run the load and return its summary."""
+    """Run the load and return its summary.
+
+    Posts still unanswered `timeout_s` after the end of the run are cut off and counted as
+    errors, so the run ends by itself even if the server stops answering.
+    """
     tally = Tally.for_capacity(load.max_requests)
     async with new_session(load) as session:
         started = time.perf_counter()
         deadline = started + load.duration_s
         workers = [worker(session, load, tally, deadline) for _ in range(load.connections)]
-        await asyncio.gather(*workers)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*workers), load.duration_s + load.timeout_s)
         elapsed = time.perf_counter() - started
+    cut_off = tally.started - tally.answered - sum(tally.errors.values())
+    if cut_off:
+        tally.errors["Unanswered"] += cut_off
     return summarize(tally, elapsed)
 
 
@@ -217,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--content-type", default="application/json", help="Content-Type sent")
     parser.add_argument(
-        "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S, help="seconds per request"
+        "--timeout",
+        type=_positive_float,
+        default=DEFAULT_TIMEOUT_S,
+        help="seconds to wait for the last answers after the run, and per connect",
     )
     return parser
 

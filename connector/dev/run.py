@@ -22,7 +22,8 @@ def _banner(port: int, user: str, password: str, token: str) -> str:
         [
             "",
             "outgrow-braze is running (development credentials, generated for this run):",
-            f"  webhook URL (Basic auth): {base}/webhooks/outgrow   user {user}  password {password}",
+            f"  webhook URL (Basic auth): {base}/webhooks/outgrow",
+            f"  Basic auth:               user {user}  password {password}",
             f"  webhook URL (token):      {base}/webhooks/outgrow?token={token}",
             f"  readiness:                {base}/readyz    metrics: {base}/metrics",
             "",

@@ -1,0 +1,30 @@
+"""Shared fixtures: a real Kafka broker for the session, and one that outage tests may restart."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from connector.dev.kafka import Broker, provide_broker
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[Broker]:
+    """Provide one broker for the whole session: KAFKA_BOOTSTRAP_SERVERS, Docker, or local jars."""
+    with provide_broker() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers(kafka_broker: Broker) -> str:
+    """Return the session broker's bootstrap address."""
+    return kafka_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="module")
+def restartable_broker() -> Iterator[Broker]:
+    """Provide a broker this module owns, so its tests may stop and restart it."""
+    # Never the external cluster: stopping it is not ours to do, and other tests share it.
+    with provide_broker(allow_external=False) as broker:
+        yield broker
