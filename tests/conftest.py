@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connector.dev.kafka import Broker, provide_broker
+from connector.dev.kafka import Broker, JarBroker, provide_broker
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,8 @@ def bootstrap_servers(kafka_broker: Broker) -> str:
 
 @pytest.fixture(scope="module")
 def restartable_broker() -> Iterator[Broker]:
-    """Provide a broker this module owns, so its tests may stop and restart it."""
-    # Never the external cluster: stopping it is not ours to do, and other tests share it.
-    with provide_broker(allow_external=False) as broker:
+    """Provide a broker this module owns, so its tests may stop and restart it on the same port."""
+    # Always from jars: the external cluster is not ours to stop, and a container comes back on
+    # another port.
+    with JarBroker() as broker:
         yield broker
