@@ -75,10 +75,10 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_HTTP_CODES = {
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
+_HTTP_ERRORS = {
+    404: ("not_found", f"no such endpoint; webhooks are posted to {WEBHOOK_PATH}"),
+    405: ("method_not_allowed", "this endpoint does not accept that method"),
+    413: ("payload_too_large", "the body is larger than the receiver accepts"),
 }
 
 
@@ -95,9 +95,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
+        code, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason))
         metrics.requests.labels(str(exc.status), code).inc()
-        response = error_response(Refusal(exc.status, code, exc.reason))
+        response = error_response(Refusal(exc.status, code, message))
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "POST")
         return response
