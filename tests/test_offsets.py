@@ -1,0 +1,79 @@
+"""The offset tracker never commits past a record that is not finished."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.offsets import PartitionOffsets
+
+
+def tracker(*offsets: int) -> PartitionOffsets:
+    part = PartitionOffsets()
+    for offset in offsets:
+        part.track(offset)
+    return part
+
+
+def test_nothing_tracked_means_nothing_to_commit() -> None:
+    assert PartitionOffsets().to_commit() is None
+
+
+def test_out_of_order_finishes_wait_for_the_gap() -> None:
+    part = tracker(10, 11, 12, 13)
+    assert part.to_commit() == 10
+    part.finish(12)
+    part.finish(11)
+    assert part.safe_offset() == 10
+    part.finish(10)
+    assert part.safe_offset() == 13
+    part.finish(13)
+    assert part.safe_offset() == 14
+    assert part.in_flight == 0
+
+
+def test_compacted_gaps_in_offsets_are_fine() -> None:
+    part = tracker(3, 7, 20)
+    part.finish(7)
+    part.finish(3)
+    assert part.safe_offset() == 20
+    part.finish(20)
+    assert part.safe_offset() == 21
+
+
+def test_to_commit_reports_only_progress() -> None:
+    part = tracker(0, 1)
+    part.finish(0)
+    assert part.to_commit() == 1
+    part.committed(1)
+    assert part.to_commit() is None
+    part.finish(1)
+    assert part.to_commit() == 2
+
+
+def test_misuse_is_refused() -> None:
+    part = tracker(5)
+    with pytest.raises(ValueError, match="not pending"):
+        part.finish(6)
+    with pytest.raises(ValueError, match="arrived after"):
+        part.track(4)
+
+
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=60), st.randoms())
+def test_safe_offset_is_the_lowest_unfinished(gaps: list[int], rnd: object) -> None:
+    offsets, at = [], 0
+    for gap in gaps:
+        at += gap + 1
+        offsets.append(at)
+    part = tracker(*offsets)
+    order = list(offsets)
+    rnd.shuffle(order)  # type: ignore[attr-defined]
+    finished: set[int] = set()
+    for offset in order:
+        part.finish(offset)
+        finished.add(offset)
+        unfinished = [o for o in offsets if o not in finished]
+        expected = unfinished[0] if unfinished else offsets[-1] + 1
+        assert part.safe_offset() == expected
+        assert part.in_flight == len(unfinished)
