@@ -1,0 +1,239 @@
+"""Coalesce mapped records per user and pack them into /users/track requests.
+
+Braze counts at most 75 objects per request, across `attributes`, `events` and `purchases`
+(https://www.braze.com/docs/api/api_limits); customers on legacy limits may send 75 per array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Update(Protocol):
+    """What batching needs of a mapped record (see `connector.mapping.BrazeUpdate`)."""
+
+    @property
+    def user_key(self) -> str: ...
+
+    def attribute_object(self) -> dict[str, Any] | None: ...
+
+    def event_objects(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class Item:
+    """One mapped record waiting for delivery, with where it came from."""
+
+    partition: int
+    offset: int
+    update: Update
+
+    @property
+    def user_key(self) -> str:
+        return self.update.user_key
+
+
+@dataclass
+class UserObjects:
+    """A user's coalesced objects: one attributes object (last value wins) and every event."""
+
+    user_key: str
+    attributes: dict[str, Any] | None = None
+    attribute_items: list[Item] = field(default_factory=list)
+    events: list[tuple[dict[str, Any], Item]] = field(default_factory=list)
+
+    def add(self, item: Item) -> None:
+        """Fold one more record of this user in, in offset order."""
+        attributes = item.update.attribute_object()
+        if attributes is not None:
+            self.attributes = {**(self.attributes or {}), **attributes}
+            self.attribute_items.append(item)
+        self.events.extend((event, item) for event in item.update.event_objects())
+
+    @property
+    def size(self) -> int:
+        """How many Braze objects this user needs."""
+        return (self.attributes is not None) + len(self.events)
+
+    @property
+    def items(self) -> list[Item]:
+        """Every record folded into this user's objects."""
+        seen: dict[tuple[int, int], Item] = {}
+        for item in [*self.attribute_items, *(item for _, item in self.events)]:
+            seen.setdefault((item.partition, item.offset), item)
+        return list(seen.values())
+
+
+def coalesce(items: Iterable[Item]) -> list[UserObjects]:
+    """Group records by user, in the order users first appear; records must come in offset order."""
+    users: dict[str, UserObjects] = {}
+    for item in items:
+        user = users.get(item.user_key)
+        if user is None:
+            user = users[item.user_key] = UserObjects(item.user_key)
+        user.add(item)
+    return list(users.values())
+
+
+@dataclass
+class TrackRequest:
+    """One /users/track body, and which records each object came from."""
+
+    attributes: list[dict[str, Any]] = field(default_factory=list)
+    attribute_items: list[list[Item]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    event_items: list[Item] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.attributes) + len(self.events)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body to send."""
+        body: dict[str, Any] = {}
+        if self.attributes:
+            body["attributes"] = self.attributes
+        if self.events:
+            body["events"] = self.events
+        return body
+
+    def items_for(self, input_array: str, index: int) -> list[Item]:
+        """The records behind the object Braze names by array and index."""
+        if input_array == "attributes" and 0 <= index < len(self.attribute_items):
+            return list(self.attribute_items[index])
+        if input_array == "events" and 0 <= index < len(self.event_items):
+            return [self.event_items[index]]
+        return []
+
+    def items(self) -> list[Item]:
+        """Every record with an object in this request."""
+        seen: dict[tuple[int, int], Item] = {}
+        for group in [*self.attribute_items, [*self.event_items]]:
+            for item in group:
+                seen.setdefault((item.partition, item.offset), item)
+        return list(seen.values())
+
+    def split(self) -> tuple[TrackRequest, TrackRequest]:
+        """Halve the request by users (or by objects for a single user), to isolate bad objects."""
+        objects = _objects_of(self)
+        half = max(1, len(objects) // 2)
+        return _request_of(objects[:half]), _request_of(objects[half:])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many objects a request may carry."""
+
+    max_objects: int = 75
+    per_array: bool = False
+
+    def fits(self, request: TrackRequest, attributes: int, events: int) -> bool:
+        """Whether that many more objects fit into the request."""
+        if self.per_array:
+            return (
+                len(request.attributes) + attributes <= self.max_objects
+                and len(request.events) + events <= self.max_objects
+            )
+        return request.size + attributes + events <= self.max_objects
+
+
+@dataclass
+class Packed:
+    """Requests for this round, records for a later round, records no request can hold."""
+
+    requests: list[TrackRequest] = field(default_factory=list)
+    later: list[Item] = field(default_factory=list)
+    oversized: list[Item] = field(default_factory=list)
+
+
+def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
+    """Pack whole users into requests.
+
+    A user never spans two requests of one round, so Braze cannot apply one user's updates out
+    of order. A user with more objects than one request holds sends the records that fit now and
+    the rest in a later round; a record is never split, and one that alone exceeds a request is
+    reported as oversized.
+    """
+    packed = Packed()
+    current = TrackRequest()
+    for user in users:
+        if not limits.fits(current, *_counts(user)) and current.size:
+            packed.requests.append(current)
+            current = TrackRequest()
+        if not limits.fits(current, *_counts(user)):
+            user, rest = _prefix_that_fits(user, limits)
+            if not user.size:
+                packed.oversized.append(rest.pop(0))
+            packed.later.extend(rest)
+        if user.size:
+            _add_user(current, user)
+    if current.size:
+        packed.requests.append(current)
+    return packed
+
+
+def _counts(user: UserObjects) -> tuple[int, int]:
+    return int(user.attributes is not None), len(user.events)
+
+
+def _prefix_that_fits(user: UserObjects, limits: Limits) -> tuple[UserObjects, list[Item]]:
+    """Keep the user's first records that fit an empty request; return the others."""
+    kept = UserObjects(user.user_key)
+    items = sorted(user.items, key=lambda item: (item.partition, item.offset))
+    for position, item in enumerate(items):
+        trial = UserObjects(
+            user.user_key,
+            dict(kept.attributes or {}) or None,
+            list(kept.attribute_items),
+            list(kept.events),
+        )
+        trial.add(item)
+        if not limits.fits(TrackRequest(), *_counts(trial)):
+            return kept, items[position:]
+        kept = trial
+    return kept, []
+
+
+def _add_user(request: TrackRequest, user: UserObjects) -> None:
+    request.users.append(user.user_key)
+    if user.attributes is not None:
+        request.attributes.append(user.attributes)
+        request.attribute_items.append(list(user.attribute_items))
+    for event, item in user.events:
+        request.events.append(event)
+        request.event_items.append(item)
+
+
+_Object = tuple[str, dict[str, Any], list[Item]]
+
+
+def _objects_of(request: TrackRequest) -> list[_Object]:
+    objects: list[_Object] = [
+        ("attributes", obj, items)
+        for obj, items in zip(request.attributes, request.attribute_items, strict=True)
+    ]
+    objects.extend(
+        ("events", obj, [item])
+        for obj, item in zip(request.events, request.event_items, strict=True)
+    )
+    return objects
+
+
+def _request_of(objects: Sequence[_Object]) -> TrackRequest:
+    request = TrackRequest()
+    for array, obj, items in objects:
+        if array == "attributes":
+            request.attributes.append(obj)
+            request.attribute_items.append(items)
+        else:
+            request.events.append(obj)
+            request.event_items.append(items[0])
+    return request
+
+
+def describe(mapping: Mapping[str, Any]) -> str:
+    """A short description of a request body for logs: object counts only, never values."""
+    return ", ".join(f"{name}={len(mapping.get(name, []))}" for name in ("attributes", "events"))

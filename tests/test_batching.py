@@ -1,0 +1,134 @@
+"""Coalescing per user and packing into requests of at most 75 objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.batching import Item, Limits, coalesce, pack
+
+
+@dataclass(frozen=True)
+class Update:
+    """A mapped record as batching sees it."""
+
+    user_key: str
+    attributes: dict[str, Any] | None = None
+    events: tuple[str, ...] = field(default_factory=tuple)
+
+    def attribute_object(self) -> dict[str, Any] | None:
+        if self.attributes is None:
+            return None
+        return {"external_id": self.user_key, **self.attributes}
+
+    def event_objects(self) -> list[dict[str, Any]]:
+        return [{"external_id": self.user_key, "name": name} for name in self.events]
+
+
+def item(offset: int, user: str, partition: int = 0, events: int = 0, **attrs: Any) -> Item:
+    names = tuple(f"e{offset}.{n}" for n in range(events))
+    return Item(partition, offset, Update(user, attrs or None, names))
+
+
+def test_attributes_coalesce_last_value_wins_and_events_are_kept() -> None:
+    users = coalesce(
+        [
+            item(0, "a", score=1, segment="x", events=1),
+            item(1, "b", score=5),
+            item(2, "a", score=2, events=1),
+        ]
+    )
+    assert [u.user_key for u in users] == ["a", "b"]
+    a = users[0]
+    assert a.attributes == {"external_id": "a", "score": 2, "segment": "x"}
+    assert [event["name"] for event, _ in a.events] == ["e0.0", "e2.0"]
+    assert [i.offset for i in a.attribute_items] == [0, 2]
+    assert a.size == 3
+
+
+def test_requests_hold_at_most_75_objects_and_whole_users() -> None:
+    items = [item(n, f"u{n}", events=1, score=n) for n in range(100)]  # 2 objects per user
+    packed = pack(coalesce(items), Limits())
+    assert [r.size for r in packed.requests] == [74, 74, 52]
+    assert not packed.later and not packed.oversized
+    users = [u for r in packed.requests for u in r.users]
+    assert len(users) == len(set(users)) == 100
+
+
+def test_legacy_mode_counts_each_array_separately() -> None:
+    items = [item(n, f"u{n}", events=1, score=n) for n in range(100)]
+    packed = pack(coalesce(items), Limits(per_array=True))
+    assert [(len(r.attributes), len(r.events)) for r in packed.requests] == [(75, 75), (25, 25)]
+
+
+def test_a_user_larger_than_a_request_goes_in_rounds_without_splitting_records() -> None:
+    items = [item(n, "big", events=10, score=n) for n in range(10)]  # 1 + 100 objects
+    packed = pack(coalesce(items), Limits())
+    assert len(packed.requests) == 1
+    first = packed.requests[0]
+    assert first.size == 1 + 70
+    assert first.attributes[0]["score"] == 6
+    assert [i.offset for i in packed.later] == [7, 8, 9]
+    again = pack(coalesce(packed.later), Limits())
+    assert again.requests[0].size == 31 and not again.later
+
+
+def test_a_record_that_alone_exceeds_a_request_is_oversized() -> None:
+    packed = pack(coalesce([item(0, "a", events=80), item(1, "a", score=1)]), Limits())
+    assert [i.offset for i in packed.oversized] == [0]
+    assert [i.offset for i in packed.later] == [1]
+    assert not packed.requests
+
+
+def test_objects_map_back_to_their_records() -> None:
+    packed = pack(coalesce([item(0, "a", score=1), item(1, "a", score=2, events=1)]), Limits())
+    request = packed.requests[0]
+    assert request.body() == {
+        "attributes": [{"external_id": "a", "score": 2}],
+        "events": [{"external_id": "a", "name": "e1.0"}],
+    }
+    assert [i.offset for i in request.items_for("attributes", 0)] == [0, 1]
+    assert [i.offset for i in request.items_for("events", 0)] == [1]
+    assert request.items_for("events", 5) == []
+    assert request.items_for("purchases", 0) == []
+
+
+def test_split_halves_keep_every_object_once() -> None:
+    packed = pack(coalesce([item(n, f"u{n}", events=1, s=1) for n in range(5)]), Limits())
+    left, right = packed.requests[0].split()
+    assert left.size + right.size == 10
+    assert left.size == 5
+    assert {i.offset for i in left.items()} | {i.offset for i in right.items()} == set(range(5))
+
+
+records = st.lists(
+    st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 5), st.booleans()),
+    max_size=200,
+)
+
+
+@given(records, st.integers(1, 75), st.booleans())
+def test_every_record_is_sent_deferred_or_oversized_exactly_once(
+    specs: list[tuple[str, int, bool]], max_objects: int, per_array: bool
+) -> None:
+    items = [
+        item(n, user, events=events, **({"v": n} if attrs else {}))
+        for n, (user, events, attrs) in enumerate(specs)
+    ]
+    wanted = [i for i in items if i.update.attribute_object() or i.update.event_objects()]
+    limits = Limits(max_objects, per_array)
+    packed = pack(coalesce(items), limits)
+    sent = [i.offset for r in packed.requests for i in r.items()]
+    accounted = sent + [i.offset for i in packed.later + packed.oversized]
+    assert sorted(accounted) == [i.offset for i in wanted]
+    for request in packed.requests:
+        assert len(request.users) == len(set(request.users))
+        if per_array:
+            assert max(len(request.attributes), len(request.events)) <= max_objects
+        else:
+            assert request.size <= max_objects
+    all_users = [u for r in packed.requests for u in r.users]
+    assert len(all_users) == len(set(all_users))
