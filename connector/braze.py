@@ -1,0 +1,242 @@
+"""The Braze /users/track client: one session, a budget-shaped rate limiter, a response table."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import re
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+from aiolimiter import AsyncLimiter
+
+from connector.errors import ConfigError
+
+TRACK_PATH = "/users/track"
+
+
+class Action(enum.StrEnum):
+    """What the worker does with a Braze answer."""
+
+    DONE = "done"  # applied; objects named in `errors` go to the dead-letter topic
+    SPLIT = "split"  # the request as a whole was refused: halve it to find the bad objects
+    HALT = "halt"  # configuration problem (key, permission, endpoint): stop and probe
+    RETRY = "retry"  # transient (429, 5xx, timeout, connection): back off and resend
+
+
+# https://www.braze.com/docs/api/errors : 2xx success (201 may carry minor `errors`); 400 bad
+# request, 413 too large -> split; 401/403/404/415 are configuration problems; 429 and 5xx are
+# retried with backoff.
+RESPONSE_TABLE: dict[int, Action] = {
+    200: Action.DONE,
+    201: Action.DONE,
+    400: Action.SPLIT,
+    413: Action.SPLIT,
+    401: Action.HALT,
+    403: Action.HALT,
+    404: Action.HALT,
+    415: Action.HALT,
+    408: Action.RETRY,
+    429: Action.RETRY,
+}
+
+
+def action_for(status: int) -> Action:
+    """Look up the action for an HTTP status; 0 stands for a timeout or connection error."""
+    if status in RESPONSE_TABLE:
+        return RESPONSE_TABLE[status]
+    if status == 0 or status >= 500:
+        return Action.RETRY
+    if 200 <= status < 300:
+        return Action.DONE
+    # An undocumented 3xx/4xx: stopping loses nothing, guessing "bad data" could.
+    return Action.HALT
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Braze's answer to one request, reduced to what the worker needs."""
+
+    status: int
+    action: Action
+    message: str
+    errors: tuple[dict[str, Any], ...] = ()
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RateBudget:
+    """A request budget such as 3000 requests per 3 seconds."""
+
+    requests: int
+    period_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateBudget:
+        """Read `3000/3s`, `250/1m` or `100/500ms`."""
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)\s*", text)
+        if not match or int(match.group(1)) < 1:
+            raise ConfigError(f"rate {text!r} is not like 3000/3s (requests per period)")
+        scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}[match.group(3)]
+        period = float(match.group(2) or 1) * scale
+        if period <= 0:
+            raise ConfigError(f"rate {text!r} has an empty period")
+        return cls(int(match.group(1)), period)
+
+
+@dataclass
+class AdaptiveLimiter:
+    """A token bucket no window of `period_s` can exceed, cut on 429s and regrown slowly.
+
+    aiolimiter's leaky bucket lets `max_rate` through at once and then drips; a burst plus a
+    full period of drip would pass twice the budget in one window. So the bucket holds only
+    `burst_fraction` of the budget and drips the rest, which keeps every window within it.
+    """
+
+    budget: RateBudget
+    share: float = 1.0
+    burst_fraction: float = 0.04
+    floor_fraction: float = 0.05
+    factor: float = 1.0  # cut by 429s, regrown towards 1
+    paused_until: float = 0.0
+    _limiter: AsyncLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._limiter = self._build()
+
+    @property
+    def requests_per_s(self) -> float:
+        """The rate now allowed."""
+        return self.budget.requests * self.share * self.factor / self.budget.period_s
+
+    def _build(self) -> AsyncLimiter:
+        per_window = max(self.budget.requests * self.share * self.factor, 1.0)
+        burst = max(per_window * self.burst_fraction, 1.0)
+        drip_per_s = (per_window - burst) / self.budget.period_s
+        if drip_per_s <= 0:
+            return AsyncLimiter(1, self.budget.period_s)
+        return AsyncLimiter(burst, burst / drip_per_s)
+
+    def set_share(self, share: float) -> None:
+        """Use a new share of the workspace budget (after a rebalance)."""
+        if share != self.share:
+            self.share = max(share, 0.0001)
+            self._limiter = self._build()
+
+    async def acquire(self) -> float:
+        """Wait for a request slot; return the seconds waited."""
+        started = time.monotonic()
+        delay = self.paused_until - started
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await self._limiter.acquire()
+        return time.monotonic() - started
+
+    def throttled(self, retry_after_s: float | None) -> None:
+        """Braze said 429: pause as told, then continue at half the rate."""
+        self.paused_until = max(self.paused_until, time.monotonic() + (retry_after_s or 1.0))
+        self.factor = max(self.factor / 2, self.floor_fraction)
+        self._limiter = self._build()
+
+    def succeeded(self) -> None:
+        """A request went through: regrow the rate a little, up to the full share."""
+        if self.factor < 1.0:
+            self.factor = min(1.0, self.factor + 0.01)
+            self._limiter = self._build()
+
+
+def retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds to wait from Braze's rate headers, or None when they say nothing."""
+    value = headers.get("X-Ratelimit-Retry-After") or headers.get("Retry-After")
+    if value is not None:
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            return None
+    reset = headers.get("X-RateLimit-Reset")
+    if reset is None:
+        return None
+    try:
+        number = float(reset)
+    except ValueError:
+        return None
+    # One Braze page documents epoch seconds, another seconds remaining: tell them apart.
+    if number >= 100_000_000:
+        return max(number - (now if now is not None else time.time()), 0.0)
+    return max(number, 0.0)
+
+
+class BrazeClient:
+    """POST /users/track bodies over one keep-alive session."""
+
+    def __init__(self, endpoint: str, api_key: str, timeout_s: float, connections: int) -> None:
+        self._url = endpoint.rstrip("/") + TRACK_PATH
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> BrazeClient:
+        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
+        headers = {
+            "Authorization": f"Bearer {self._api_key}",
+            "Content-Type": "application/json",
+        }
+        self._session = aiohttp.ClientSession(
+            connector=connector, headers=headers, timeout=self._timeout
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def redact(self, text: str) -> str:
+        """Remove the API key, which Braze echoes in some 401 bodies."""
+        return text.replace(self._api_key, "<api-key>") if self._api_key else text
+
+    async def track(self, body: dict[str, Any]) -> Answer:
+        """Send one request and classify the answer; never raises for HTTP or network trouble."""
+        assert self._session is not None, "use BrazeClient with async with"
+        try:
+            async with self._session.post(self._url, data=orjson.dumps(body)) as response:
+                raw = await response.read()
+                return self._answer(response.status, raw, response.headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = type(exc).__name__
+            return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {reason}"))
+
+    def _answer(self, status: int, raw: bytes, headers: Any) -> Answer:
+        message, errors = _read_body(raw)
+        action = action_for(status)
+        if action is Action.DONE and message not in ("success", ""):
+            # 2xx with a fatal message does not happen per the docs; never count it as applied.
+            action = Action.RETRY
+        return Answer(
+            status=status,
+            action=action,
+            message=self.redact(message)[:500],
+            errors=errors,
+            retry_after_s=retry_after(headers),
+        )
+
+
+def _read_body(raw: bytes) -> tuple[str, tuple[dict[str, Any], ...]]:
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return raw[:200].decode("utf-8", "replace"), ()
+    if not isinstance(body, dict):
+        return "", ()
+    errors = body.get("errors")
+    found = tuple(e for e in errors if isinstance(e, dict)) if isinstance(errors, list) else ()
+    return str(body.get("message", "")), found
