@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "ReceiverMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "ReceiverMetrics", "WorkerMetrics"]
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BODY_BUCKETS = (256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304)
+_OBJECT_BUCKETS = (1, 5, 10, 25, 50, 70, 74, 75, 150, 225)
+_E2E_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
 @dataclass
@@ -47,6 +49,79 @@ class ReceiverMetrics:
             "outgrow_receiver_ready",
             "1 while the receiver can publish to Kafka and is not draining.",
             registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """Return the text exposition of every metric."""
+        return generate_latest(self.registry)
+
+
+@dataclass
+class WorkerMetrics:
+    """What the worker reports, from records consumed to Braze's answers."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter("outgrow_worker_records_consumed", "Records read.", registry=r)
+        self.mapped = Counter("outgrow_worker_records_mapped", "Records mapped.", registry=r)
+        self.filtered = Counter(
+            "outgrow_worker_records_filtered", "Records dropped by a filter.", ["rule"], registry=r
+        )
+        self.delivered = Counter(
+            "outgrow_worker_records_delivered", "Records Braze accepted.", registry=r
+        )
+        self.dead_lettered = Counter(
+            "outgrow_worker_records_dead_lettered",
+            "Records sent to the dead-letter topic, by stage.",
+            ["stage"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "outgrow_worker_braze_requests", "Braze requests by status.", ["status"], registry=r
+        )
+        self.objects = Histogram(
+            "outgrow_worker_objects_per_request",
+            "Objects per Braze request.",
+            buckets=_OBJECT_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(
+            "outgrow_worker_braze_retries", "Braze requests retried.", registry=r
+        )
+        self.throttled = Counter(
+            "outgrow_worker_braze_throttled", "429 answers from Braze.", registry=r
+        )
+        self.limiter_wait = Histogram(
+            "outgrow_worker_limiter_wait_seconds",
+            "Time spent waiting for the rate limiter.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.braze_seconds = Histogram(
+            "outgrow_worker_braze_request_seconds",
+            "Duration of Braze requests.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.rate = Gauge(
+            "outgrow_worker_rate_limit_per_second", "Braze requests/s allowed now.", registry=r
+        )
+        self.halted = Gauge(
+            "outgrow_worker_halted", "1 while Braze refuses the configuration.", registry=r
+        )
+        self.lag = Gauge(
+            "outgrow_worker_consumer_lag",
+            "Records behind the end of each partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.end_to_end = Histogram(
+            "outgrow_worker_end_to_end_seconds",
+            "From the receiver's received-at to Braze's acceptance.",
+            buckets=_E2E_BUCKETS_S,
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -1,0 +1,495 @@
+"""The delivery worker: fetch -> map -> batch -> send -> dead-letter -> commit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from connector.batching import Item, Limits, TrackRequest, coalesce, pack
+from connector.braze import Action, AdaptiveLimiter, Answer, BrazeClient
+from connector.config import KafkaSettings, TopicSettings, WorkerSettings
+from connector.deadletter import DeadLetters, Reason, SourceRecord
+from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
+from connector.metrics import WorkerMetrics
+from connector.offsets import PartitionOffsets
+
+log = logging.getLogger(__name__)
+
+Key = tuple[int, int]  # (partition, offset) of the raw topic
+
+
+@dataclass
+class Halt:
+    """Braze refuses the configuration (key, permission, endpoint): consumption stops."""
+
+    active: bool = False
+    since: float = 0.0
+    status: int = 0
+
+    def enter(self, answer: Answer) -> None:
+        if not self.active:
+            log.error(
+                "braze refuses the configuration; consumption stopped until it accepts again",
+                extra={"status": answer.status, "braze_message": answer.message},
+            )
+        self.active, self.since, self.status = True, time.monotonic(), answer.status
+
+    def leave(self) -> None:
+        if self.active:
+            log.warning("braze accepts the configuration again; consumption resumed")
+        self.active = False
+
+
+@dataclass
+class Delivery:
+    """The outcome of one request, object by object."""
+
+    failures: dict[Key, Reason] = field(default_factory=dict)
+
+
+class Worker:
+    """One member of the consumer group; `run()` until the stop event is set."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        client: BrazeClient,
+        limiter: AdaptiveLimiter,
+        dead_letters: DeadLetters,
+        mapping: Mapping,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics,
+        topic: str,
+    ) -> None:
+        self.consumer = consumer
+        self.client = client
+        self.limiter = limiter
+        self.dead_letters = dead_letters
+        self.mapping = mapping
+        self.settings = settings
+        self.metrics = metrics
+        self.topic = topic
+        self.limits = Limits(settings.braze_max_objects, settings.braze_legacy_object_limit)
+        self.halt = Halt()
+        self.trackers: dict[int, PartitionOffsets] = {}
+        self.sources: dict[Key, SourceRecord] = {}
+        self.buffer: list[Item] = []
+        self.users_in_flight: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.wake = asyncio.Event()
+        self.paused = False
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def fetch_once(self) -> None:
+        """Fetch a batch, or pause intake while too much is pending or Braze refuses us."""
+        self._apply_backpressure()
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
+        for tp, records in batch.items():
+            for record in records:
+                await self._take(tp, record)
+        if batch:
+            self.wake.set()
+
+    def _pending(self) -> int:
+        return sum(tracker.in_flight for tracker in self.trackers.values())
+
+    def _apply_backpressure(self) -> None:
+        limit = self.settings.worker_max_pending_records
+        should_pause = self.halt.active or self._pending() >= limit
+        if should_pause and not self.paused:
+            self.consumer.pause(*self.consumer.assignment())
+            self.paused = True
+        elif self.paused and not self.halt.active and self._pending() < limit * 0.8:
+            self.consumer.resume(*self.consumer.assignment())
+            self.paused = False
+
+    async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
+        if tp.partition not in self.trackers:
+            self.trackers[tp.partition] = PartitionOffsets()
+        self.trackers[tp.partition].track(record.offset)
+        self.metrics.consumed.inc()
+        source = _source_record(tp, record)
+        key = (tp.partition, record.offset)
+        try:
+            result = self._map(source)
+        except MappingFailure as failure:
+            await self._dead_letter([(source, Reason(failure.stage, failure.reason))])
+            self._finish([key])
+            return
+        if isinstance(result, Filtered) or not _has_objects(result):
+            if isinstance(result, Filtered):
+                self.metrics.filtered.labels(result.rule).inc()
+            self._finish([key])
+            return
+        self.metrics.mapped.inc()
+        self.sources[key] = source
+        self.buffer.append(Item(tp.partition, record.offset, result))
+
+    def _map(self, source: SourceRecord) -> BrazeUpdate | Filtered:
+        received = source.header("received-at")
+        return map_record(
+            self.mapping,
+            source.value,
+            source.header("content-type") or "application/json",
+            source=source.header("source") or "default",
+            received_at_ms=int(received) if received and received.isdigit() else None,
+        )
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def dispatch_forever(self) -> None:
+        """Coalesce buffered records into requests whenever there is room to send them."""
+        window_s = self.settings.worker_batch_window_ms / 1000
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if window_s and len(self.buffer) < self.limits.max_objects:
+                await asyncio.sleep(window_s)
+            self.dispatch()
+
+    def dispatch(self) -> None:
+        """Start as many requests as free slots allow; keep the rest buffered in order."""
+        free = self.settings.worker_max_requests_in_flight - len(self.tasks)
+        if free <= 0 or not self.buffer:
+            return
+        ready = [i for i in self.buffer if i.user_key not in self.users_in_flight]
+        waiting = [i for i in self.buffer if i.user_key in self.users_in_flight]
+        packed = pack(coalesce(ready), self.limits)
+        later = list(packed.later)
+        for request in packed.requests[free:]:
+            later.extend(request.items())
+        for request in packed.requests[:free]:
+            self._start(request)
+        self.buffer = sorted([*waiting, *later], key=lambda i: (i.partition, i.offset))
+        if packed.oversized:
+            self._start_dead_letters(packed.oversized)
+
+    def _start(self, request: TrackRequest) -> None:
+        self.users_in_flight.update(request.users)
+        task = asyncio.create_task(self._deliver(request))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _start_dead_letters(self, items: list[Item]) -> None:
+        reason = Reason("map", f"one record maps to more than {self.limits.max_objects} objects")
+        task = asyncio.create_task(self._fail_items(items, reason))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _fail_items(self, items: list[Item], reason: Reason) -> None:
+        keys = [(i.partition, i.offset) for i in items]
+        await self._dead_letter([(self.sources[k], reason) for k in keys if k in self.sources])
+        self._finish(keys)
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    async def _deliver(self, request: TrackRequest) -> None:
+        delivery = Delivery()
+        try:
+            await self._send(request, delivery)
+            keys = [(i.partition, i.offset) for i in request.items()]
+            failed = [
+                (self.sources[k], r) for k, r in delivery.failures.items() if k in self.sources
+            ]
+            await self._dead_letter(failed)
+            self._record_delivered(k for k in keys if k not in delivery.failures)
+            self._finish(keys)
+        finally:
+            self.users_in_flight.difference_update(request.users)
+            self.wake.set()
+
+    async def _send(self, request: TrackRequest, delivery: Delivery) -> None:
+        attempt = 0
+        while True:
+            self.metrics.limiter_wait.observe(await self.limiter.acquire())
+            self.metrics.rate.set(self.limiter.requests_per_s)
+            started = time.perf_counter()
+            answer = await self.client.track(request.body())
+            self.metrics.braze_seconds.observe(time.perf_counter() - started)
+            self.metrics.requests.labels(str(answer.status)).inc()
+            if answer.action is Action.DONE:
+                self._accepted(request, answer, delivery)
+                return
+            if answer.action is Action.SPLIT:
+                await self._split(request, answer, delivery)
+                return
+            attempt += 1
+            await self._wait_before_retry(answer, attempt)
+
+    def _accepted(self, request: TrackRequest, answer: Answer, delivery: Delivery) -> None:
+        self.halt.leave()
+        self.limiter.succeeded()
+        self.metrics.objects.observe(request.size)
+        for error in answer.errors:
+            index = error.get("index")
+            array = str(error.get("input_array", ""))
+            if not isinstance(index, int):
+                continue
+            why = Reason("braze", str(error.get("type", "rejected")), answer.status, answer.message)
+            for item in request.items_for(array, index):
+                delivery.failures[(item.partition, item.offset)] = why
+
+    async def _split(self, request: TrackRequest, answer: Answer, delivery: Delivery) -> None:
+        self.halt.leave()
+        if request.size <= 1:
+            why = Reason("braze", answer.message or "refused", answer.status, answer.message)
+            for item in request.items():
+                delivery.failures[(item.partition, item.offset)] = why
+            return
+        left, right = request.split()
+        await self._send(left, delivery)
+        await self._send(right, delivery)
+
+    async def _wait_before_retry(self, answer: Answer, attempt: int) -> None:
+        self.metrics.retries.inc()
+        if answer.action is Action.HALT:
+            self.halt.enter(answer)
+            self.metrics.halted.set(1)
+            await asyncio.sleep(self.settings.worker_halt_probe_s * random.uniform(0.8, 1.2))
+            return
+        if answer.status == 429:
+            self.metrics.throttled.inc()
+            self.limiter.throttled(answer.retry_after_s)
+        cap = self.settings.worker_retry_max_backoff_s
+        backoff = random.uniform(0, min(cap, 0.2 * 2**attempt))  # full jitter
+        await asyncio.sleep(max(backoff, answer.retry_after_s or 0.0))
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    async def _dead_letter(self, records: list[tuple[SourceRecord, Reason]]) -> None:
+        if not records:
+            return
+        for _, why in records:
+            self.metrics.dead_lettered.labels(why.stage).inc()
+        await self.dead_letters.send_all(records)
+
+    def _record_delivered(self, keys: Iterable[Key]) -> None:
+        now_ms = time.time_ns() // 1_000_000
+        for key in keys:
+            self.metrics.delivered.inc()
+            source = self.sources.get(key)
+            received = source.header("received-at") if source else None
+            if received and received.isdigit():
+                self.metrics.end_to_end.observe(max(now_ms - int(received), 0) / 1000)
+
+    def _finish(self, keys: Iterable[Key]) -> None:
+        for partition, offset in keys:
+            self.sources.pop((partition, offset), None)
+            tracker = self.trackers.get(partition)
+            if tracker is not None:  # a revoked partition's tracker is gone: nothing to commit
+                tracker.finish(offset)
+        if self.halt.active is False:
+            self.metrics.halted.set(0)
+
+    # -- commits and rebalances -----------------------------------------------------------------
+
+    async def commit(self, partitions: Iterable[int] | None = None) -> None:
+        """Commit the finished prefix of each (or the given) partition."""
+        chosen = self.trackers if partitions is None else set(partitions) & set(self.trackers)
+        offsets = {}
+        for partition in chosen:
+            offset = self.trackers[partition].to_commit()
+            if offset is not None:
+                offsets[TopicPartition(self.topic, partition)] = offset
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            log.warning("commit failed; records will be redelivered", extra={"error": str(exc)})
+            return
+        for tp, offset in offsets.items():
+            self.trackers[tp.partition].committed(offset)
+
+    def update_lag(self) -> None:
+        """Publish consumer lag per assigned partition."""
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            tracker = self.trackers.get(tp.partition)
+            position = tracker.safe_offset() if tracker else None
+            if high is not None and position is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(high - position, 0))
+
+    async def drain(self, partitions: set[int] | None, timeout_s: float) -> None:
+        """Wait for in-flight work (of some partitions) to finish, then commit it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._busy(partitions):
+            self.dispatch()
+            await asyncio.sleep(0.05)
+        await self.commit(partitions)
+
+    def _busy(self, partitions: set[int] | None) -> bool:
+        trackers = [t for p, t in self.trackers.items() if partitions is None or p in partitions]
+        return any(t.in_flight for t in trackers)
+
+    async def revoked(self, partitions: set[int]) -> None:
+        """Finish what can be finished of revoked partitions, commit it, forget the rest."""
+        self.buffer = [i for i in self.buffer if i.partition not in partitions]
+        await self.drain(partitions, self.settings.worker_drain_timeout_s)
+        for partition in partitions:
+            self.trackers.pop(partition, None)
+        self.sources = {k: v for k, v in self.sources.items() if k[0] not in partitions}
+
+    def assigned(self) -> None:
+        """Recompute this worker's share of the Braze budget from its partitions."""
+        total = len(self.consumer.partitions_for_topic(self.topic) or ()) or 1
+        mine = len(self.consumer.assignment())
+        share = self.settings.braze_rate_share * max(mine, 1) / total
+        self.limiter.set_share(min(share, self.settings.braze_rate_share))
+        self.metrics.rate.set(self.limiter.requests_per_s)
+        log.info("partitions assigned", extra={"partitions": mine, "of": total})
+
+    async def stop(self) -> None:
+        """Drain everything within the grace period, commit, and cancel what is left."""
+        await self.drain(None, self.settings.worker_drain_timeout_s)
+        for task in list(self.tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commit on revoke, recompute the budget share on assignment."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.worker.revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.worker.paused = False
+        self.worker.assigned()
+
+
+def _has_objects(update: BrazeUpdate) -> bool:
+    return update.attribute_object() is not None or bool(update.event_objects())
+
+
+def _source_record(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+    return SourceRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value or b"",
+        headers=tuple(record.headers),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker service needs, parsed at the edge."""
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    worker: WorkerSettings
+
+
+async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None:
+    """Run one worker until SIGTERM/SIGINT (or `stop`): drain, commit, leave the group."""
+    from connector.braze import RateBudget
+    from connector.health import health_app, start_health
+    from connector.mapping import load_mapping
+    from connector.producer import Publisher
+
+    settings = config.worker
+    mapping = load_mapping(settings.mapping_file)
+    budget = RateBudget.parse(settings.braze_rate_limit)
+    limiter = AdaptiveLimiter(budget, share=settings.braze_rate_share)
+    metrics = WorkerMetrics()
+    stop = stop or _stop_on_signals()
+    consumer = _consumer(config)
+    max_bytes = config.topics.topic_max_message_bytes
+    api_key = settings.braze_api_key.get_secret_value()
+    client = BrazeClient(
+        settings.braze_rest_endpoint,
+        api_key,
+        settings.braze_timeout_s,
+        settings.worker_max_requests_in_flight,
+    )
+    async with (
+        Publisher(config.kafka, config.topics.dlq_topic, max_bytes) as dlq,
+        client,
+    ):
+        worker = Worker(
+            consumer,
+            client,
+            limiter,
+            DeadLetters(dlq, mapping.version),
+            mapping,
+            settings,
+            metrics,
+            config.topics.raw_topic,
+        )
+
+        async def ready() -> str | None:
+            if worker.halt.active:
+                return f"Braze refuses the configuration (HTTP {worker.halt.status})"
+            return None if consumer.assignment() or not stop.is_set() else "stopping"
+
+        runner = await start_health(
+            health_app(ready, metrics.render), settings.worker_host, settings.worker_port
+        )
+        try:
+            await _consume(worker, consumer, stop, config.topics.raw_topic)
+        finally:
+            await runner.cleanup()
+
+
+def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=config.kafka.kafka_bootstrap_servers,
+        client_id=f"{config.kafka.kafka_client_id}-worker",
+        group_id=config.worker.consumer_group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=config.topics.topic_max_message_bytes + 65_536,
+        fetch_max_bytes=64 * 1024 * 1024,
+        request_timeout_ms=config.kafka.kafka_request_timeout_ms,
+        rebalance_timeout_ms=int(config.worker.worker_drain_timeout_s * 1000) + 10_000,
+    )
+
+
+async def _consume(
+    worker: Worker, consumer: AIOKafkaConsumer, stop: asyncio.Event, topic: str
+) -> None:
+    await consumer.start()
+    consumer.subscribe([topic], listener=Rebalance(worker))
+    dispatcher = asyncio.create_task(worker.dispatch_forever(), name="dispatch")
+    last_commit = time.monotonic()
+    try:
+        while not stop.is_set():
+            await worker.fetch_once()
+            if time.monotonic() - last_commit >= worker.settings.worker_commit_interval_s:
+                await worker.commit()
+                worker.update_lag()
+                last_commit = time.monotonic()
+        log.info("stopping: draining in-flight requests")
+        await worker.stop()
+    finally:
+        dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dispatcher
+        await consumer.stop()
+    log.info("worker stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
