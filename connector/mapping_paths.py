@@ -1,0 +1,246 @@
+"""The path language of mapping files: where in a lead a value is found.
+
+calc_name                         a key
+user_info.email                   nested keys
+questions.0.answer, results[-1]   list positions (from the end when negative)
+results[title=Score].value        the first element whose `title` is `Score` (case and
+                                  surrounding spaces ignored)
+questions[*].answer               every element's answer, as a list
+"Which plan?".value               a quoted key, for keys holding `.`, `[` or `"`
+$source, $received_at, $profile   facts about the record rather than the lead
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import abc
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from connector.transforms import text_of
+
+META_FIELDS = ("source", "received_at", "profile")
+MAX_INDEX_DIGITS = 9
+
+
+class Missing(enum.Enum):
+    """Marks a path that leads nowhere (or to null), as distinct from any JSON value."""
+
+    MISSING = "missing"
+
+
+MISSING = Missing.MISSING
+
+
+class PathSyntaxError(ValueError):
+    """A path is not written in the path language; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+
+
+@dataclass(frozen=True)
+class Index:
+    position: int
+
+
+@dataclass(frozen=True)
+class Select:
+    field: str
+    value: str  # casefolded, trimmed
+
+
+@dataclass(frozen=True)
+class Each:
+    pass
+
+
+Step = Key | Index | Select | Each
+
+
+@dataclass(frozen=True)
+class Path:
+    """A parsed path; `text` is what the mapping file says, for messages."""
+
+    text: str
+    steps: tuple[Step, ...]
+    meta: str | None = None
+
+    def resolve(self, document: Any, meta: abc.Mapping[str, Any]) -> Any:
+        """Return the value the path leads to, or MISSING."""
+        if self.meta is None:
+            return _walk(document, self.steps)
+        value = meta.get(self.meta)
+        return MISSING if value is None else value
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_path(text: str) -> Path:
+    """Parse a path, or raise PathSyntaxError."""
+    if text.startswith("$"):
+        if text[1:] not in META_FIELDS:
+            known = ", ".join("$" + name for name in META_FIELDS)
+            raise PathSyntaxError(f"unknown record field '{text}'; known: {known}")
+        return Path(text, (), text[1:])
+    return Path(text, _Parser(text).steps())
+
+
+def matches(value: Any, wanted: str) -> bool:
+    """Compare a scalar with a selector value, ignoring case and surrounding spaces."""
+    text = text_of(value)
+    return text is not None and text.strip().casefold() == wanted
+
+
+def _walk(node: Any, steps: tuple[Step, ...]) -> Any:
+    for position, step in enumerate(steps):
+        if isinstance(step, Each):
+            return _each(node, steps[position + 1 :])
+        node = _step(node, step)
+        if node is MISSING or node is None:
+            return MISSING
+    return node
+
+
+def _each(node: Any, rest: tuple[Step, ...]) -> Any:
+    if not isinstance(node, list):
+        return MISSING
+    found = (_walk(item, rest) for item in node)
+    return [value for value in found if value is not MISSING]
+
+
+def _step(node: Any, step: Step) -> Any:
+    if isinstance(step, Key):
+        if isinstance(node, abc.Mapping):
+            return node.get(step.name, MISSING)
+        if _is_index(step.name):
+            return _at(node, int(step.name))
+        return MISSING
+    if isinstance(step, Index):
+        return _at(node, step.position)
+    if isinstance(step, Select) and isinstance(node, list):
+        for item in node:
+            if isinstance(item, abc.Mapping) and matches(item.get(step.field), step.value):
+                return item
+    return MISSING
+
+
+def _is_index(name: str) -> bool:
+    return name.isascii() and name.isdigit() and len(name) <= MAX_INDEX_DIGITS
+
+
+def _at(node: Any, position: int) -> Any:
+    if isinstance(node, list) and -len(node) <= position < len(node):
+        return node[position]
+    return MISSING
+
+
+class _Parser:
+    """A small scanner over one path's text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = 0
+
+    def steps(self) -> tuple[Step, ...]:
+        if not self.text:
+            raise PathSyntaxError("the path is empty")
+        steps: list[Step] = [Key(self._name(".["))]
+        while self.at < len(self.text):
+            char = self._take()
+            if char == ".":
+                steps.append(Key(self._name(".[")))
+            elif char == "[":
+                steps.append(self._selector())
+            else:
+                self._fail(f"'{char}' cannot follow a key; use '.' or '['", back=1)
+        return tuple(steps)
+
+    def _selector(self) -> Step:
+        if not self._peek():
+            self._fail("a selector must end with ']'")
+        if self._peek() == "*":
+            self.at += 1
+            step: Step = Each()
+        elif self._peek() in ("-", *"0123456789"):
+            step = Index(self._index())
+        else:
+            field = self._field()
+            self._expect("=", "a selector is [N], [*] or [field=value]")
+            step = Select(field, self._value().strip().casefold())
+        self._expect("]", "a selector must end with ']'")
+        return step
+
+    def _field(self) -> str:
+        quoted = self._peek() == '"'
+        field = self._name("=].[")
+        if not quoted and not field.strip():
+            self._fail("a selector needs a field before '='")
+        return field if quoted else field.strip()
+
+    def _index(self) -> int:
+        start = self.at
+        if self._peek() == "-":
+            self.at += 1
+        while self._peek().isascii() and self._peek().isdigit():
+            self.at += 1
+        digits = self.text[start : self.at]
+        if digits in ("", "-") or len(digits) > MAX_INDEX_DIGITS:
+            self._fail("a list position must be a whole number")
+        return int(digits)
+
+    def _value(self) -> str:
+        if self._peek() == '"':
+            return self._quoted()
+        end = self.text.find("]", self.at)
+        if end < 0:
+            self._fail("a selector must end with ']'")
+        value = self.text[self.at : end]
+        if not value.strip():
+            self._fail("a selector needs a value after '='")
+        if '"' in value or "[" in value:
+            self._fail("quote a selector value holding '\"' or '['")
+        self.at = end
+        return value
+
+    def _name(self, stops: str) -> str:
+        if self._peek() == '"':
+            return self._quoted()
+        start = self.at
+        while self.at < len(self.text) and self.text[self.at] not in stops:
+            if self.text[self.at] in '"]':
+                self._fail(f"quote a key holding '{self.text[self.at]}'")
+            self.at += 1
+        if self.at == start:
+            self._fail("a key is missing")
+        return self.text[start : self.at]
+
+    def _quoted(self) -> str:
+        self.at += 1
+        chars: list[str] = []
+        while self.at < len(self.text):
+            char = self._take()
+            if char == '"':
+                return "".join(chars)
+            if char == "\\" and self.at < len(self.text):
+                char = self._take()
+            chars.append(char)
+        self._fail("a quoted key or value is not closed")
+
+    def _expect(self, char: str, problem: str) -> None:
+        if self._peek() != char:
+            self._fail(problem)
+        self.at += 1
+
+    def _peek(self) -> str:
+        return self.text[self.at] if self.at < len(self.text) else ""
+
+    def _take(self) -> str:
+        self.at += 1
+        return self.text[self.at - 1]
+
+    def _fail(self, problem: str, back: int = 0) -> NoReturn:
+        raise PathSyntaxError(f"{problem} (at character {self.at - back + 1})")

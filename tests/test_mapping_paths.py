@@ -1,0 +1,175 @@
+"""The path language: keys, positions, selectors, wildcards, quoting and record fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.mapping_paths import (
+    MISSING,
+    Each,
+    Index,
+    Key,
+    PathSyntaxError,
+    Select,
+    parse_path,
+)
+
+LEAD: dict[str, Any] = {
+    "calc_name": "Maturity",
+    "user_info": {"email": "a@b.co", "empty": None},
+    "results": [
+        {"title": "Score", "value": 72},
+        {"title": " Custom Segment ", "value": "Growth"},
+        {"title": 7, "value": "seven"},
+        "not an object",
+    ],
+    "questions": [
+        {"question": "How big is your team?", "answer": "11-50"},
+        {"question": "Tools?", "answer": ["CRM", "Email"]},
+        {"question": "Skipped", "answer": None},
+    ],
+    "Which plan do you use?": "Team",
+    "a.b": {"c[d]": 1, 'say "hi"': 2},
+}
+META = {"source": "acme", "received_at": 1714558830000, "profile": "default"}
+
+
+def resolve(text: str, document: Any = LEAD) -> Any:
+    return parse_path(text).resolve(document, META)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("calc_name", "Maturity"),
+        ("user_info.email", "a@b.co"),
+        ("results.0.value", 72),
+        ("results[0].value", 72),
+        ("results[-1]", "not an object"),
+        ("results[title=Score].value", 72),
+        ("results[title=score].value", 72),
+        ("results[title = custom segment ].value", "Growth"),
+        ("results[title=7].value", "seven"),
+        ("questions[question=How big is your team?].answer", "11-50"),
+        ('questions[question="Tools?"].answer', ["CRM", "Email"]),
+        ("questions[*].answer", ["11-50", ["CRM", "Email"]]),
+        ("questions[*].question", ["How big is your team?", "Tools?", "Skipped"]),
+        ('"Which plan do you use?"', "Team"),
+        ('"a.b"."c[d]"', 1),
+        ('"a.b"."say \\"hi\\""', 2),
+        ("$source", "acme"),
+        ("$received_at", 1714558830000),
+        ("$profile", "default"),
+    ],
+)
+def test_paths_find_values(text: str, value: Any) -> None:
+    assert resolve(text) == value
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nope",
+        "user_info.nope",
+        "user_info.empty",
+        "user_info.email.more",
+        "results.9.value",
+        "results[9]",
+        "results[-9]",
+        "results[title=Nope].value",
+        "calc_name[0]",
+        "calc_name[title=x]",
+        "calc_name[*]",
+        "user_info[0]",
+        "results.x",
+    ],
+)
+def test_paths_that_lead_nowhere_are_missing(text: str) -> None:
+    assert resolve(text) is MISSING
+
+
+def test_a_record_field_that_is_unknown_at_run_time_is_missing() -> None:
+    assert parse_path("$received_at").resolve(LEAD, {"received_at": None}) is MISSING
+
+
+def test_paths_parse_into_steps() -> None:
+    path = parse_path('results[title="Score [%]"].value[*][2].x')
+    assert path.steps == (
+        Key("results"),
+        Select("title", "score [%]"),
+        Key("value"),
+        Each(),
+        Index(2),
+        Key("x"),
+    )
+    assert str(path) == path.text
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the path is empty"),
+        ("a.", "a key is missing (at character 3)"),
+        (".a", "a key is missing (at character 1)"),
+        ("a..b", "a key is missing (at character 3)"),
+        ("a[", "a selector must end with ']' (at character 3)"),
+        ("a[1", "a selector must end with ']' (at character 4)"),
+        ("a[*", "a selector must end with ']' (at character 4)"),
+        ("a[x]", "a selector is [N], [*] or [field=value] (at character 4)"),
+        ("a[x=]", "a selector needs a value after '=' (at character 5)"),
+        ("a[ =x]", "a selector needs a field before '=' (at character 4)"),
+        ("a[x=y", "a selector must end with ']' (at character 5)"),
+        ("a[-]", "a list position must be a whole number (at character 4)"),
+        ("a[1234567890]", "a list position must be a whole number"),
+        ("a[x=y[z]]", "quote a selector value holding"),
+        ("a]b", "quote a key holding ']' (at character 2)"),
+        ('a"b', "quote a key holding '\"' (at character 2)"),
+        ('"a', "a quoted key or value is not closed"),
+        ('"a"b', "'b' cannot follow a key; use '.' or '[' (at character 4)"),
+        ("$nope", "unknown record field '$nope'; known: $source, $received_at, $profile"),
+    ],
+)
+def test_bad_paths_say_why_and_where(text: str, message: str) -> None:
+    with pytest.raises(PathSyntaxError) as caught:
+        parse_path(text)
+    assert message in str(caught.value)
+
+
+keys = st.text(min_size=1, max_size=12)
+
+
+def quoted(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@given(st.lists(keys, min_size=1, max_size=4), st.integers())
+def test_any_quoted_keys_lead_back_to_their_value(path: list[str], value: int) -> None:
+    document: Any = value
+    for key in reversed(path):
+        document = {key: document}
+    assert resolve(".".join(quoted(key) for key in path), document) == value
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "0", "title", "value"]), children, max_size=3)
+    ),
+    max_leaves=15,
+)
+path_texts = st.sampled_from(
+    ["a", "a.b", "a.0", "a[0].b", "a[-1]", "a[title=x].value", "a[*].b", "a[*][*]", "b.a.title"]
+)
+
+
+@given(json_values, path_texts)
+def test_resolving_never_fails_and_never_returns_null(document: Any, text: str) -> None:
+    value = resolve(text, document)
+    assert value is not None
+    if isinstance(value, list) and "[*]" in text:
+        assert MISSING not in value and None not in value

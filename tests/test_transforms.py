@@ -1,0 +1,304 @@
+"""Value coercion: what each Braze type accepts, what it sends, and how it refuses."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from connector.transforms import (
+    MAX_TEXT,
+    CoercionError,
+    Transform,
+    coerce,
+    text_of,
+    to_array,
+    to_boolean,
+    to_integer,
+    to_number,
+    to_string,
+    to_time,
+    transform_text,
+    truncate,
+)
+
+# --- text --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [("a b", "a b"), (72, "72"), (72.0, "72"), (-0.5, "-0.5"), (True, "true"), (False, "false")],
+)
+def test_text_of_scalars(value: Any, text: str) -> None:
+    assert text_of(value) == text
+
+
+@pytest.mark.parametrize("value", [None, [1], {"a": 1}, math.nan, math.inf])
+def test_text_of_refuses_non_scalars(value: Any) -> None:
+    assert text_of(value) is None
+
+
+def test_text_of_refuses_an_integer_too_long_to_print() -> None:
+    assert text_of(10**5000) is None
+
+
+def test_string_joins_lists_and_cuts_at_255() -> None:
+    assert to_string(["a", 2, None, True]) == "a, 2, true"
+    assert to_string("x" * 300) == "x" * MAX_TEXT
+    assert to_string([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [({"a": 1}, "is an object, not text"), ([{"a": 1}], "is an object, not text")],
+)
+def test_string_refuses_objects(value: Any, message: str) -> None:
+    with pytest.raises(CoercionError, match=message):
+        to_string(value)
+
+
+@given(st.text(max_size=1000), st.integers(min_value=1, max_value=600))
+def test_truncation_never_exceeds_the_limit_and_keeps_a_prefix(text: str, limit: int) -> None:
+    cut = truncate(text, limit)
+    assert len(cut) <= limit
+    assert text.startswith(cut)
+    assert cut == text or len(cut) == limit
+
+
+@given(st.text(max_size=1000))
+def test_string_values_never_exceed_255(text: str) -> None:
+    assert len(to_string(text)) <= MAX_TEXT
+    assert all(len(item) <= MAX_TEXT for item in to_array([text, text + "x"]))
+
+
+# --- numbers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("72", 72),
+        (" 72 ", 72),
+        ("-3.5", -3.5),
+        ("+4", 4),
+        (".5", 0.5),
+        ("1e3", 1000.0),
+        ("1,234", 1234),
+        ("$1,234.50", 1234.5),
+        ("-$1,234.50", -1234.5),
+        ("$-3", -3),
+        ("\u22123", -3),
+        ("75%", 75),
+        ("0.5 %", 0.5),
+        ("72 kg", 72),
+        ("1,234.50 USD", 1234.5),
+        ("USD 12", 12),
+        ("€12.30", 12.3),
+        ("12 €", 12),
+    ],
+)
+def test_numbers_from_text(text: str, number: float) -> None:
+    result = to_number(text)
+    assert result == number
+    assert type(result) is type(number)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("N/A", "is not a number"),
+        ("12,50", "is not a number"),
+        ("1.2.3", "is not a number"),
+        ("--3", "is not a number"),
+        ("-$-3", "is not a number"),
+        ("$95 to $105", "is not a number"),
+        ("Q3", "is not a number"),
+        ("", "is not a number"),
+        ("1e999", "is too large to be a number"),
+        ("1" * 65, "is too long to be a number"),
+        (True, "is a boolean, not a number"),
+        (math.inf, "is not a finite number"),
+        ([1], "is a list, not a number"),
+        (None, "is null, not a number"),
+    ],
+)
+def test_numbers_refused(value: Any, message: str) -> None:
+    with pytest.raises(CoercionError, match=message):
+        to_number(value)
+
+
+@given(st.integers(min_value=-(10**15), max_value=10**15))
+def test_integers_round_trip_through_text(number: int) -> None:
+    assert to_number(str(number)) == number
+    assert to_number(f"{number:,}") == number
+    assert to_integer(f"{number:,}") == number
+    assert to_number(f"{number}%") == number
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_round_trip_through_repr(number: float) -> None:
+    assert to_number(repr(number)) == number
+    assert to_number(number) == number
+
+
+@given(st.decimals(min_value=0, max_value=10**12, places=2, allow_nan=False))
+def test_money_round_trips(amount: Any) -> None:
+    assert to_number(f"${amount:,.2f}") == pytest.approx(float(amount))
+    assert to_number(f"-${amount:,.2f}") == pytest.approx(-float(amount))
+
+
+def test_integers_must_be_whole() -> None:
+    assert to_integer(72.0) == 72
+    assert to_integer("1,200") == 1200
+    with pytest.raises(CoercionError, match="is not a whole number"):
+        to_integer("72.5")
+
+
+# --- booleans ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "result"),
+    [
+        (True, True),
+        (False, False),
+        (1, True),
+        (0.0, False),
+        (" Yes ", True),
+        ("n", False),
+        ("ON", True),
+        ("unchecked", False),
+        ("1", True),
+    ],
+)
+def test_booleans(value: Any, result: bool) -> None:
+    assert to_boolean(value) is result
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("maybe", "is text, not a boolean"), (2, "is a number, not a boolean")]
+)
+def test_booleans_refused(value: Any, message: str) -> None:
+    with pytest.raises(CoercionError, match=message):
+        to_boolean(value)
+
+
+# --- times -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "iso"),
+    [
+        ("2024-05-01T10:20:30.000Z", "2024-05-01T10:20:30.000Z"),
+        ("2024-05-01T10:20:30Z", "2024-05-01T10:20:30.000Z"),
+        ("2024-05-01T12:20:30+02:00", "2024-05-01T10:20:30.000Z"),
+        ("2024-05-01 10:20:30", "2024-05-01T10:20:30.000Z"),
+        ("2024-05-01", "2024-05-01T00:00:00.000Z"),
+        ("20240501", "2024-05-01T00:00:00.000Z"),
+        (1714558830, "2024-05-01T10:20:30.000Z"),
+        (1714558830.5, "2024-05-01T10:20:30.500Z"),
+        (1714558830123, "2024-05-01T10:20:30.123Z"),
+        ("1714558830", "2024-05-01T10:20:30.000Z"),
+        ("1714558830123", "2024-05-01T10:20:30.123Z"),
+        ("Wed, 01 May 2024 10:20:30 GMT", "2024-05-01T10:20:30.000Z"),
+        (
+            "Wed May 01 2024 12:20:30 GMT+0200 (Central European Summer Time)",
+            "2024-05-01T10:20:30.000Z",
+        ),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+    ],
+)
+def test_times_become_iso_8601_utc(value: Any, iso: str) -> None:
+    assert to_time(value) == iso
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("yesterday", "is not a time"),
+        ("05/01/2024", "is not a time"),
+        (True, "is a boolean, not a time"),
+        ({"t": 1}, "is an object, not a time"),
+        ("3001-01-01", "is outside the years Braze accepts"),
+        (10**20, "is outside the years Braze accepts"),
+        (1e300, "is outside the years Braze accepts"),
+        ("0001-01-01T00:00:00+01:00", "is outside the years Braze accepts"),
+    ],
+)
+def test_times_refused(value: Any, message: str) -> None:
+    with pytest.raises(CoercionError, match=message):
+        to_time(value)
+
+
+moments = st.datetimes(
+    min_value=datetime(1974, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
+).map(lambda moment: moment.replace(microsecond=moment.microsecond // 1000 * 1000))
+
+
+@given(moments)
+def test_times_round_trip_from_iso_and_epoch(moment: datetime) -> None:
+    iso = to_time(moment.isoformat())
+    assert datetime.fromisoformat(iso) == moment
+    assert to_time(iso) == iso
+    milliseconds = round(moment.timestamp() * 1000)
+    assert to_time(milliseconds) == iso
+    if moment.microsecond == 0:
+        assert to_time(int(moment.timestamp())) == iso
+
+
+@given(moments, st.integers(min_value=-14 * 60, max_value=14 * 60))
+def test_times_with_offsets_are_the_same_instant(moment: datetime, minutes: int) -> None:
+    shifted = moment.astimezone(timezone(timedelta(minutes=minutes)))
+    assert to_time(shifted.isoformat()) == to_time(moment.isoformat())
+
+
+# --- arrays ------------------------------------------------------------------------------------
+
+
+def test_arrays_keep_unique_texts_in_order() -> None:
+    assert to_array(["b", "a", "b", 3, None, True]) == ["b", "a", "3", "true"]
+    assert to_array("one") == ["one"]
+    assert to_array("a, b,,c ,a", split=",") == ["a", "b", "c"]
+    assert to_array(["x" * 300]) == ["x" * MAX_TEXT]
+
+
+def test_arrays_refuse_nested_values() -> None:
+    with pytest.raises(CoercionError, match="array elements must be text"):
+        to_array([["a"]])
+
+
+def test_coerce_dispatches_by_type() -> None:
+    assert coerce("75%", "number") == 75
+    assert coerce("a;b", "array", ";") == ["a", "b"]
+    assert coerce(1, "boolean") is True
+    assert coerce(3, "string") == "3"
+
+
+# --- text transforms ---------------------------------------------------------------------------
+
+
+def test_transforms_run_in_order() -> None:
+    steps = (Transform("trim"), Transform("lower"), Transform("prefix", "og-"))
+    assert transform_text("  AbC ", steps) == "og-abc"
+    assert transform_text("abc", (Transform("upper"), Transform("suffix", "!"))) == "ABC!"
+    assert transform_text(42, (Transform("prefix", "#"),)) == "#42"
+
+
+def test_sha256_is_the_hex_digest_of_utf8() -> None:
+    digest = transform_text("zoë@b.co", (Transform("sha256"),))
+    assert digest == hashlib.sha256("zoë@b.co".encode()).hexdigest()
+
+
+def test_no_transforms_leave_values_alone() -> None:
+    value = {"a": [1]}
+    assert transform_text(value, ()) is value
+
+
+def test_transforms_refuse_non_scalars() -> None:
+    with pytest.raises(CoercionError, match="is a list, not text"):
+        transform_text([1], (Transform("trim"),))
