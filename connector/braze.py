@@ -102,11 +102,14 @@ class AdaptiveLimiter:
     burst_fraction: float = 0.04
     floor_fraction: float = 0.05
     factor: float = 1.0  # cut by 429s, regrown towards 1
+    growth_step: float = 0.05
     paused_until: float = 0.0
+    _changed_at: float = 0.0
     _limiter: AsyncLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self._limiter = self._build()
+        self._full = False
 
     @property
     def requests_per_s(self) -> float:
@@ -121,11 +124,17 @@ class AdaptiveLimiter:
             return AsyncLimiter(1, self.budget.period_s)
         return AsyncLimiter(burst, burst / drip_per_s)
 
+    def _rebuild(self) -> None:
+        # A new bucket starts empty and would let a burst through on top of what the old one
+        # passed in this window; it starts full instead.
+        self._limiter = self._build()
+        self._full = True
+
     def set_share(self, share: float) -> None:
         """Use a new share of the workspace budget (after a rebalance)."""
         if share != self.share:
             self.share = max(share, 0.0001)
-            self._limiter = self._build()
+            self._rebuild()
 
     async def acquire(self) -> float:
         """Wait for a request slot; return the seconds waited."""
@@ -133,20 +142,31 @@ class AdaptiveLimiter:
         delay = self.paused_until - started
         if delay > 0:
             await asyncio.sleep(delay)
+        if self._full:
+            self._full = False
+            await self._limiter.acquire(self._limiter.max_rate)
         await self._limiter.acquire()
         return time.monotonic() - started
 
     def throttled(self, retry_after_s: float | None) -> None:
-        """Braze said 429: pause as told, then continue at half the rate."""
-        self.paused_until = max(self.paused_until, time.monotonic() + (retry_after_s or 1.0))
-        self.factor = max(self.factor / 2, self.floor_fraction)
-        self._limiter = self._build()
+        """Braze said 429: pause as told, then continue at half the rate.
+
+        Concurrent requests see the same 429s; the rate is cut once per pause, not once each.
+        """
+        now = time.monotonic()
+        if now >= self.paused_until:
+            self.factor = max(self.factor / 2, self.floor_fraction)
+            self._rebuild()
+        self.paused_until = max(self.paused_until, now + (retry_after_s or 1.0))
+        self._changed_at = now
 
     def succeeded(self) -> None:
-        """A request went through: regrow the rate a little, up to the full share."""
-        if self.factor < 1.0:
-            self.factor = min(1.0, self.factor + 0.01)
-            self._limiter = self._build()
+        """A request went through: regrow the rate additively, a step per tenth of a period."""
+        now = time.monotonic()
+        if self.factor < 1.0 and now - self._changed_at >= self.budget.period_s / 10:
+            self.factor = min(1.0, self.factor + self.growth_step)
+            self._changed_at = now
+            self._rebuild()
 
 
 def retry_after(headers: Any, now: float | None = None) -> float | None:

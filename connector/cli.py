@@ -9,7 +9,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from connector import config as cfg
-from connector.config import KafkaSettings, LogSettings, ReceiverSettings, TopicSettings
+from connector.config import (
+    KafkaSettings,
+    LogSettings,
+    ReceiverSettings,
+    SandboxSettings,
+    TopicSettings,
+    WorkerSettings,
+)
 from connector.errors import ConfigError, ConnectorError
 
 Command = Callable[[argparse.Namespace], int]
@@ -69,6 +76,24 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the delivery worker: raw topic -> mapping -> Braze, dead letters, commits."""
+    from connector.braze import RateBudget
+    from connector.mapping import load_mapping
+    from connector.worker import WorkerConfig, serve
+
+    conf = WorkerConfig(
+        kafka=settings(args, KafkaSettings),
+        topics=settings(args, TopicSettings),
+        worker=settings(args, WorkerSettings),
+    )
+    # Check the mapping and the budget before connecting to anything.
+    load_mapping(conf.worker.mapping_file)
+    RateBudget.parse(conf.worker.braze_rate_limit)
+    _run(serve(conf))
+    return 0
+
+
 def cmd_local_kafka(args: argparse.Namespace) -> int:
     """Run a local single-node Kafka broker in the foreground."""
     from connector.dev.kafka import run_local_kafka
@@ -87,6 +112,40 @@ def cmd_topics_ensure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mapping_check(args: argparse.Namespace) -> int:
+    """Map one sample lead and print the Braze objects it produces, or why it cannot."""
+    import json
+    import time
+    from pathlib import Path
+
+    from connector.mapping import Filtered, MappingFailure, load_mapping, map_record
+
+    mapping = load_mapping(args.mapping)
+    try:
+        sample = Path(args.sample).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the sample {args.sample}: {exc.strerror}") from None
+    now_ms = time.time_ns() // 1_000_000
+    received_at_ms = now_ms if args.received_at is None else args.received_at
+    try:
+        result = map_record(
+            mapping, sample, args.content_type, source=args.source, received_at_ms=received_at_ms
+        )
+    except MappingFailure as exc:
+        print(f"outgrow-braze: cannot map the sample ({exc.stage}): {exc.reason}", file=sys.stderr)
+        return 1
+    if isinstance(result, Filtered):
+        output: dict[str, Any] = {"filtered_by": result.rule}
+    else:
+        attributes = result.attribute_object()
+        output = {
+            "attributes": [attributes] if attributes else [],
+            "events": result.event_objects(),
+        }
+    print(json.dumps(output, indent=2, ensure_ascii=False))
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print every setting with its environment variable, default and meaning."""
     print("| Variable | Default | Meaning |")
@@ -95,6 +154,22 @@ def cmd_config(args: argparse.Namespace) -> int:
         for env, default, meaning in cfg.describe_fields(group):
             print(f"| `{env}` | `{default}` | {meaning} |")
     return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Run the local Braze sandbox; print its base URL on the first line once it is ready."""
+    from connector.dev.sandbox.app import serve
+    from connector.dev.sandbox.state import SandboxConfig
+
+    sandbox = settings(args, SandboxSettings)
+    # Keys and faults are parsed before anything starts, so a bad setting fails fast.
+    SandboxConfig.from_settings(sandbox)
+    _run(serve(sandbox, ready=_print_line))
+    return 0
+
+
+def _print_line(text: str) -> None:
+    print(text, flush=True)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -114,10 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings_options(parser, LogSettings)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_receiver(commands)
+    _add_worker(commands)
     _add_local_kafka(commands)
     _add_topics(commands)
+    _add_mapping(commands)
     _add_config(commands)
     _add_bench(commands)
+    _add_sandbox(commands)
     return parser
 
 
@@ -145,6 +223,17 @@ def _add_receiver(commands: Any) -> None:
     add_settings_options(sub, KafkaSettings, TopicSettings, ReceiverSettings)
 
 
+def _add_worker(commands: Any) -> None:
+    sub = _subparser(
+        commands,
+        "worker",
+        cmd_worker,
+        "BRAZE_REST_ENDPOINT=https://rest.iad-01.braze.com BRAZE_API_KEY=... "
+        "BRAZE_RATE_SHARE=0.5 outgrow-braze worker",
+    )
+    add_settings_options(sub, KafkaSettings, TopicSettings, WorkerSettings)
+
+
 def _add_local_kafka(commands: Any) -> None:
     sub = _subparser(commands, "local-kafka", cmd_local_kafka, "outgrow-braze local-kafka")
     sub.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
@@ -162,6 +251,24 @@ def _add_topics(commands: Any) -> None:
     add_settings_options(sub, KafkaSettings, TopicSettings)
 
 
+def _add_mapping(commands: Any) -> None:
+    mapping = commands.add_parser("mapping", help="Work with mapping files.")
+    verbs = mapping.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = _subparser(
+        verbs,
+        "check",
+        cmd_mapping_check,
+        "outgrow-braze mapping check --mapping my-mapping.yaml --sample lead.json --source acme",
+    )
+    sub.add_argument("--mapping", metavar="FILE", help="mapping file (default: the shipped one)")
+    sub.add_argument("--sample", metavar="EVENT.json", required=True, help="a raw lead body")
+    sub.add_argument("--source", default="default", help="the record's source label")
+    sub.add_argument("--content-type", default="application/json", help="the sample's content type")
+    sub.add_argument(
+        "--received-at", type=int, metavar="MS", help="receive time in epoch ms (default: now)"
+    )
+
+
 def _add_config(commands: Any) -> None:
     _subparser(commands, "config", cmd_config, "outgrow-braze config > settings.md")
 
@@ -171,6 +278,16 @@ def _add_bench(commands: Any) -> None:
 
     sub = _subparser(commands, "bench", cmd_bench, "outgrow-braze bench receiver --duration 20")
     add_bench_arguments(sub)
+
+
+def _add_sandbox(commands: Any) -> None:
+    sub = _subparser(
+        commands,
+        "sandbox",
+        cmd_sandbox,
+        "SANDBOX_PORT=9090 SANDBOX_EXTRA_KEYS=reader:users.export.ids outgrow-braze sandbox",
+    )
+    add_settings_options(sub, SandboxSettings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -126,6 +126,108 @@ class LogSettings(_Settings):
     )
 
 
+SANDBOX_DEV_API_KEY = "outgrow-braze-sandbox-dev-key"
+
+
+class SandboxSettings(_Settings):
+    """The local Braze sandbox (`outgrow-braze sandbox`), a stand-in for Braze's REST API."""
+
+    sandbox_host: str = Field("127.0.0.1", description="Address the sandbox listens on.")
+    sandbox_port: int = Field(
+        9090, ge=0, le=65_535, description="Port the sandbox listens on; 0 picks a free one."
+    )
+    sandbox_api_key: SecretStr = Field(
+        SecretStr(SANDBOX_DEV_API_KEY),
+        description=f"REST API key with every permission; defaults to the public development "
+        f"key `{SANDBOX_DEV_API_KEY}`.",
+    )
+    sandbox_extra_keys: SecretStr | None = Field(
+        None,
+        description="More keys, `key:permission+permission`, comma-separated "
+        "(e.g. `ro:users.export.ids`; `key:` has none).",
+    )
+    sandbox_track_rate_limit: int = Field(
+        3_000, ge=1, description="`/users/track` requests allowed per window, per workspace."
+    )
+    sandbox_track_rate_window_s: float = Field(
+        3.0, gt=0, description="Length of the `/users/track` rate-limit window."
+    )
+    sandbox_export_rate_limit: int = Field(
+        250, ge=1, description="`/users/export/ids` requests allowed per window."
+    )
+    sandbox_export_rate_window_s: float = Field(
+        60.0, gt=0, description="Length of the `/users/export/ids` rate-limit window."
+    )
+    sandbox_max_objects: int = Field(
+        75, ge=1, description="Objects allowed in one `/users/track` request, all arrays together."
+    )
+    sandbox_legacy_object_limit: bool = Field(
+        False, description="Apply SANDBOX_MAX_OBJECTS to each array instead (legacy rate limits)."
+    )
+    sandbox_max_body_bytes: int = Field(
+        4 * MIB, ge=1_024, le=64 * MIB, description="Largest body accepted; larger ones get 413."
+    )
+    sandbox_faults: str | None = Field(
+        None, description="Faults at start-up: a JSON object as taken by `POST /_sandbox/faults`."
+    )
+    sandbox_recent_events: int = Field(
+        20, ge=0, le=1_000, description="Events kept per profile for the page at `GET /`."
+    )
+
+
+class WorkerSettings(_Settings):
+    """The delivery worker: Braze, its budget, batching and the consumer group."""
+
+    braze_rest_endpoint: str = Field(
+        "http://127.0.0.1:9090",
+        description="Braze REST endpoint, e.g. `https://rest.iad-01.braze.com`, or the sandbox.",
+    )
+    braze_api_key: SecretStr = Field(
+        SecretStr(SANDBOX_DEV_API_KEY),
+        description="Braze REST API key with `users.track`; defaults to the sandbox's dev key.",
+    )
+    mapping_file: str | None = Field(
+        None, description="Mapping file (YAML); unset uses the mapping shipped with the package."
+    )
+    braze_rate_limit: str = Field(
+        "3000/3s", description="The workspace's `/users/track` budget, requests per period."
+    )
+    braze_rate_share: float = Field(
+        1.0, gt=0, le=1, description="Fraction of that budget this deployment may use."
+    )
+    braze_max_objects: int = Field(
+        75, ge=1, le=75, description="Objects per `/users/track` request (all arrays together)."
+    )
+    braze_legacy_object_limit: bool = Field(
+        False, description="Count BRAZE_MAX_OBJECTS per array (legacy Braze rate limits)."
+    )
+    braze_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Braze request.")
+    worker_port: int = Field(8081, ge=0, le=65_535, description="Port of health and metrics.")
+    worker_host: str = Field("0.0.0.0", description="Address of health and metrics.")
+    consumer_group: str = Field("outgrow-braze-worker", description="Kafka consumer group.")
+    worker_batch_window_ms: int = Field(
+        20, ge=0, le=5_000, description="How long records wait to be coalesced into a request."
+    )
+    worker_max_requests_in_flight: int = Field(
+        16, ge=1, le=1_000, description="Braze requests sent concurrently by one worker."
+    )
+    worker_max_pending_records: int = Field(
+        20_000, ge=100, description="Records held in memory before fetching pauses."
+    )
+    worker_commit_interval_s: float = Field(
+        1.0, gt=0, description="How often finished offsets are committed."
+    )
+    worker_drain_timeout_s: float = Field(
+        25.0, gt=0, description="On SIGTERM or revoke, how long in-flight requests may finish."
+    )
+    worker_retry_max_backoff_s: float = Field(
+        30.0, gt=0, description="Longest pause between retries of one Braze request."
+    )
+    worker_halt_probe_s: float = Field(
+        10.0, gt=0, description="While Braze refuses the key, how often to try again."
+    )
+
+
 SettingsT = TypeVar("SettingsT", bound=_Settings)
 
 
@@ -169,4 +271,6 @@ ALL_GROUPS: tuple[type[_Settings], ...] = (
     TopicSettings,
     ReceiverSettings,
     LogSettings,
+    SandboxSettings,
+    WorkerSettings,
 )

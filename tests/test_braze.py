@@ -72,25 +72,30 @@ def test_rate_budget_refuses_nonsense(text: str) -> None:
 
 
 def test_limiter_rate_follows_share_and_throttling() -> None:
-    limiter = AdaptiveLimiter(RateBudget(3000, 3.0), share=0.5)
-    assert limiter.requests_per_s == pytest.approx(500)
+    limiter = AdaptiveLimiter(RateBudget(3000, 0.001), share=0.5)
+    assert limiter.requests_per_s == pytest.approx(1_500_000)
     limiter.throttled(2.0)
-    assert limiter.requests_per_s == pytest.approx(250)
+    limiter.throttled(2.0)  # the same pause: cut once
+    assert limiter.requests_per_s == pytest.approx(750_000)
     assert limiter.paused_until > time.monotonic() + 1.5
-    for _ in range(10):
+    limiter.paused_until = 0.0
+    for _ in range(4):
+        limiter._changed_at = 0.0  # noqa: SLF001 - a tenth of the period has passed
         limiter.succeeded()
-    assert limiter.requests_per_s == pytest.approx(500 * 0.6)
+    assert limiter.requests_per_s == pytest.approx(1_500_000 * 0.7)
     for _ in range(100):
+        limiter._changed_at = 0.0  # noqa: SLF001
         limiter.succeeded()
-    assert limiter.requests_per_s == pytest.approx(500)
+    assert limiter.requests_per_s == pytest.approx(1_500_000)
     limiter.set_share(0.25)
-    assert limiter.requests_per_s == pytest.approx(250)
+    assert limiter.requests_per_s == pytest.approx(750_000)
 
 
 def test_throttling_never_goes_below_the_floor() -> None:
     limiter = AdaptiveLimiter(RateBudget(100, 1.0))
     for _ in range(20):
         limiter.throttled(0)
+        limiter.paused_until = 0.0
     assert limiter.requests_per_s == pytest.approx(5)
 
 

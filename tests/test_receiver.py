@@ -74,9 +74,11 @@ class Receiver:
 
 
 @asynccontextmanager
-async def running_receiver(bootstrap: str, **overrides: Any) -> AsyncIterator[Receiver]:
-    """Start a receiver with test credentials over fresh topics; stop it afterwards."""
-    topics = await fresh_topics(bootstrap)
+async def running_receiver(
+    bootstrap: str, topics: Topics | None = None, **overrides: Any
+) -> AsyncIterator[Receiver]:
+    """Start a receiver with test credentials (over fresh topics unless given); stop it after."""
+    topics = topics or await fresh_topics(bootstrap)
     settings = load(ReceiverSettings, {"receiver_publish_timeout_s": 5, **overrides})
     credentials = Credentials(
         basic=tuple(f"{u}:{p}".encode() for u, p in BASIC), tokens=(TOKEN.encode(),)

@@ -35,7 +35,7 @@ from typing import Any
 
 from connector.config import TopicSettings, load
 
-TARGETS = ["receiver"]
+TARGETS = ["receiver", "sandbox"]
 TOOLS = ["auto", "wrk", "builtin"]
 USERS = 10_000
 WRK_THREADS = 1
@@ -637,6 +637,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 when every answer was 2xx and Kafka holds every record, else 1."""
+    if args.target == "sandbox":
+        from connector.dev.sandbox.bench import run_sandbox_bench
+
+        return run_sandbox_bench(args)
     from connector.dev.kafka import BrokerUnavailable
 
     try:

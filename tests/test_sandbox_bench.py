@@ -1,0 +1,105 @@
+"""`outgrow-braze bench sandbox`: bodies, the wrk script, the plan, the report, one short run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from connector.dev import bench
+from connector.dev.bench import RunResult
+from connector.dev.sandbox import bench as sandbox_bench
+from connector.dev.sandbox.bench import (
+    CpuPlan,
+    SandboxBenchReport,
+    SandboxProcess,
+    load_command,
+    pinned,
+    problems,
+    track_body,
+    wrk_script,
+)
+from connector.dev.sandbox.contract import ObjectLimit, check_track
+
+GOOD = RunResult(100, 1.0, 100.0, 1.0, 2.0, 3.0, 4.0)
+
+
+def test_bodies_are_small_valid_track_requests_over_many_users() -> None:
+    first, again = track_body(0), track_body(sandbox_bench.USERS)
+    assert first["attributes"][0]["external_id"] == again["attributes"][0]["external_id"]
+    assert track_body(1)["events"][0]["external_id"] != first["events"][0]["external_id"]
+    batch = check_track(first, ObjectLimit())
+    assert (batch.errors, batch.counts) == ([], {"attributes": 1, "events": 1})
+    assert len(json.dumps(first, separators=(",", ":"))) < 400
+
+
+def test_the_wrk_script_sends_the_key_and_stops_at_the_limit(tmp_path: Path) -> None:
+    script = wrk_script(tmp_path / "b.jsonl", "s3cret", 1234)
+    assert '"Bearer " .. [==[s3cret]==]' in script
+    assert "if answered >= 1234 then wrk.thread:stop() end" in script
+    assert bench.WRK_MARKER in script
+    with pytest.raises(bench.BenchError):
+        wrk_script(tmp_path / "b.jsonl", "bad]==]key", 1)
+
+
+def test_pinning_and_the_cpu_plan() -> None:
+    assert pinned(["x"], (0,)) == ["taskset", "-c", "0", "x"]
+    assert pinned(["x"], None) == ["x"]
+    assert CpuPlan((0,), (1, 2)).describe() == "sandbox pinned to core 0, load on cores 1,2"
+    assert CpuPlan((0,), None).describe().endswith("load unpinned, same core")
+    assert CpuPlan(None, None).describe().startswith("not pinned")
+    plan = CpuPlan.detect()
+    if shutil.which("taskset"):
+        assert plan.sandbox is not None and len(plan.sandbox) == 1
+
+
+def test_load_commands_are_bounded_in_time_and_count(tmp_path: Path) -> None:
+    sandbox = SandboxProcess(None, "http://127.0.0.1:9", "k", tmp_path / "log")  # type: ignore[arg-type]
+    builtin = load_command("builtin", sandbox, 8, 2.0, tmp_path)
+    assert builtin[builtin.index("--max-requests") + 1] == str(2 * sandbox_bench.MAX_REQUESTS_PER_S)
+    assert builtin[builtin.index("--url") + 1] == "http://127.0.0.1:9/users/track"
+    wrk = load_command("wrk", sandbox, 8, 2.0, tmp_path)
+    assert wrk[:4] == ["wrk", "-t1", "-c8", "-d2s"]
+    assert "wrk.thread:stop()" in (tmp_path / "track.lua").read_text()
+
+
+def test_the_report_flags_errors_and_missing_201s() -> None:
+    report = SandboxBenchReport("wrk", 8, 1.0, 0.0, "not pinned", runs=[GOOD, GOOD])
+    report.sandbox_created = 200
+    assert problems(report) == []
+    assert "median" in sandbox_bench.format_table(report)
+    report.runs.append(RunResult(10, 1.0, 10.0, 1.0, 1.0, 1.0, 1.0, non_2xx={"429": 1}))
+    found = problems(report)
+    assert any(line.startswith("run 3: NON-2XX") for line in found)
+    assert any("COUNT CHECK FAILED" in line for line in found)
+    assert report.as_dict()["ok"] is False
+
+
+def test_bench_accepts_the_sandbox_target() -> None:
+    parser = argparse.ArgumentParser()
+    bench.add_bench_arguments(parser)
+    assert parser.parse_args(["sandbox"]).target == "sandbox"
+
+
+def test_a_short_run_measures_and_stops_everything(capsys: pytest.CaptureFixture[str]) -> None:
+    args = argparse.Namespace(
+        target="sandbox", duration=0.5, runs=1, connections=4, warmup=0.0, tool="auto", json=True
+    )
+    assert bench.run_bench(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] is True
+    assert summary["runs"][0]["requests"] > 0
+    assert summary["sandbox_201"] >= summary["accepted"]
+    if Path("/proc/self/stat").exists():
+        assert summary["median_sandbox_cpu_us_per_request"] > 0
+
+
+def test_cpu_seconds_reads_proc_or_says_none() -> None:
+    own = sandbox_bench.cpu_seconds(os.getpid())
+    if Path("/proc/self/stat").exists():
+        assert own is not None and own > 0
+    assert sandbox_bench.cpu_seconds(2**22 + 12345) is None

@@ -1,0 +1,165 @@
+"""The worker against a real broker and the Braze sandbox over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import ClientSession
+
+from connector.dev.sandbox.app import Sandbox
+from connector.dev.sandbox.state import SandboxConfig
+from tests.kafka_support import end_offsets
+from tests.test_receiver import running_receiver
+from tests.worker_support import lead, pipeline, sandbox_settings, wait_for
+
+
+async def test_submissions_through_the_receiver_end_in_each_users_last_state(
+    bootstrap_servers: str,
+) -> None:
+    users, rounds = 200, 25
+    async with pipeline(bootstrap_servers, partitions=6) as line:
+        async with running_receiver(bootstrap_servers, topics=line.topics) as rx:
+            for round_ in range(rounds):
+                posts = [rx.post(orjson.dumps(lead(u, round_))) for u in range(users)]
+                assert {status for status, _ in await asyncio.gather(*posts)} == {202}
+        line.start_worker()
+        await line.all_committed(timeout_s=120)
+
+        for user in range(users):
+            profile = line.profile(user)
+            assert profile is not None, f"user-{user} never arrived"
+            assert profile.custom["outgrow_quiz_score"] == (rounds - 1) * 1000 + user
+            assert profile.custom["outgrow_custom_segment"] == f"segment-{rounds - 1}"
+            assert profile.events["outgrow_submission"].count == rounds
+        assert await line.dead_letters() == []
+        stats = line.sandbox.state.stats.snapshot()
+        assert stats["objects_processed"]["events"] == users * rounds
+
+
+async def test_refused_objects_are_dead_lettered_and_the_rest_arrive(
+    bootstrap_servers: str,
+) -> None:
+    good = [lead(u, 0) for u in range(150)]
+    bad_email = {**lead(900, 0, external_id=None), "user_info": {"email": "not-an-email"}}
+    del bad_email["external_id"]
+    long_id = lead(901, 0, external_id="x" * 1000)
+    documents = [*good[:70], bad_email, *good[70:], long_id]
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce(documents)
+        line.start_worker()
+        await line.all_committed()
+        letters = await line.dead_letters()
+
+    assert all(line.profile(u) is not None for u in range(150))
+    assert sorted(orjson.loads(r.value)["id"] for r in letters) == ["lead-900-0", "lead-901-0"]
+    for record in letters:
+        headers = {k: v.decode() for k, v in record.headers}
+        assert headers["dlq-stage"] == "braze"
+        assert headers["dlq-reason"]
+        assert headers["dlq-original-topic"] == line.topics.raw
+        assert int(headers["dlq-original-offset"]) >= 0
+        assert headers["dlq-mapping-version"]
+        assert headers["content-type"] == "application/json"
+
+
+async def test_unmappable_records_are_dead_lettered_with_the_map_stage(
+    bootstrap_servers: str,
+) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([{"id": "anonymous", "results": []}, lead(1, 0)])
+        line.start_worker()
+        await line.all_committed()
+        letters = await line.dead_letters()
+    assert [orjson.loads(r.value)["id"] for r in letters] == ["anonymous"]
+    assert dict(letters[0].headers)["dlq-stage"] in (b"map", b"parse")
+    assert line.profile(1) is not None
+
+
+async def _rate(port: int) -> float:
+    async with ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+            text = await response.text()
+    line = next(x for x in text.splitlines() if x.startswith("outgrow_worker_rate_limit_per"))
+    return float(line.split()[-1])
+
+
+async def _ready_status(port: int) -> tuple[int, Any]:
+    async with ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+            return response.status, await response.json()
+
+
+async def test_a_refused_key_halts_then_resumes_when_braze_accepts_it(
+    bootstrap_servers: str,
+) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([lead(u, 0) for u in range(40)])
+        worker = line.start_worker(braze_api_key="a-key-braze-does-not-know")
+        await wait_for(lambda: line.sandbox.state.stats.snapshot()["requests"] != {}, 30)
+        await asyncio.sleep(1.5)
+        status, body = await _ready_status(worker.port)
+        assert status == 503 and "401" in body["reason"]
+        assert set((await line.committed()).values()) == {0}
+        assert await line.dead_letters() == []
+        assert len(line.sandbox.state.store) == 0
+
+        # Braze now knows the key: restart the sandbox on its port with the key added.
+        port = int(line.sandbox.base_url.rsplit(":", 1)[1])
+        await line.sandbox.stop()
+        fixed = sandbox_settings(
+            sandbox_port=port, sandbox_extra_keys="a-key-braze-does-not-know:users.track"
+        )
+        async with Sandbox(SandboxConfig.from_settings(fixed)) as sandbox:
+            line.sandbox = sandbox
+            await line.all_committed()
+            assert all(sandbox.state.store.by_external_id(f"user-{u}") for u in range(40))
+            status, _ = await _ready_status(worker.port)
+            assert status == 200
+        assert await line.dead_letters() == []
+
+
+async def test_throttling_and_server_errors_lose_nothing_and_respect_the_budget(
+    bootstrap_servers: str,
+) -> None:
+    budget = 60
+    async with pipeline(
+        bootstrap_servers, sandbox_track_rate_limit=budget, sandbox_track_rate_window_s=3.0
+    ) as line:
+        await line.produce([lead(u, r) for r in range(4) for u in range(600)])
+        async with ClientSession() as session:
+            faults = {"error_rate": 0.1, "storm_s": 2.0}
+            async with session.post(f"{line.sandbox.base_url}/_sandbox/faults", json=faults) as r:
+                assert r.status == 200
+        line.start_worker(
+            braze_rate_limit=f"{budget}/3s", braze_max_objects=20, worker_batch_window_ms=5
+        )
+        await line.all_committed(timeout_s=180)
+        stats = line.sandbox.state.stats.snapshot()
+        assert await line.dead_letters() == []
+    assert all(line.profile(u).custom["outgrow_quiz_score"] == 3000 + u for u in range(600))
+    assert stats["max_track_requests_in_3s"] <= budget
+    statuses = stats["requests"]["/users/track"]
+    assert any(str(code).startswith("5") for code in statuses), statuses
+    assert "429" in {str(code) for code in statuses}, statuses
+
+
+async def test_two_workers_share_partitions_and_budget_and_lose_nothing(
+    bootstrap_servers: str,
+) -> None:
+    async with pipeline(bootstrap_servers, partitions=4) as line:
+        await line.produce([lead(u, r) for r in range(3) for u in range(400)])
+        line.start_worker(braze_rate_limit="300/3s", worker_batch_window_ms=5, braze_max_objects=10)
+        await wait_for(lambda: len(line.sandbox.state.store) > 20, 60)
+        line.start_worker(braze_rate_limit="300/3s", worker_batch_window_ms=5, braze_max_objects=10)
+        await line.produce([lead(u, 3) for u in range(400)])
+        await line.all_committed(timeout_s=180)
+        ends = await end_offsets(line.bootstrap, line.topics.raw)
+        assert sum(ends.values()) == 1600
+        rates = [await _rate(worker.port) for worker in line.workers]
+    assert rates == [50.0, 50.0]  # 300 per 3 s, two partitions of four each
+    for user in range(400):
+        profile = line.profile(user)
+        assert profile.custom["outgrow_quiz_score"] == 3000 + user
+        assert profile.events["outgrow_submission"].count >= 4
