@@ -88,6 +88,33 @@ class RateBudget:
         return cls(int(match.group(1)), period)
 
 
+class ReshapableLimiter(AsyncLimiter):
+    """aiolimiter's leaky bucket whose rate can change while requests wait in it.
+
+    A new limiter per rate change would leave the old one releasing its waiters at the old
+    rate, two buckets at once; this changes the one bucket in place instead (aiolimiter 1.x).
+    """
+
+    def reshape(self, max_rate: float, time_period: float) -> None:
+        """Account for the time passed at the old rate, then continue at the new one."""
+        in_use = _loop_running() and self._level > 0
+        if in_use:
+            self._leak()
+        self.max_rate = max_rate
+        self.time_period = time_period
+        self._rate_per_sec = max_rate / time_period
+        if in_use:
+            self._wake_next()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 @dataclass
 class AdaptiveLimiter:
     """A token bucket no window of `period_s` can exceed, cut on 429s and regrown slowly.
@@ -105,46 +132,40 @@ class AdaptiveLimiter:
     growth_step: float = 0.05
     paused_until: float = 0.0
     _changed_at: float = 0.0
-    _limiter: AsyncLimiter = field(init=False)
+    _limiter: ReshapableLimiter = field(init=False)
 
     def __post_init__(self) -> None:
-        self._limiter = self._build()
-        self._full = False
+        self._limiter = ReshapableLimiter(*self._shape())
 
     @property
     def requests_per_s(self) -> float:
         """The rate now allowed."""
         return self.budget.requests * self.share * self.factor / self.budget.period_s
 
-    def _build(self) -> AsyncLimiter:
+    def _shape(self) -> tuple[float, float]:
+        """(bucket size, seconds to drain it) for the current share and factor."""
         per_window = max(self.budget.requests * self.share * self.factor, 1.0)
         burst = max(per_window * self.burst_fraction, 1.0)
         drip_per_s = (per_window - burst) / self.budget.period_s
         if drip_per_s <= 0:
-            return AsyncLimiter(1, self.budget.period_s)
-        return AsyncLimiter(burst, burst / drip_per_s)
+            return 1.0, self.budget.period_s
+        return burst, burst / drip_per_s
 
-    def _rebuild(self) -> None:
-        # A new bucket starts empty and would let a burst through on top of what the old one
-        # passed in this window; it starts full instead.
-        self._limiter = self._build()
-        self._full = True
+    def _reshape(self) -> None:
+        self._limiter.reshape(*self._shape())
 
     def set_share(self, share: float) -> None:
         """Use a new share of the workspace budget (after a rebalance)."""
         if share != self.share:
             self.share = max(share, 0.0001)
-            self._rebuild()
+            self._reshape()
 
     async def acquire(self) -> float:
         """Wait for a request slot; return the seconds waited."""
         started = time.monotonic()
-        delay = self.paused_until - started
-        if delay > 0:
+        # A pause may be extended while we sleep, so look again after each one.
+        while (delay := self.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-        if self._full:
-            self._full = False
-            await self._limiter.acquire(self._limiter.max_rate)
         await self._limiter.acquire()
         return time.monotonic() - started
 
@@ -156,7 +177,7 @@ class AdaptiveLimiter:
         now = time.monotonic()
         if now >= self.paused_until:
             self.factor = max(self.factor / 2, self.floor_fraction)
-            self._rebuild()
+            self._reshape()
         self.paused_until = max(self.paused_until, now + (retry_after_s or 1.0))
         self._changed_at = now
 
@@ -166,7 +187,7 @@ class AdaptiveLimiter:
         if self.factor < 1.0 and now - self._changed_at >= self.budget.period_s / 10:
             self.factor = min(1.0, self.factor + self.growth_step)
             self._changed_at = now
-            self._rebuild()
+            self._reshape()
 
 
 def retry_after(headers: Any, now: float | None = None) -> float | None:

@@ -205,6 +205,8 @@ class Worker:
             self._finish(keys)
         finally:
             self.users_in_flight.difference_update(request.users)
+            # Free the slot before waking the dispatcher, which counts slots by live tasks.
+            self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type, unused-ignore]
             self.wake.set()
 
     async def _send(self, request: TrackRequest, delivery: Delivery) -> None:
