@@ -80,11 +80,11 @@ def test_limiter_rate_follows_share_and_throttling() -> None:
     assert limiter.paused_until > time.monotonic() + 1.5
     limiter.paused_until = 0.0
     for _ in range(4):
-        limiter._changed_at = 0.0  # noqa: SLF001 - a tenth of the period has passed
+        limiter._changed_at = 0.0  # as if a tenth of the period has passed
         limiter.succeeded()
     assert limiter.requests_per_s == pytest.approx(1_500_000 * 0.7)
     for _ in range(100):
-        limiter._changed_at = 0.0  # noqa: SLF001
+        limiter._changed_at = 0.0
         limiter.succeeded()
     assert limiter.requests_per_s == pytest.approx(1_500_000)
     limiter.set_share(0.25)
