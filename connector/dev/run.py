@@ -1,23 +1,42 @@
-"""`make run`: a local broker, the topics and the receiver with development credentials."""
+"""`make run`: the whole pipeline on one machine.
+
+A local Kafka broker, the topics, the Braze sandbox, the receiver with development credentials
+and a worker delivering to the sandbox; Ctrl-C stops everything in reverse order.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+import signal
 import sys
 
-from connector.config import KafkaSettings, LogSettings, ReceiverSettings, TopicSettings, load
+from connector import receiver, worker
+from connector.config import (
+    SANDBOX_DEV_API_KEY,
+    KafkaSettings,
+    LogSettings,
+    ReceiverSettings,
+    SandboxSettings,
+    TopicSettings,
+    WorkerSettings,
+    load,
+)
 from connector.dev.kafka import BrokerUnavailable, provide_broker
+from connector.dev.sandbox.app import Sandbox
+from connector.dev.sandbox.state import SandboxConfig
 from connector.errors import ConnectorError
 from connector.logs import configure
-from connector.receiver import ReceiverConfig, serve
 from connector.topics import ensure_topics
 
 
-def _banner(port: int, user: str, password: str, token: str) -> str:
+def _banner(port: int, user: str, password: str, token: str, sandbox_url: str) -> str:
     base = f"http://127.0.0.1:{port}"
-    sample = '{"id":"lead-1","calc_name":"Demo quiz","user_info":{"email":"jane@example.com"},'
-    sample += '"results":[{"title":"Score","value":72}]}'
+    sample = (
+        '{"id":"lead-1","calc_name":"Demo quiz","user_info":{"email":"jane@example.com"},'
+        '"results":[{"title":"Score","value":72},{"title":"Outcome","value":"Growth Stage"}]}'
+    )
     return "\n".join(
         [
             "",
@@ -25,9 +44,10 @@ def _banner(port: int, user: str, password: str, token: str) -> str:
             f"  webhook URL (Basic auth): {base}/webhooks/outgrow",
             f"  Basic auth:               user {user}  password {password}",
             f"  webhook URL (token):      {base}/webhooks/outgrow?token={token}",
-            f"  readiness:                {base}/readyz    metrics: {base}/metrics",
+            f"  receiver probes:          {base}/readyz  {base}/metrics",
+            f"  Braze sandbox:            {sandbox_url}/  (API key {SANDBOX_DEV_API_KEY})",
             "",
-            "Try it:",
+            "Try it, then open the sandbox page to see the profile:",
             f"  curl -i -u {user}:{password} -H 'Content-Type: application/json' \\",
             f"       -d '{sample}' {base}/webhooks/outgrow",
             "",
@@ -37,20 +57,33 @@ def _banner(port: int, user: str, password: str, token: str) -> str:
     )
 
 
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
+
+
 async def _serve(bootstrap: str, user: str, password: str, token: str) -> None:
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
     topics = load(TopicSettings)
-    receiver = load(
-        ReceiverSettings,
-        {
-            "receiver_host": "127.0.0.1",
-            "webhook_basic_auth": f"{user}:{password}",
-            "webhook_tokens": token,
-        },
-    )
+    credentials = {"webhook_basic_auth": f"{user}:{password}", "webhook_tokens": token}
+    receiver_settings = load(ReceiverSettings, {"receiver_host": "127.0.0.1", **credentials})
     await ensure_topics(kafka, topics)
-    print(_banner(receiver.receiver_port, user, password, token), file=sys.stderr, flush=True)
-    await serve(ReceiverConfig(kafka, topics, receiver))
+    stop = _stop_on_signals()
+    async with Sandbox(SandboxConfig.from_settings(load(SandboxSettings))) as sandbox:
+        worker_settings = load(
+            WorkerSettings,
+            {"braze_rest_endpoint": sandbox.base_url, "worker_host": "127.0.0.1"},
+        )
+        port = receiver_settings.receiver_port
+        print(_banner(port, user, password, token, sandbox.base_url), file=sys.stderr, flush=True)
+        services = [
+            receiver.serve(receiver.ReceiverConfig(kafka, topics, receiver_settings), stop),
+            worker.serve(worker.WorkerConfig(kafka, topics, worker_settings), stop),
+        ]
+        await asyncio.gather(*services)
 
 
 def main() -> int:
@@ -60,12 +93,11 @@ def main() -> int:
     try:
         with provide_broker() as broker:
             print(f"KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
-            asyncio.run(_serve(broker.bootstrap_servers, user, password, token))
-    except (BrokerUnavailable, ConnectorError) as exc:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(_serve(broker.bootstrap_servers, user, password, token))
+    except (BrokerUnavailable, ConnectorError, OSError) as exc:
         print(f"make run: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
