@@ -163,3 +163,24 @@ async def test_two_workers_share_partitions_and_budget_and_lose_nothing(
         profile = line.profile(user)
         assert profile.custom["outgrow_quiz_score"] == 3000 + user
         assert profile.events["outgrow_submission"].count >= 4
+
+
+async def test_a_request_refused_whole_is_split_down_to_the_bad_objects(
+    bootstrap_servers: str,
+) -> None:
+    """Braze answers 400 when no object of a request is valid; splitting isolates them."""
+    bad = [
+        {"id": f"bad-{n}", "user_info": {"email": f"broken-address-{n}"}, "results": []}
+        for n in range(3)
+    ]
+    async with pipeline(bootstrap_servers, partitions=1) as line:
+        await line.produce(bad)
+        await line.produce([lead(u, 0) for u in range(5)])
+        line.start_worker(braze_max_objects=6, worker_batch_window_ms=200)
+        await line.all_committed()
+        letters = await line.dead_letters()
+        statuses = line.sandbox.state.stats.snapshot()["requests"]["/users/track"]
+    assert sorted(orjson.loads(r.value)["id"] for r in letters) == ["bad-0", "bad-1", "bad-2"]
+    assert {dict(r.headers)["dlq-braze-status"] for r in letters} <= {b"400", b"201"}
+    assert "400" in {str(code) for code in statuses}, statuses
+    assert all(line.profile(u) is not None for u in range(5))
