@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import ClientSession
 
 from connector.dev.sandbox.app import Sandbox
@@ -92,7 +93,7 @@ async def _ready_status(port: int) -> tuple[int, Any]:
 
 
 async def test_a_refused_key_halts_then_resumes_when_braze_accepts_it(
-    bootstrap_servers: str,
+    bootstrap_servers: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with pipeline(bootstrap_servers) as line:
         await line.produce([lead(u, 0) for u in range(40)])
@@ -104,6 +105,9 @@ async def test_a_refused_key_halts_then_resumes_when_braze_accepts_it(
         assert set((await line.committed()).values()) == {0}
         assert await line.dead_letters() == []
         assert len(line.sandbox.state.store) == 0
+        refusals = [r for r in caplog.records if "refuses the configuration" in r.getMessage()]
+        assert len(refusals) == 1, "one clear line, not one per retry"
+        assert "a-key-braze-does-not-know" not in caplog.text
 
         # Braze now knows the key: restart the sandbox on its port with the key added.
         port = int(line.sandbox.base_url.rsplit(":", 1)[1])
