@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from connector.keys import KeyRule
 from connector.metrics import CONTENT_TYPE_LATEST, ReceiverMetrics
 from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
 from connector.producer import Headers, Publisher
+from connector.signals import stop_on_signals
 from connector.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -271,20 +271,12 @@ async def serve(config: ReceiverConfig, stop: asyncio.Event | None = None) -> No
         log.warning("receiver runs WITHOUT authentication (insecure development mode)")
     if settings.receiver_ensure_topics:
         await ensure_topics(config.kafka, config.topics)
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     max_request = config.topics.topic_max_message_bytes
     async with Publisher(config.kafka, config.topics.raw_topic, max_request) as publisher:
         rule = KeyRule.from_settings(settings.record_key_paths, settings.record_lead_id_paths)
         state = ReceiverState(settings, credentials, rule, publisher)
         await _run_http(state, stop)
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
 
 
 async def _run_http(state: ReceiverState, stop: asyncio.Event) -> None:

@@ -20,6 +20,7 @@ from connector.deadletter import DeadLetters, Reason, SourceRecord
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
 from connector.metrics import WorkerMetrics
 from connector.offsets import PartitionOffsets
+from connector.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +411,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
     budget = RateBudget.parse(settings.braze_rate_limit)
     limiter = AdaptiveLimiter(budget, share=settings.braze_rate_share)
     metrics = WorkerMetrics()
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     consumer = _consumer(config)
     max_bytes = config.topics.topic_max_message_bytes
     api_key = settings.braze_api_key.get_secret_value()
@@ -485,13 +486,3 @@ async def _consume(
             await dispatcher
         await consumer.stop()
     log.info("worker stopped")
-
-
-def _stop_on_signals() -> asyncio.Event:
-    import signal
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-import signal
 import sys
 
 from connector import receiver, worker
@@ -28,6 +27,7 @@ from connector.dev.sandbox.app import Sandbox
 from connector.dev.sandbox.state import SandboxConfig
 from connector.errors import ConnectorError
 from connector.logs import configure
+from connector.signals import stop_on_signals
 from connector.topics import ensure_topics
 
 
@@ -57,21 +57,13 @@ def _banner(port: int, user: str, password: str, token: str, sandbox_url: str) -
     )
 
 
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop
-
-
 async def _serve(bootstrap: str, user: str, password: str, token: str) -> None:
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
     topics = load(TopicSettings)
     credentials = {"webhook_basic_auth": f"{user}:{password}", "webhook_tokens": token}
     receiver_settings = load(ReceiverSettings, {"receiver_host": "127.0.0.1", **credentials})
     await ensure_topics(kafka, topics)
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     async with Sandbox(SandboxConfig.from_settings(load(SandboxSettings))) as sandbox:
         worker_settings = load(
             WorkerSettings,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -18,6 +17,7 @@ from aiohttp import web
 from connector.config import SandboxSettings
 from connector.dev.sandbox import admin, api
 from connector.dev.sandbox.state import STATE, SandboxConfig, SandboxState
+from connector.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +108,10 @@ async def serve(
 ) -> None:
     """Run the sandbox until SIGTERM/SIGINT (or `stop`); call `ready` with its URL once up."""
     config = SandboxConfig.from_settings(settings)
-    stop = stop or _stop_on_signals()
+    stop = stop or stop_on_signals()
     async with Sandbox(config) as sandbox:
         log.info("sandbox listening", extra={"url": sandbox.base_url})
         if ready is not None:
             ready(sandbox.base_url)
         await stop.wait()
     log.info("sandbox stopped")
-
-
-def _stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    return stop

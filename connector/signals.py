@@ -1,0 +1,15 @@
+"""Turn SIGTERM and SIGINT into an event the services wait on, so shutdown is one code path."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+
+def stop_on_signals() -> asyncio.Event:
+    """Return an event set by SIGTERM or SIGINT in the running loop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
