@@ -1,0 +1,363 @@
+"""Replay: re-read a range of a topic and deliver it again through the worker's machinery.
+
+The replay reads with manual assignment and no consumer group, so the live worker's committed
+offsets are untouched; it shares the Braze budget through its own rate share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from connector.config import KafkaSettings, TopicSettings
+from connector.deadletter import SourceRecord
+from connector.errors import ConfigError
+from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
+
+log = logging.getLogger(__name__)
+
+
+# -- what to replay ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """Where to start and stop: times and/or explicit `partition:offset` bounds (end exclusive)."""
+
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+    from_offsets: dict[int, int] = field(default_factory=dict)
+    to_offsets: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which records of the range to deliver; the rest are skipped."""
+
+    source: str | None = None
+    identity: str | None = None
+    reason: str | None = None
+    with_events: bool = False
+
+    def admits(self, record: SourceRecord) -> bool:
+        """Whether a record's headers match the source and dead-letter reason filters."""
+        if self.source is not None and record.header("source") != self.source:
+            return False
+        return self.reason is None or self.reason in (record.header("dlq-reason") or "")
+
+    def shape(self, update: BrazeUpdate) -> BrazeUpdate | None:
+        """Apply the identity filter and drop events unless asked for; None skips the record."""
+        if self.identity is not None and not _is_user(update, self.identity):
+            return None
+        if not self.with_events and update.events:
+            update = dataclasses.replace(update, events=())
+        if update.attribute_object() is None and not update.event_objects():
+            return None
+        return update
+
+
+def _is_user(update: BrazeUpdate, identity: str) -> bool:
+    wanted = identity.strip().lower()
+    values = [str(v).strip().lower() for v in update.identity.values() if not isinstance(v, dict)]
+    return wanted in values or update.user_key.lower().endswith(":" + wanted)
+
+
+def parse_offsets(text: str | None) -> dict[int, int]:
+    """Read `0:120,3:77` into {0: 120, 3: 77}."""
+    bounds: dict[int, int] = {}
+    for part in (text or "").split(","):
+        if not part.strip():
+            continue
+        partition, sep, offset = part.strip().partition(":")
+        if not sep or not partition.isdigit() or not offset.isdigit():
+            raise ConfigError(f"offset bound {part.strip()!r} is not partition:offset")
+        bounds[int(partition)] = int(offset)
+    return bounds
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """Read an ISO 8601 time; one without a zone is taken as UTC."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"time {text!r} is not ISO 8601 (e.g. 2026-11-28T10:00:00Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+@dataclass
+class Plan:
+    """Per partition: the first offset to read and the offset to stop before."""
+
+    topic: str
+    starts: dict[int, int]
+    ends: dict[int, int]
+
+    @property
+    def total(self) -> int:
+        return sum(max(self.ends[p] - self.starts[p], 0) for p in self.starts)
+
+    def resume_argument(self, positions: dict[int, int]) -> str:
+        """The `--from-offsets` value that continues from the given positions."""
+        return ",".join(f"{p}:{positions.get(p, self.starts[p])}" for p in sorted(self.starts))
+
+
+async def make_plan(consumer: AIOKafkaConsumer, topic: str, bounds: Range) -> Plan:
+    """Resolve times and bounds against the topic's retained offsets."""
+    partitions = await _partitions(consumer, topic)
+    tps = [TopicPartition(topic, p) for p in partitions]
+    first = await consumer.beginning_offsets(tps)
+    last = await consumer.end_offsets(tps)
+    starts = await _at_time(consumer, tps, bounds.from_time, default=first)
+    ends = await _at_time(consumer, tps, bounds.to_time, default=last)
+    plan = Plan(topic, {}, {})
+    for tp in tps:
+        start = bounds.from_offsets.get(tp.partition, starts[tp])
+        end = bounds.to_offsets.get(tp.partition, ends[tp])
+        plan.starts[tp.partition] = min(max(start, first[tp]), last[tp])
+        plan.ends[tp.partition] = min(max(end, plan.starts[tp.partition]), last[tp])
+    return plan
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    async with asyncio.timeout(15):
+        while not (partitions := consumer.partitions_for_topic(topic)):
+            if topic not in await consumer.topics():
+                raise ConfigError(f"topic {topic} does not exist")
+            # Without a subscription the client tracks no topic metadata; ask for this one.
+            await consumer._client.add_topic(topic)
+    return sorted(partitions)
+
+
+async def _at_time(
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    moment: datetime | None,
+    default: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    if moment is None:
+        return dict(default)
+    stamp = int(moment.timestamp() * 1000)
+    found = await consumer.offsets_for_times({tp: stamp for tp in tps})
+    # A partition with no record at or after the time starts (or ends) at its end.
+    ends = await consumer.end_offsets(tps)
+    return {tp: found[tp].offset if found.get(tp) else ends[tp] for tp in tps}
+
+
+# -- dry run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    """What a replay did, for the summary and the exit code."""
+
+    read: int = 0
+    delivered: int = 0
+    dead_lettered: int = 0
+    filtered: int = 0
+    skipped: int = 0
+
+    def line(self) -> str:
+        return (
+            f"read {self.read}, delivered {self.delivered}, dead-lettered {self.dead_lettered}, "
+            f"filtered {self.filtered}, skipped {self.skipped}"
+        )
+
+
+def replay_consumer(kafka: KafkaSettings, topics: TopicSettings) -> AIOKafkaConsumer:
+    """A consumer with no group: reads without committing and without joining anything."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.kafka_bootstrap_servers,
+        client_id=f"{kafka.kafka_client_id}-replay",
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=topics.topic_max_message_bytes + 65_536,
+        request_timeout_ms=kafka.kafka_request_timeout_ms,
+    )
+
+
+async def read_range(
+    consumer: AIOKafkaConsumer, plan: Plan, on_record: Callable[[SourceRecord], Any]
+) -> None:
+    """Read every record of the plan once, in order per partition."""
+    wanted = [TopicPartition(plan.topic, p) for p, s in plan.starts.items() if plan.ends[p] > s]
+    consumer.assign(wanted)
+    for tp in wanted:
+        consumer.seek(tp, plan.starts[tp.partition])
+    remaining = set(wanted)
+    while remaining:
+        batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=2_000)
+        for tp, records in batch.items():
+            for record in records:
+                if record.offset < plan.ends[tp.partition]:
+                    await _maybe_await(on_record(source_record(tp, record)))
+            if await consumer.position(tp) >= plan.ends[tp.partition]:
+                remaining.discard(tp)
+
+
+async def _maybe_await(value: Any) -> None:
+    if asyncio.iscoroutine(value):
+        await value
+
+
+def source_record(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+    """The consumed record as the dead-letter topic and the mapping see it."""
+    return SourceRecord(
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value or b"",
+        headers=tuple(record.headers),
+    )
+
+
+def map_source(mapping: Mapping, record: SourceRecord) -> BrazeUpdate | Filtered:
+    """Map a raw or dead-lettered record with the headers the receiver wrote."""
+    received = record.header("received-at")
+    return map_record(
+        mapping,
+        record.value,
+        record.header("content-type") or "application/json",
+        source=record.header("source") or "default",
+        received_at_ms=int(received) if received and received.isdigit() else None,
+    )
+
+
+async def dry_run(
+    consumer: AIOKafkaConsumer,
+    plan: Plan,
+    mapping: Mapping,
+    selection: Selection,
+    out: IO[str],
+) -> Tally:
+    """Map the range and write each record's Braze objects as a JSON line; send nothing."""
+    tally = Tally()
+
+    def on_record(record: SourceRecord) -> None:
+        tally.read += 1
+        line = _dry_line(record, mapping, selection, tally)
+        if line is not None:
+            out.write(line + "\n")
+
+    await read_range(consumer, plan, on_record)
+    return tally
+
+
+def _dry_line(
+    record: SourceRecord, mapping: Mapping, selection: Selection, tally: Tally
+) -> str | None:
+    where = {"partition": record.partition, "offset": record.offset}
+    if not selection.admits(record):
+        tally.skipped += 1
+        return None
+    try:
+        result = map_source(mapping, record)
+    except MappingFailure as failure:
+        tally.dead_lettered += 1
+        return orjson.dumps({**where, "error": failure.reason, "stage": failure.stage}).decode()
+    if isinstance(result, Filtered):
+        tally.filtered += 1
+        return None
+    update = selection.shape(result)
+    if update is None:
+        tally.skipped += 1
+        return None
+    tally.delivered += 1
+    body: dict[str, Any] = {**where}
+    if (attributes := update.attribute_object()) is not None:
+        body["attributes"] = [attributes]
+    if events := update.event_objects():
+        body["events"] = events
+    return orjson.dumps(body).decode()
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A progress bar on a terminal, a plain line every few seconds otherwise."""
+
+    def __init__(self, total: int, stream: IO[str] = sys.stderr, every_s: float = 5.0) -> None:
+        self.total = total
+        self.stream = stream
+        self.every_s = every_s
+        self.started = time.monotonic()
+        self._last = 0.0
+        self._bar: Any = None
+        if stream.isatty():
+            self._bar = _rich_bar(total, stream)
+
+    def update(self, done: int) -> None:
+        """Show `done` of `total`."""
+        if self._bar is not None:
+            bar, task = self._bar
+            bar.update(task, completed=done)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            self.stream.write(self.describe(done) + "\n")
+            self.stream.flush()
+
+    def describe(self, done: int) -> str:
+        """A plain line: count, rate and time left."""
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = done / elapsed
+        left = (self.total - done) / rate if rate > 0 else float("inf")
+        eta = f"{left:.0f} s" if left != float("inf") else "unknown"
+        return f"replay: {done}/{self.total} records, {rate:.0f}/s, about {eta} left"
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar[0].stop()
+
+
+def _rich_bar(total: int, stream: IO[str]) -> tuple[Any, Any] | None:
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    except ImportError:  # pragma: no cover - rich is a dependency; plain lines still work
+        return None
+    bar = Progress(
+        "replay",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=stream),
+    )
+    task = bar.add_task("replay", total=total)
+    bar.start()
+    return bar, task
+
+
+def positions_done(trackers: dict[int, Any], plan: Plan) -> dict[int, int]:
+    """Per partition, the offset a resumed replay starts from."""
+    positions = dict(plan.starts)
+    for partition, tracker in trackers.items():
+        safe = tracker.safe_offset()
+        if safe is not None:
+            positions[partition] = safe
+    return positions
+
+
+def completed(positions: dict[int, int], plan: Plan) -> int:
+    """How many records of the plan lie before the given positions."""
+    return sum(
+        min(max(positions.get(p, s) - s, 0), plan.ends[p] - s) for p, s in plan.starts.items()
+    )
