@@ -6,6 +6,8 @@ Braze counts at most 75 objects per request, across `attributes`, `events` and `
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -205,6 +207,114 @@ def _add_user(request: TrackRequest, user: UserObjects) -> None:
     for event, item in user.events:
         request.events.append(event)
         request.event_items.append(item)
+
+
+def _position(item: Item) -> tuple[int, int]:
+    return item.partition, item.offset
+
+
+class UserQueue:
+    """Mapped records waiting for a request, queued per user, with the users in flight.
+
+    `take()` packs the same requests as `pack(coalesce(ready))`, where `ready` is every waiting
+    record of the users without a request in flight, in (partition, offset) order. It coalesces
+    only the users it packs, so a request costs the work of its own records, not of the whole
+    backlog.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: set[str] = set()
+        self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
+        # (partition, offset) of a ready user's first record; entries left stale by a change
+        # are skipped when they come to the top.
+        self._ready: list[tuple[int, int, str]] = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, item: Item) -> None:
+        """Queue one more record."""
+        user = item.user_key
+        items = self._items.get(user)
+        self._count += 1
+        if items is None:
+            items = self._items[user] = [item]
+        elif _position(items[-1]) < _position(item):
+            items.append(item)
+            return
+        else:  # a user whose records live in several partitions
+            bisect.insort(items, item, key=_position)
+        if items[0] is item and user not in self.in_flight:
+            heapq.heappush(self._ready, (item.partition, item.offset, user))
+
+    def take(self, max_requests: int, limits: Limits) -> Packed:
+        """Pack at most `max_requests` requests; their users are in flight until released."""
+        packed, current, deferred = Packed(), TrackRequest(), []
+        if max_requests < 1:
+            return packed
+        while (user := self._next_ready()) is not None:
+            objects = coalesce(self._items[user])[0]
+            if not limits.fits(current, *_counts(objects)) and current.size:
+                packed.requests.append(current)
+                current = TrackRequest()
+                if len(packed.requests) == max_requests:
+                    break
+            heapq.heappop(self._ready)
+            self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
+            self._count -= len(self._items.pop(user))
+            if not limits.fits(current, *_counts(objects)):
+                objects, rest = _prefix_that_fits(objects, limits)
+                if not objects.size:
+                    packed.oversized.append(rest.pop(0))
+                self._put_back(user, rest)
+            if objects.size:
+                _add_user(current, objects)
+            else:
+                deferred.append(user)
+        if current.size:
+            packed.requests.append(current)
+        self.release(deferred)  # nothing of theirs is in flight; `pack` leaves them for later
+        return packed
+
+    def release(self, users: Iterable[str]) -> None:
+        """The users' requests are done: their waiting records may be sent."""
+        for user in users:
+            self.in_flight.discard(user)
+            items = self._items.get(user)
+            if items:
+                heapq.heappush(self._ready, (items[0].partition, items[0].offset, user))
+
+    def drop(self, partitions: set[int]) -> None:
+        """Forget the records of (revoked) partitions."""
+        for user, items in list(self._items.items()):
+            kept = [item for item in items if item.partition not in partitions]
+            if kept:
+                self._items[user] = kept
+            else:
+                del self._items[user]
+        self._count = sum(len(items) for items in self._items.values())
+        self._ready = [
+            (items[0].partition, items[0].offset, user)
+            for user, items in self._items.items()
+            if user not in self.in_flight
+        ]
+        heapq.heapify(self._ready)
+
+    def _next_ready(self) -> str | None:
+        """The ready user whose first record comes first, left at the top of the heap."""
+        while self._ready:
+            partition, offset, user = self._ready[0]
+            items = self._items.get(user)
+            if user not in self.in_flight and items and _position(items[0]) == (partition, offset):
+                return user
+            heapq.heappop(self._ready)
+        return None
+
+    def _put_back(self, user: str, items: list[Item]) -> None:
+        if items:
+            self._items[user] = items
+            self._count += len(items)
 
 
 _Object = tuple[str, dict[str, Any], list[Item]]

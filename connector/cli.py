@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from typing import Any
 
 from connector import config as cfg
@@ -24,11 +24,15 @@ Command = Callable[[argparse.Namespace], int]
 EPILOG = "Exit codes: 0 done, 1 failed, 2 usage or configuration error."
 
 
-def add_settings_options(parser: argparse.ArgumentParser, *groups: type[Any]) -> None:
-    """Offer every field of the given settings groups as `--option`, naming its env variable."""
+def add_settings_options(
+    parser: argparse.ArgumentParser, *groups: type[Any], only: Collection[str] | None = None
+) -> None:
+    """Offer the fields of the given settings groups (all, or `only` those) as `--option`."""
     for group in groups:
         section = parser.add_argument_group(group.__name__, group.__doc__)
         for name, field in group.model_fields.items():
+            if only is not None and name not in only:
+                continue
             flag = "--" + name.replace("_", "-")
             env, default, meaning = next(
                 row for row in cfg.describe_fields(group) if row[0] == cfg.env_name(name)
@@ -179,6 +183,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(args)
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Read one profile back from Braze and show its Outgrow attributes and events."""
+    import json
+
+    from connector.verify import Identity, as_json, print_profiles, verify
+
+    identity = (
+        Identity("email", args.email) if args.email else Identity("external_id", args.external_id)
+    )
+    profiles = _run(verify(settings(args, WorkerSettings), identity, args.prefix))
+    if args.json:
+        print(json.dumps(as_json(profiles), indent=2, ensure_ascii=False))
+    else:
+        print_profiles(profiles, args.prefix, sys.stdout)
+    if any(profile.has_data for profile in profiles):
+        return 0
+    print(f"outgrow-braze: {identity} has no {args.prefix}* data in Braze yet", file=sys.stderr)
+    return 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Show the worker group's lag, the dead letters by reason, and the services' readiness."""
+    import json
+
+    from connector.status import collect, print_status
+
+    worker, receiver = settings(args, WorkerSettings), settings(args, ReceiverSettings)
+    urls = {
+        "worker": args.worker_url or f"http://127.0.0.1:{worker.worker_port}",
+        "receiver": args.receiver_url or f"http://127.0.0.1:{receiver.receiver_port}",
+    }
+    kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
+    status = _run(collect(kafka, topics, worker.consumer_group, urls))
+    if args.json:
+        print(json.dumps(status.as_json(), indent=2, ensure_ascii=False))
+    else:
+        print_status(status, sys.stdout)
+    return int(status.exit_code)
+
+
+def cmd_offsets_reset(args: argparse.Namespace) -> int:
+    """Move the worker group's committed offsets on the raw topic to a point in time."""
+    from connector.offsets_reset import parse_time, reset
+
+    to_time = parse_time(args.to_time)
+    kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
+    group = settings(args, WorkerSettings).consumer_group
+    options = {"force": args.force, "dry_run": args.dry_run, "wait_s": args.wait_s}
+    return int(_run(reset(kafka, group, topics.raw_topic, to_time, out=sys.stdout, **options)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Describe the command line."""
     parser = argparse.ArgumentParser(
@@ -196,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(commands)
     _add_bench(commands)
     _add_sandbox(commands)
+    _add_verify(commands)
+    _add_status(commands)
+    _add_offsets(commands)
+    from connector.replay_commands import add_replay_commands
+
+    add_replay_commands(commands)
     return parser
 
 
@@ -288,6 +349,89 @@ def _add_sandbox(commands: Any) -> None:
         "SANDBOX_PORT=9090 SANDBOX_EXTRA_KEYS=reader:users.export.ids outgrow-braze sandbox",
     )
     add_settings_options(sub, SandboxSettings)
+
+
+# The settings the operator commands use, of the groups they share with the services.
+KAFKA_OPTIONS = ("kafka_bootstrap_servers", "kafka_client_id", "kafka_request_timeout_ms")
+BRAZE_OPTIONS = ("braze_rest_endpoint", "braze_api_key", "braze_timeout_s")
+
+
+def _add_verify(commands: Any) -> None:
+    sub = _subparser(
+        commands,
+        "verify",
+        cmd_verify,
+        "outgrow-braze verify --email jane@example.com\n"
+        "  BRAZE_API_KEY=... outgrow-braze verify --external-id user-42 --json",
+    )
+    sub.description += (
+        "\n\nUses POST /users/export/ids, so the key needs the users.export.ids permission."
+        "\nExit 1 also when no profile matches or the profile holds no Outgrow data yet."
+    )
+    who = sub.add_mutually_exclusive_group(required=True)
+    who.add_argument("--email", metavar="ADDR", help="look the profile up by e-mail address")
+    who.add_argument("--external-id", metavar="ID", help="look the profile up by external id")
+    sub.add_argument("--prefix", default="outgrow_", help="attribute and event name prefix shown")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_settings_options(sub, WorkerSettings, only=BRAZE_OPTIONS)
+
+
+def _add_status(commands: Any) -> None:
+    sub = _subparser(
+        commands,
+        "status",
+        cmd_status,
+        "outgrow-braze status --worker-url http://worker:8081 --receiver-url http://receiver:8080",
+    )
+    sub.description += (
+        "\n\nNothing joins the consumer group. A service that cannot be reached is reported,"
+        "\nnot fatal; exit 1 when Kafka cannot be read or a service answers not ready"
+        "\n(e.g. a worker halted because Braze refuses its key)."
+    )
+    sub.add_argument("--worker-url", metavar="URL", help="default http://127.0.0.1:WORKER_PORT")
+    sub.add_argument("--receiver-url", metavar="URL", help="default http://127.0.0.1:RECEIVER_PORT")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_settings_options(sub, KafkaSettings, only=KAFKA_OPTIONS)
+    add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic"))
+    add_settings_options(sub, WorkerSettings, only=("consumer_group", "worker_port"))
+    add_settings_options(sub, ReceiverSettings, only=("receiver_port",))
+
+
+def _add_offsets(commands: Any) -> None:
+    offsets = commands.add_parser("offsets", help="Manage the worker group's committed offsets.")
+    verbs = offsets.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub = _subparser(
+        verbs,
+        "reset",
+        cmd_offsets_reset,
+        "outgrow-braze offsets reset --to-time 2026-11-28T10:00:00Z --dry-run",
+    )
+    sub.description += (
+        "\n\nEach partition goes to its first record at or after the time, or to its end if"
+        "\nit has none. Refused (exit 1) while the group has live members: Kafka takes"
+        "\noffsets from outside a group only when it is empty; --force waits for them to leave."
+    )
+    sub.add_argument(
+        "--to-time",
+        required=True,
+        metavar="ISO8601",
+        help="e.g. 2026-11-28T10:00:00Z (UTC if no zone)",
+    )
+    sub.add_argument("--dry-run", action="store_true", help="print the plan, commit nothing")
+    sub.add_argument(
+        "--force",
+        action="store_true",
+        help="do not refuse a group with members: wait for them to leave, then commit",
+    )
+    sub.add_argument(
+        "--wait-s",
+        type=float,
+        default=60.0,
+        help="with --force, how long to wait for the members to leave (default 60)",
+    )
+    add_settings_options(sub, KafkaSettings, only=KAFKA_OPTIONS)
+    add_settings_options(sub, TopicSettings, only=("raw_topic",))
+    add_settings_options(sub, WorkerSettings, only=("consumer_group",))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

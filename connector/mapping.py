@@ -83,6 +83,8 @@ class Mapping:
 
     def profile_for(self, document: abc.Mapping[str, Any], source: str) -> Profile:
         """Choose the first profile whose `when` holds for the record, else the fallback."""
+        if not self.profiles:
+            return self.fallback
         found = self.content_id.first(document, {"source": source})
         content_id = text_of(found[1]) if found else None
         folded = content_id.strip().casefold() if content_id else None

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import enum
 from collections import abc
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from connector.transforms import text_of
@@ -67,11 +68,15 @@ class Path:
     text: str
     steps: tuple[Step, ...]
     meta: str | None = None
+    _walker: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_walker", _walker(self.steps))
 
     def resolve(self, document: Any, meta: abc.Mapping[str, Any]) -> Any:
         """Return the value the path leads to, or MISSING."""
         if self.meta is None:
-            return _walk(document, self.steps)
+            return self._walker(document)
         value = meta.get(self.meta)
         return MISSING if value is None else value
 
@@ -95,8 +100,31 @@ def matches(value: Any, wanted: str) -> bool:
     return text is not None and text.strip().casefold() == wanted
 
 
+def _walker(steps: tuple[Step, ...]) -> Callable[[Any], Any]:
+    """A function walking `steps`; paths of keys only, the most common, take a shorter way."""
+    if not steps or any(type(step) is not Key for step in steps):
+        return lambda node: _walk(node, steps)
+    names = tuple(step.name for step in steps if isinstance(step, Key))
+
+    def keys(node: Any) -> Any:
+        for position, name in enumerate(names):
+            if type(node) is not dict:
+                return _walk(node, steps[position:])
+            node = node.get(name)
+            if node is None:  # absent or null, as _step and _walk see it
+                return MISSING
+        return node
+
+    return keys
+
+
 def _walk(node: Any, steps: tuple[Step, ...]) -> Any:
     for position, step in enumerate(steps):
+        if type(step) is Key and type(node) is dict:  # the common case, without _step's checks
+            node = node.get(step.name)
+            if node is None:
+                return MISSING
+            continue
         if isinstance(step, Each):
             return _each(node, steps[position + 1 :])
         node = _step(node, step)
@@ -123,7 +151,9 @@ def _step(node: Any, step: Step) -> Any:
         return _at(node, step.position)
     if isinstance(step, Select) and isinstance(node, list):
         for item in node:
-            if isinstance(item, abc.Mapping) and matches(item.get(step.field), step.value):
+            # `type(item) is dict` first: the common case, without the slower ABC check.
+            is_mapping = type(item) is dict or isinstance(item, abc.Mapping)
+            if is_mapping and matches(item.get(step.field), step.value):
                 return item
     return MISSING
 

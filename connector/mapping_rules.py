@@ -41,15 +41,26 @@ class Source:
         """Yield each path holding a value (not null, blank text or an empty list), with it."""
         for path in self.paths:
             value = path.resolve(document, meta)
-            if value is MISSING or value == [] or (isinstance(value, str) and not value.strip()):
-                continue
-            yield path, value
+            if _holds(value):
+                yield path, value
 
     def first(self, document: Document, meta: Meta) -> tuple[Path, Any] | None:
-        return next(self.candidates(document, meta), None)
+        # A loop rather than next(candidates()): this runs for every rule of every record.
+        for path in self.paths:
+            value = path.resolve(document, meta)
+            if _holds(value):
+                return path, value
+        return None
 
     def __str__(self) -> str:
         return ", ".join(path.text for path in self.paths)
+
+
+def _holds(value: Any) -> bool:
+    """Whether a path found a value: not missing, blank text or an empty list."""
+    if value is MISSING or value == []:
+        return False
+    return not isinstance(value, str) or bool(value.strip())
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,9 @@ class FieldRule:
             return self.fixed
         path, raw = found
         try:
-            return coerce(transform_text(raw, self.transforms), self.kind, self.split)
+            if self.transforms:
+                raw = transform_text(raw, self.transforms)
+            return coerce(raw, self.kind, self.split)
         except CoercionError as exc:
             raise MappingFailure("map", f"{self.label}: the value at {path} {exc}") from None
 
@@ -220,7 +233,10 @@ class Profile:
 
     def dropping_filter(self, document: Document, meta: Meta) -> str | None:
         """Return the name of the first filter that drops the record, if any."""
-        return next((rule.name for rule in self.filters if rule.drops(document, meta)), None)
+        for rule in self.filters:
+            if rule.drops(document, meta):
+                return rule.name
+        return None
 
     def attribute_values(self, document: Document, meta: Meta) -> dict[str, Any]:
         return _values(self.attributes, document, meta)
@@ -230,5 +246,9 @@ class Profile:
 
 
 def _values(rules: abc.Iterable[FieldRule], document: Document, meta: Meta) -> dict[str, Any]:
-    found = ((rule.name, rule.value(document, meta)) for rule in rules)
-    return {name: value for name, value in found if value is not MISSING}
+    values = {}
+    for rule in rules:
+        value = rule.value(document, meta)
+        if value is not MISSING:
+            values[rule.name] = value
+    return values

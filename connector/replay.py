@@ -7,6 +7,7 @@ offsets are untouched; it shares the Braze budget through its own rate share.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -19,7 +20,7 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from connector.config import KafkaSettings, TopicSettings
+from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
@@ -169,6 +170,7 @@ class Tally:
     dead_lettered: int = 0
     filtered: int = 0
     skipped: int = 0
+    positions: dict[int, int] = field(default_factory=dict)  # where a resumed run starts
 
     def line(self) -> str:
         return (
@@ -360,4 +362,172 @@ def completed(positions: dict[int, int], plan: Plan) -> int:
     """How many records of the plan lie before the given positions."""
     return sum(
         min(max(positions.get(p, s) - s, 0), plan.ends[p] - s) for p, s in plan.starts.items()
+    )
+
+
+# -- delivery ------------------------------------------------------------------------------------
+
+
+async def deliver(
+    consumer: AIOKafkaConsumer,
+    plan: Plan,
+    mapping: Mapping,
+    selection: Selection,
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    settings: WorkerSettings,
+    rate_share: float,
+    stop: asyncio.Event | None = None,
+) -> Tally:
+    """Deliver the plan through the worker's batching, budget and response table.
+
+    Stops cleanly on Ctrl-C (or `stop`) and prints the `--from-offsets` that resumes the replay.
+    Replaying the dead-letter topic settles each record delivered with a marker record.
+    """
+    from connector.braze import AdaptiveLimiter, BrazeClient, RateBudget
+    from connector.deadletter import DeadLetters
+    from connector.metrics import WorkerMetrics
+    from connector.producer import Publisher
+    from connector.signals import stop_on_signals
+    from connector.worker import Worker
+
+    stop = stop or stop_on_signals()
+    budget = RateBudget.parse(settings.braze_rate_limit)
+    limiter = AdaptiveLimiter(budget, share=min(rate_share, 1.0))
+    metrics = WorkerMetrics()
+    client = BrazeClient(
+        settings.braze_rest_endpoint,
+        settings.braze_api_key.get_secret_value(),
+        settings.braze_timeout_s,
+        settings.worker_max_requests_in_flight,
+    )
+    max_bytes = topics.topic_max_message_bytes
+    async with Publisher(kafka, topics.dlq_topic, max_bytes) as dlq, client:
+        await dlq.wait_connected(30)
+        worker = Worker(
+            consumer,
+            client,
+            limiter,
+            DeadLetters(dlq, mapping.version),
+            mapping,
+            settings,
+            metrics,
+            plan.topic,
+        )
+        settled = await _prepare(worker, plan, selection, dlq, kafka, topics)
+        return await _drive(worker, plan, stop, metrics, settled)
+
+
+async def _prepare(
+    worker: Any,
+    plan: Plan,
+    selection: Selection,
+    dlq: Any,
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+) -> set[tuple[int, int]]:
+    from connector.dlq import Listing, marker_headers
+
+    settled: set[tuple[int, int]] = set()
+    redrive = plan.topic == topics.dlq_topic
+    if redrive:
+        records: list[SourceRecord] = []
+        listing_consumer = replay_consumer(kafka, topics)
+        await listing_consumer.start()
+        try:
+            await read_range(listing_consumer, plan, records.append)
+        finally:
+            await listing_consumer.stop()
+        settled = Listing.of(records).settled
+
+        async def settle(delivered: list[SourceRecord]) -> None:
+            for record in delivered:
+                await dlq.publish(None, b"", marker_headers(record), 30)
+
+        worker.on_delivered = settle
+
+    def admit(record: SourceRecord) -> bool:
+        if record.offset >= plan.ends.get(record.partition, 0):
+            return False
+        if redrive and (
+            record.header("dlq-redriven") or (record.partition, record.offset) in settled
+        ):
+            return False
+        return selection.admits(record)
+
+    worker.admit = admit
+    worker.shape = selection.shape
+    worker.commits = False
+    return settled
+
+
+async def _drive(
+    worker: Any, plan: Plan, stop: asyncio.Event, metrics: Any, settled: set[tuple[int, int]]
+) -> Tally:
+    consumer = worker.consumer
+    wanted = [TopicPartition(plan.topic, p) for p, s in plan.starts.items() if plan.ends[p] > s]
+    consumer.assign(wanted)
+    for tp in wanted:
+        consumer.seek(tp, plan.starts[tp.partition])
+    progress = Progress(plan.total)
+    dispatcher = asyncio.create_task(worker.dispatch_forever(), name="replay-dispatch")
+    try:
+        while not stop.is_set() and not await _finished(worker, plan, wanted):
+            await worker.fetch_once()
+            await _pause_exhausted(worker, plan, wanted)
+            progress.update(completed(positions_done(worker.trackers, plan), plan))
+        interrupted = stop.is_set()
+        await worker.stop()
+    finally:
+        progress.close()
+        dispatcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dispatcher
+    positions = positions_done(worker.trackers, plan)
+    if interrupted:
+        print(
+            f"replay interrupted; resume with --from-offsets {plan.resume_argument(positions)}",
+            file=sys.stderr,
+        )
+    tally = _tally(metrics, worker, completed(positions, plan))
+    tally.positions = positions
+    return tally
+
+
+async def _pause_exhausted(worker: Any, plan: Plan, wanted: list[TopicPartition]) -> None:
+    for tp in wanted:
+        if (
+            tp not in worker.exhausted
+            and await worker.consumer.position(tp) >= plan.ends[tp.partition]
+        ):
+            worker.exhausted.add(tp)
+            worker.consumer.pause(tp)
+
+
+async def _finished(worker: Any, plan: Plan, wanted: list[TopicPartition]) -> bool:
+    if len(worker.exhausted) < len(wanted):
+        return False
+    return bool(worker.idle)
+
+
+def _tally(metrics: Any, worker: Any, read: int) -> Tally:
+    registry = metrics.registry
+
+    def total(name: str) -> int:
+        return int(
+            sum(
+                sample.value
+                for family in registry.collect()
+                if family.name == name
+                for sample in family.samples
+                if sample.name.endswith("_total")
+            )
+        )
+
+    return Tally(
+        read=read,
+        delivered=total("outgrow_worker_records_delivered"),
+        dead_lettered=total("outgrow_worker_records_dead_lettered"),
+        filtered=total("outgrow_worker_records_filtered"),
+        skipped=worker.skipped,
     )

@@ -7,6 +7,7 @@ e-mail address or a phone number.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -153,6 +154,19 @@ def to_boolean(value: Any) -> bool:
 
 def to_time(value: Any) -> str:
     """An ISO 8601 UTC time with milliseconds, from ISO text or epoch seconds or milliseconds."""
+    if isinstance(value, str):
+        return _text_to_time(value)
+    return _to_time(value)
+
+
+# A lead's time is usually read twice (an attribute and the event's time); parsing is the
+# costliest step of mapping it. Refusals raise anew each time: lru_cache keeps only results.
+@functools.lru_cache(maxsize=4_096)
+def _text_to_time(text: str) -> str:
+    return _to_time(text)
+
+
+def _to_time(value: Any) -> str:
     moment = _moment(value)
     try:
         moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -7,13 +7,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from connector.batching import Item, Limits, TrackRequest, coalesce, pack
+from connector.batching import Item, Limits, TrackRequest, UserQueue
 from connector.braze import Action, AdaptiveLimiter, Answer, BrazeClient
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import DeadLetters, Reason, SourceRecord
@@ -25,6 +25,7 @@ from connector.signals import stop_on_signals
 log = logging.getLogger(__name__)
 
 Key = tuple[int, int]  # (partition, offset) of the raw topic
+YIELD_EVERY = 100  # records mapped between two turns of the event loop
 
 
 @dataclass
@@ -82,11 +83,17 @@ class Worker:
         self.halt = Halt()
         self.trackers: dict[int, PartitionOffsets] = {}
         self.sources: dict[Key, SourceRecord] = {}
-        self.buffer: list[Item] = []
-        self.users_in_flight: set[str] = set()
+        self.queue = UserQueue()
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.paused = False
+        # Hooks for replays; the live worker keeps these defaults.
+        self.admit: Callable[[SourceRecord], bool] = _always
+        self.shape: Callable[[BrazeUpdate], BrazeUpdate | None] = _unchanged
+        self.on_delivered: Callable[[list[SourceRecord]], Awaitable[None]] | None = None
+        self.commits = True
+        self.exhausted: set[TopicPartition] = set()  # read to their end: never resumed
+        self.skipped = 0
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -94,11 +101,22 @@ class Worker:
         """Fetch a batch, or pause intake while too much is pending or Braze refuses us."""
         self._apply_backpressure()
         batch = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
+        taken = 0
         for tp, records in batch.items():
             for record in records:
                 await self._take(tp, record)
+                taken += 1
+                if taken % YIELD_EVERY == 0:
+                    # Mapping a whole batch at once would hold the loop for a large fraction
+                    # of a second: answers, the limiter's releases and heartbeats would wait.
+                    await asyncio.sleep(0)
         if batch:
             self.wake.set()
+
+    @property
+    def idle(self) -> bool:
+        """Nothing fetched is waiting, in flight or unfinished."""
+        return not self.tasks and not self.queue and self._pending() == 0
 
     def _pending(self) -> int:
         return sum(tracker.in_flight for tracker in self.trackers.values())
@@ -110,7 +128,7 @@ class Worker:
             self.consumer.pause(*self.consumer.assignment())
             self.paused = True
         elif self.paused and not self.halt.active and self._pending() < limit * 0.8:
-            self.consumer.resume(*self.consumer.assignment())
+            self.consumer.resume(*(self.consumer.assignment() - self.exhausted))
             self.paused = False
 
     async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -120,6 +138,10 @@ class Worker:
         self.metrics.consumed.inc()
         source = _source_record(tp, record)
         key = (tp.partition, record.offset)
+        if not self.admit(source):
+            self.skipped += 1
+            self._finish([key])
+            return
         try:
             result = self._map(source)
         except MappingFailure as failure:
@@ -131,9 +153,15 @@ class Worker:
                 self.metrics.filtered.labels(result.rule).inc()
             self._finish([key])
             return
+        shaped = self.shape(result)
+        if shaped is None:
+            self.skipped += 1
+            self._finish([key])
+            return
+        result = shaped
         self.metrics.mapped.inc()
         self.sources[key] = source
-        self.buffer.append(Item(tp.partition, record.offset, result))
+        self.queue.add(Item(tp.partition, record.offset, result))
 
     def _map(self, source: SourceRecord) -> BrazeUpdate | Filtered:
         received = source.header("received-at")
@@ -153,29 +181,22 @@ class Worker:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            if window_s and len(self.buffer) < self.limits.max_objects:
+            if window_s and len(self.queue) < self.limits.max_objects:
                 await asyncio.sleep(window_s)
             self.dispatch()
 
     def dispatch(self) -> None:
-        """Start as many requests as free slots allow; keep the rest buffered in order."""
+        """Start as many requests as free slots allow; the rest stay queued in order."""
         free = self.settings.worker_max_requests_in_flight - len(self.tasks)
-        if free <= 0 or not self.buffer:
+        if free <= 0 or not self.queue:
             return
-        ready = [i for i in self.buffer if i.user_key not in self.users_in_flight]
-        waiting = [i for i in self.buffer if i.user_key in self.users_in_flight]
-        packed = pack(coalesce(ready), self.limits)
-        later = list(packed.later)
-        for request in packed.requests[free:]:
-            later.extend(request.items())
-        for request in packed.requests[:free]:
+        packed = self.queue.take(free, self.limits)
+        for request in packed.requests:
             self._start(request)
-        self.buffer = sorted([*waiting, *later], key=lambda i: (i.partition, i.offset))
         if packed.oversized:
             self._start_dead_letters(packed.oversized)
 
     def _start(self, request: TrackRequest) -> None:
-        self.users_in_flight.update(request.users)
         task = asyncio.create_task(self._deliver(request))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -202,10 +223,13 @@ class Worker:
                 (self.sources[k], r) for k, r in delivery.failures.items() if k in self.sources
             ]
             await self._dead_letter(failed)
-            self._record_delivered(k for k in keys if k not in delivery.failures)
+            delivered = [k for k in keys if k not in delivery.failures]
+            if self.on_delivered is not None:
+                await self.on_delivered([self.sources[k] for k in delivered if k in self.sources])
+            self._record_delivered(delivered)
             self._finish(keys)
         finally:
-            self.users_in_flight.difference_update(request.users)
+            self.queue.release(request.users)
             # Free the slot before waking the dispatcher, which counts slots by live tasks.
             self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type, unused-ignore]
             self.wake.set()
@@ -275,10 +299,11 @@ class Worker:
             self.metrics.dead_lettered.labels(why.stage).inc()
         await self.dead_letters.send_all(records)
 
-    def _record_delivered(self, keys: Iterable[Key]) -> None:
+    def _record_delivered(self, keys: list[Key]) -> None:
         now_ms = time.time_ns() // 1_000_000
+        if keys:
+            self.metrics.delivered.inc(len(keys))
         for key in keys:
-            self.metrics.delivered.inc()
             source = self.sources.get(key)
             received = source.header("received-at") if source else None
             if received and received.isdigit():
@@ -303,7 +328,7 @@ class Worker:
             offset = self.trackers[partition].to_commit()
             if offset is not None:
                 offsets[TopicPartition(self.topic, partition)] = offset
-        if not offsets:
+        if not offsets or not self.commits:
             return
         try:
             await self.consumer.commit(offsets)
@@ -336,7 +361,7 @@ class Worker:
 
     async def revoked(self, partitions: set[int]) -> None:
         """Finish what can be finished of revoked partitions, commit it, forget the rest."""
-        self.buffer = [i for i in self.buffer if i.partition not in partitions]
+        self.queue.drop(partitions)
         await self.drain(partitions, self.settings.worker_drain_timeout_s)
         for partition in partitions:
             self.trackers.pop(partition, None)
@@ -374,8 +399,17 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.assigned()
 
 
+def _always(record: SourceRecord) -> bool:
+    return True
+
+
+def _unchanged(update: BrazeUpdate) -> BrazeUpdate | None:
+    return update
+
+
 def _has_objects(update: BrazeUpdate) -> bool:
-    return update.attribute_object() is not None or bool(update.event_objects())
+    # What attribute_object() and event_objects() would say, without building the objects.
+    return bool(update.attributes) or bool(update.events)
 
 
 def _source_record(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:

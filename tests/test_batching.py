@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.batching import Item, Limits, coalesce, pack
+from connector.batching import Item, Limits, UserQueue, coalesce, pack
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,116 @@ def test_every_record_is_sent_deferred_or_oversized_exactly_once(
             assert request.size <= max_objects
     all_users = [u for r in packed.requests for u in r.users]
     assert len(all_users) == len(set(all_users))
+
+
+# --------------------------------------------------------------------------- the user queue
+
+
+def queued(items: list[Item]) -> UserQueue:
+    queue = UserQueue()
+    for one in items:
+        queue.add(one)
+    return queue
+
+
+def test_the_queue_takes_only_as_many_requests_as_asked() -> None:
+    queue = queued([item(n, f"u{n}", events=1, score=n) for n in range(100)])
+    packed = queue.take(1, Limits())
+    assert [r.size for r in packed.requests] == [74]
+    assert len(queue) == 100 - 37
+    assert queue.in_flight == set(packed.requests[0].users)
+    assert [r.size for r in queue.take(5, Limits()).requests] == [74, 52]
+    assert len(queue) == 0
+
+
+def test_a_user_in_flight_waits_until_released_then_comes_first() -> None:
+    queue = queued([item(0, "a", score=1), item(1, "b", score=1)])
+    first = queue.take(1, Limits()).requests[0]
+    assert first.users == ["a", "b"]
+    queue.add(item(2, "b", score=2))
+    queue.add(item(3, "c", score=3))
+    queue.add(item(4, "a", score=4))
+    assert queue.take(3, Limits()).requests[0].users == ["c"]
+    queue.release(["a", "b"])
+    again = queue.take(3, Limits()).requests[0]
+    assert again.users == ["b", "a"]  # b's waiting record (offset 2) is older than a's (4)
+
+
+def test_the_queue_forgets_revoked_partitions() -> None:
+    queue = queued([item(0, "a", partition=0, score=1), item(0, "b", partition=1, score=1)])
+    queue.drop({1})
+    assert len(queue) == 1
+    assert queue.take(5, Limits()).requests[0].users == ["a"]
+
+
+def test_the_queue_defers_what_follows_an_oversized_record() -> None:
+    queue = queued([item(0, "a", events=80), item(1, "a", score=1)])
+    packed = queue.take(5, Limits())
+    assert [i.offset for i in packed.oversized] == [0]
+    assert not packed.requests and "a" not in queue.in_flight
+    assert [i.offset for i in queue.take(5, Limits()).requests[0].items()] == [1]
+
+
+def _summary(requests: list[Any]) -> list[tuple[Any, ...]]:
+    return [(r.body(), [(i.partition, i.offset) for i in r.items()]) for r in requests]
+
+
+queue_records = st.lists(
+    st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 2), st.integers(0, 40), st.booleans()),
+    max_size=150,
+)
+
+
+@given(queue_records, st.sets(st.sampled_from("abcdefgh")), st.integers(1, 4), st.integers(2, 75))
+def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
+    specs: list[tuple[str, int, int, bool]], busy: set[str], free: int, max_objects: int
+) -> None:
+    items = [
+        item(
+            n, user, partition=partition, events=events, **({"v": n} if attrs or not events else {})
+        )
+        for n, (user, partition, events, attrs) in enumerate(specs)
+    ]
+    limits = Limits(max_objects)
+    queue = queued(items)
+    queue.in_flight.update(busy)
+    ready = sorted(
+        (i for i in items if i.user_key not in busy), key=lambda i: (i.partition, i.offset)
+    )
+    expected = pack(coalesce(ready), limits).requests[:free]
+
+    taken = queue.take(free, limits)
+
+    assert _summary(taken.requests) == _summary(expected)
+    sent = [(i.partition, i.offset) for r in taken.requests for i in r.items()]
+    gone = sent + [(i.partition, i.offset) for i in taken.oversized]
+    assert len(queue) == len(items) - len(gone)
+
+
+@given(queue_records, st.integers(1, 4), st.integers(2, 75))
+def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
+    specs: list[tuple[str, int, int, bool]], free: int, max_objects: int
+) -> None:
+    items = [
+        item(
+            n, user, partition=partition, events=events, **({"v": n} if attrs or not events else {})
+        )
+        for n, (user, partition, events, attrs) in enumerate(specs)
+    ]
+    queue = queued(items)
+    sent: list[tuple[int, Item]] = []  # (round, record)
+    for round_ in range(len(items) + 1):
+        packed = queue.take(free, Limits(max_objects))
+        taken = [i for r in packed.requests for i in r.items()] + packed.oversized
+        sent += [(round_, i) for i in taken]
+        for request in packed.requests:
+            queue.release(request.users)
+        if not queue:
+            break
+    assert not queue and not queue.in_flight
+    positions = sorted((i.partition, i.offset) for _, i in sent)
+    assert positions == sorted((i.partition, i.offset) for i in items)
+    for user in {i.user_key for i in items}:
+        mine = sorted((i.partition, i.offset, round_) for round_, i in sent if i.user_key == user)
+        rounds = [round_ for *_, round_ in mine]
+        assert rounds == sorted(rounds), "a later record of a user went in an earlier round"

@@ -6,23 +6,31 @@ import asyncio
 import io
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import TopicPartition
 
+from connector.deadletter import SourceRecord
+from connector.dlq import Listing
 from connector.errors import ConfigError
 from connector.mapping import load_mapping
 from connector.replay import (
+    Plan,
     Range,
     Selection,
+    Tally,
+    deliver,
     dry_run,
     make_plan,
     parse_offsets,
     parse_time,
     replay_consumer,
+    source_record,
 )
 from tests.kafka_support import fresh_topics
-from tests.worker_support import Pipeline, lead, pipeline
+from tests.worker_support import Pipeline, lead, pipeline, wait_for
 
 
 def test_offset_bounds_and_times_parse() -> None:
@@ -91,3 +99,138 @@ async def test_explicit_offset_bounds_win_over_the_retained_range(bootstrap_serv
             await make_plan(consumer, "no.such.topic." + str(time.time_ns()), Range())
     finally:
         await consumer.stop()
+
+
+async def _deliver(
+    line: Pipeline,
+    bounds: Range,
+    selection: Selection,
+    mapping_path: str | None = None,
+    topic: str | None = None,
+    stop: asyncio.Event | None = None,
+    **overrides: object,
+) -> tuple[Tally, Plan]:
+    settings = line.worker_settings(**{"worker_batch_window_ms": 5, **overrides})
+    consumer = replay_consumer(line.topics.kafka, line.topics.topics)
+    await consumer.start()
+    try:
+        plan = await make_plan(consumer, topic or line.topics.raw, bounds)
+        tally = await deliver(
+            consumer,
+            plan,
+            load_mapping(mapping_path),
+            selection,
+            line.topics.kafka,
+            line.topics.topics,
+            settings,
+            1.0,
+            stop or asyncio.Event(),
+        )
+    finally:
+        await consumer.stop()
+    return tally, plan
+
+
+async def test_replay_of_a_window_delivers_exactly_that_window(bootstrap_servers: str) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        middle = await _two_batches(line)
+        tally, _ = await _deliver(line, Range(to_time=middle), Selection())
+        scores = {u: line.profile(u).custom["outgrow_quiz_score"] for u in range(20)}
+        events = sum(
+            p.events.get("outgrow_submission") is not None for p in line.sandbox.state.store
+        )
+    assert scores == {u: u for u in range(20)}
+    assert (tally.read, tally.delivered, tally.dead_lettered) == (20, 20, 0)
+    assert events == 0, "attributes only by default"
+
+
+async def test_a_mapping_change_applied_by_replay_shows_in_profiles(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    changed = tmp_path / "mapping.yaml"
+    changed.write_text(
+        "version: 1\n"
+        "identity:\n  - external_id: external_id\n"
+        "attributes:\n"
+        "  outgrow_quiz_score: {from: 'results[title=Score].value', type: number}\n"
+        "  outgrow_replayed: {value: true, type: boolean}\n",
+        encoding="utf-8",
+    )
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([lead(u, 0) for u in range(10)])
+        await _deliver(line, Range(), Selection(), mapping_path=str(changed))
+        assert all(line.profile(u).custom["outgrow_replayed"] is True for u in range(10))
+
+
+async def test_replay_leaves_the_live_groups_offsets_alone(bootstrap_servers: str) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([lead(u, 0) for u in range(30)])
+        worker = line.start_worker()
+        await line.all_committed()
+        await worker.halt()
+        before = await line.committed()
+        await line.produce([lead(u, 1) for u in range(30)])
+        tally, _ = await _deliver(line, Range(), Selection())
+        assert tally.delivered == 60
+        assert await line.committed() == before
+
+
+async def test_interrupted_replay_resumes_where_it_stopped(bootstrap_servers: str) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([lead(u, 0) for u in range(300)])
+        stop = asyncio.Event()
+
+        async def interrupt() -> None:
+            await wait_for(lambda: len(line.sandbox.state.store) >= 30, 60)
+            stop.set()
+
+        stopper = asyncio.create_task(interrupt())
+        slow = {"braze_rate_limit": "60/3s", "braze_max_objects": 1}
+        first, plan = await _deliver(line, Range(), Selection(), stop=stop, **slow)
+        await stopper
+        assert first.read < 300, "the interruption came too late to prove anything"
+        second, _ = await _deliver(line, Range(from_offsets=_resume(first, plan)), Selection())
+        assert first.read + second.read == 300
+        assert all(line.profile(u) is not None for u in range(300))
+
+
+def _resume(tally: Tally, plan: Plan) -> dict[int, int]:
+    return parse_offsets(plan.resume_argument(tally.positions))
+
+
+async def test_redrive_after_a_mapping_fix_empties_the_reason(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "fixed.yaml"
+    fixed.write_text(
+        "version: 1\n"
+        "identity:\n  - external_id: external_id\n  - alias: {label: outgrow_lead, from: id}\n"
+        "attributes:\n  outgrow_quiz_score: {from: 'results[title=Score].value', type: number}\n",
+        encoding="utf-8",
+    )
+    anonymous = [{"id": f"anon-{n}", "results": [{"title": "Score", "value": n}]} for n in range(4)]
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([*anonymous, lead(1, 0)])
+        worker = line.start_worker()
+        await line.all_committed()
+        await worker.halt()
+        before = Listing.of(await _dead_letter_sources(line))
+        assert sum(before.by_reason().values()) == 4
+        tally, _ = await _deliver(
+            line, Range(), Selection(), mapping_path=str(fixed), topic=line.topics.topics.dlq_topic
+        )
+        after = Listing.of(await _dead_letter_sources(line))
+        again, _ = await _deliver(
+            line, Range(), Selection(), mapping_path=str(fixed), topic=line.topics.topics.dlq_topic
+        )
+        aliases = [line.sandbox.state.store.by_alias("outgrow_lead", f"anon-{n}") for n in range(4)]
+    assert tally.delivered == 4
+    assert after.by_reason() == {}
+    assert again.delivered == 0, "settled dead letters are not redriven twice"
+    assert all(profile is not None for profile in aliases)
+
+
+async def _dead_letter_sources(line: Pipeline) -> list[SourceRecord]:
+    records = await line.dead_letters()
+    topic = line.topics.topics.dlq_topic
+    return [source_record(TopicPartition(topic, r.partition), r) for r in records]

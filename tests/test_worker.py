@@ -152,17 +152,24 @@ async def test_throttling_and_server_errors_lose_nothing_and_respect_the_budget(
 async def test_two_workers_share_partitions_and_budget_and_lose_nothing(
     bootstrap_servers: str,
 ) -> None:
+    slow = {"braze_rate_limit": "60/3s", "worker_batch_window_ms": 5, "braze_max_objects": 10}
     async with pipeline(bootstrap_servers, partitions=4) as line:
         await line.produce([lead(u, r) for r in range(3) for u in range(400)])
-        line.start_worker(braze_rate_limit="300/3s", worker_batch_window_ms=5, braze_max_objects=10)
+        line.start_worker(**slow)
         await wait_for(lambda: len(line.sandbox.state.store) > 20, 60)
-        line.start_worker(braze_rate_limit="300/3s", worker_batch_window_ms=5, braze_max_objects=10)
+        line.start_worker(**slow)
+
+        async def rates() -> list[float]:
+            return [await _rate(worker.port) for worker in line.workers]
+
+        async with asyncio.timeout(60):
+            while await rates() != [10.0, 10.0]:  # 60 per 3 s, two partitions of four each
+                await asyncio.sleep(0.3)
+        assert len(line.sandbox.state.store) < 400, "the rebalance came after the work"
         await line.produce([lead(u, 3) for u in range(400)])
         await line.all_committed(timeout_s=180)
         ends = await end_offsets(line.bootstrap, line.topics.raw)
         assert sum(ends.values()) == 1600
-        rates = [await _rate(worker.port) for worker in line.workers]
-    assert rates == [50.0, 50.0]  # 300 per 3 s, two partitions of four each
     for user in range(400):
         profile = line.profile(user)
         assert profile.custom["outgrow_quiz_score"] == 3000 + user

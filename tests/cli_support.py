@@ -1,0 +1,42 @@
+"""Run `outgrow-braze` commands from async tests: in a thread, since each runs its own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import pytest
+
+from connector import cli
+from tests.worker_support import Pipeline
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A command's exit code and what it printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Outcome:
+    """Run one command to its end; the logging set-up it installs is undone afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = await asyncio.to_thread(cli.main, ["--log-format", "text", *argv])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    captured = capsys.readouterr()
+    return Outcome(code, captured.out, captured.err)
+
+
+def kafka_options(line: Pipeline, *, dlq: bool = True) -> list[str]:
+    """The options that point a command at a test pipeline's broker, topics and group."""
+    options = ["--kafka-bootstrap-servers", line.bootstrap, "--raw-topic", line.topics.raw]
+    if dlq:
+        options += ["--dlq-topic", line.topics.topics.dlq_topic]
+    return [*options, "--consumer-group", line.group]
