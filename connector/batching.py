@@ -149,6 +149,7 @@ class Packed:
     requests: list[TrackRequest] = field(default_factory=list)
     later: list[Item] = field(default_factory=list)
     oversized: list[Item] = field(default_factory=list)
+    held: bool = False  # a last request with room left was kept back (UserQueue.take)
 
 
 def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
@@ -248,8 +249,12 @@ class UserQueue:
         if items[0] is item and user not in self.in_flight:
             heapq.heappush(self._ready, (item.partition, item.offset, user))
 
-    def take(self, max_requests: int, limits: Limits) -> Packed:
-        """Pack at most `max_requests` requests; their users are in flight until released."""
+    def take(self, max_requests: int, limits: Limits, *, partial: bool = True) -> Packed:
+        """Pack at most `max_requests` requests; their users are in flight until released.
+
+        Without `partial`, a last request that still has room is not sent but queued again
+        (`held`), so that records arriving meanwhile can fill it.
+        """
         packed, current, deferred = Packed(), TrackRequest(), []
         if max_requests < 1:
             return packed
@@ -272,8 +277,11 @@ class UserQueue:
                 _add_user(current, objects)
             else:
                 deferred.append(user)
-        if current.size:
+        if current.size and (partial or _full(current, limits)):
             packed.requests.append(current)
+        elif current.size:
+            self._restore(current)
+            packed.held = True
         self.release(deferred)  # nothing of theirs is in flight; `pack` leaves them for later
         return packed
 
@@ -315,6 +323,21 @@ class UserQueue:
         if items:
             self._items[user] = items
             self._count += len(items)
+
+    def _restore(self, request: TrackRequest) -> None:
+        """Queue a request's records again, ahead of what their users still have waiting."""
+        taken: dict[str, list[Item]] = {}
+        for item in request.items():
+            taken.setdefault(item.user_key, []).append(item)
+        for user, items in taken.items():
+            items.sort(key=_position)
+            self._items[user] = items + self._items.get(user, [])
+            self._count += len(items)
+        self.release(taken)
+
+
+def _full(request: TrackRequest, limits: Limits) -> bool:
+    return not (limits.fits(request, 1, 0) or limits.fits(request, 0, 1))
 
 
 _Object = tuple[str, dict[str, Any], list[Item]]

@@ -295,9 +295,9 @@ def _dry_line(
 class Progress:
     """A progress bar on a terminal, a plain line every few seconds otherwise."""
 
-    def __init__(self, total: int, stream: IO[str] = sys.stderr, every_s: float = 5.0) -> None:
+    def __init__(self, total: int, stream: IO[str] | None = None, every_s: float = 5.0) -> None:
         self.total = total
-        self.stream = stream
+        self.stream = stream = stream or sys.stderr
         self.every_s = every_s
         self.started = time.monotonic()
         self._last = 0.0

@@ -11,5 +11,9 @@ def stop_on_signals() -> asyncio.Event:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (ValueError, RuntimeError):
+            # Only the main thread may handle signals; elsewhere the caller's own stop applies.
+            break
     return stop

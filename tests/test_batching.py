@@ -167,6 +167,25 @@ def test_a_user_in_flight_waits_until_released_then_comes_first() -> None:
     assert again.users == ["b", "a"]  # b's waiting record (offset 2) is older than a's (4)
 
 
+def test_without_partial_a_last_request_with_room_is_kept_back_whole() -> None:
+    queue = queued([item(n, f"u{n}", events=1, score=n) for n in range(40)])
+    packed = queue.take(5, Limits(), partial=False)
+    assert [r.size for r in packed.requests] == [74]
+    assert packed.held
+    assert len(queue) == 3 and queue.in_flight == set(packed.requests[0].users)
+    queue.add(item(40, "u0", score=99))  # u0 is in flight: its record waits
+    queue.add(item(41, "u41", events=1, score=1))
+    rest = queue.take(5, Limits())
+    assert [r.users for r in rest.requests] == [["u37", "u38", "u39", "u41"]]
+    assert not rest.held
+
+
+def test_a_full_last_request_is_sent_even_without_partial() -> None:
+    queue = queued([item(0, "u0", events=75)])
+    packed = queue.take(5, Limits(), partial=False)
+    assert [r.size for r in packed.requests] == [75] and not packed.held
+
+
 def test_the_queue_forgets_revoked_partitions() -> None:
     queue = queued([item(0, "a", partition=0, score=1), item(0, "b", partition=1, score=1)])
     queue.drop({1})
