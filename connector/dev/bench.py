@@ -35,7 +35,7 @@ from typing import Any
 
 from connector.config import TopicSettings, load
 
-TARGETS = ["receiver", "sandbox"]
+TARGETS = ["receiver", "sandbox", "replay"]
 TOOLS = ["auto", "wrk", "builtin"]
 USERS = 10_000
 WRK_THREADS = 1
@@ -641,6 +641,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from connector.dev.sandbox.bench import run_sandbox_bench
 
         return run_sandbox_bench(args)
+    if args.target == "replay":
+        from connector.dev.replay_bench import run_replay_bench
+
+        return run_replay_bench(args)
     from connector.dev.kafka import BrokerUnavailable
 
     try:
