@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -149,7 +150,7 @@ class Packed:
     requests: list[TrackRequest] = field(default_factory=list)
     later: list[Item] = field(default_factory=list)
     oversized: list[Item] = field(default_factory=list)
-    held: bool = False  # a last request with room left was kept back (UserQueue.take)
+    held_until: float | None = None  # a last request with room left waits till then (UserQueue)
 
 
 def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
@@ -223,9 +224,11 @@ class UserQueue:
     backlog.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.in_flight: set[str] = set()
+        self._clock = clock
         self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
+        self._since: dict[str, float] = {}  # per user, when its oldest waiting record came
         # (partition, offset) of a ready user's first record; entries left stale by a change
         # are skipped when they come to the top.
         self._ready: list[tuple[int, int, str]] = []
@@ -241,6 +244,7 @@ class UserQueue:
         self._count += 1
         if items is None:
             items = self._items[user] = [item]
+            self._since[user] = self._clock()
         elif _position(items[-1]) < _position(item):
             items.append(item)
             return
@@ -249,39 +253,40 @@ class UserQueue:
         if items[0] is item and user not in self.in_flight:
             heapq.heappush(self._ready, (item.partition, item.offset, user))
 
-    def take(self, max_requests: int, limits: Limits, *, partial: bool = True) -> Packed:
+    def take(self, max_requests: int, limits: Limits, *, wait_s: float = 0.0) -> Packed:
         """Pack at most `max_requests` requests; their users are in flight until released.
 
-        Without `partial`, a last request that still has room is not sent but queued again
-        (`held`), so that records arriving meanwhile can fill it.
+        A last request that still has room goes only once its oldest record has waited
+        `wait_s`; until then it is queued again (`held_until` says when it may go), so that
+        records arriving meanwhile can fill it.
         """
         packed, current, deferred = Packed(), TrackRequest(), []
-        if max_requests < 1:
-            return packed
-        while (user := self._next_ready()) is not None:
+        arrivals: dict[str, float] = {}  # of the users in `current`
+        while max_requests > 0 and (user := self._next_ready()) is not None:
             objects = coalesce(self._items[user])[0]
             if not limits.fits(current, *_counts(objects)) and current.size:
                 packed.requests.append(current)
-                current = TrackRequest()
+                current, arrivals = TrackRequest(), {}
                 if len(packed.requests) == max_requests:
                     break
-            heapq.heappop(self._ready)
-            self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
-            self._count -= len(self._items.pop(user))
+            since = self._pop(user)
             if not limits.fits(current, *_counts(objects)):
                 objects, rest = _prefix_that_fits(objects, limits)
                 if not objects.size:
                     packed.oversized.append(rest.pop(0))
-                self._put_back(user, rest)
+                self._put_back(user, rest, since)
             if objects.size:
                 _add_user(current, objects)
+                arrivals[user] = since
             else:
                 deferred.append(user)
-        if current.size and (partial or _full(current, limits)):
-            packed.requests.append(current)
-        elif current.size:
-            self._restore(current)
-            packed.held = True
+        if current.size:
+            held_until = min(arrivals.values()) + wait_s
+            if held_until <= self._clock() or _full(current, limits):
+                packed.requests.append(current)
+            else:
+                self._restore(current, arrivals)
+                packed.held_until = held_until
         self.release(deferred)  # nothing of theirs is in flight; `pack` leaves them for later
         return packed
 
@@ -300,7 +305,7 @@ class UserQueue:
             if kept:
                 self._items[user] = kept
             else:
-                del self._items[user]
+                del self._items[user], self._since[user]
         self._count = sum(len(items) for items in self._items.values())
         self._ready = [
             (items[0].partition, items[0].offset, user)
@@ -319,20 +324,29 @@ class UserQueue:
             heapq.heappop(self._ready)
         return None
 
-    def _put_back(self, user: str, items: list[Item]) -> None:
+    def _pop(self, user: str) -> float:
+        """Take the user at the top of the heap with all its records; return their arrival."""
+        heapq.heappop(self._ready)
+        self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
+        self._count -= len(self._items.pop(user))
+        return self._since.pop(user)
+
+    def _put_back(self, user: str, items: list[Item], since: float) -> None:
         if items:
             self._items[user] = items
+            self._since[user] = since
             self._count += len(items)
 
-    def _restore(self, request: TrackRequest) -> None:
+    def _restore(self, request: TrackRequest, arrivals: dict[str, float]) -> None:
         """Queue a request's records again, ahead of what their users still have waiting."""
         taken: dict[str, list[Item]] = {}
         for item in request.items():
             taken.setdefault(item.user_key, []).append(item)
         for user, items in taken.items():
-            items.sort(key=_position)
-            self._items[user] = items + self._items.get(user, [])
-            self._count += len(items)
+            waiting = self._items.pop(user, [])
+            self._count -= len(waiting)
+            self._since.pop(user, None)
+            self._put_back(user, sorted(items, key=_position) + waiting, arrivals[user])
         self.release(taken)
 
 

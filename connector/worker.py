@@ -84,8 +84,7 @@ class Worker:
         self.trackers: dict[int, PartitionOffsets] = {}
         self.sources: dict[Key, SourceRecord] = {}
         self.queue = UserQueue()
-        self.held_since: float | None = None  # a request kept back for the batch window
-        self.hold_timer: asyncio.TimerHandle | None = None
+        self.hold_timer: asyncio.TimerHandle | None = None  # for a request kept back
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.paused = False
@@ -185,48 +184,39 @@ class Worker:
             self.wake.clear()
             if window_s and len(self.queue) < self.limits.max_objects:
                 await asyncio.sleep(window_s)
-                self.dispatch(flush=True)  # these records had their window
-            else:
-                self.dispatch()
+            self.dispatch()
 
     def dispatch(self, *, flush: bool = False) -> None:
         """Start as many requests as free slots allow; the rest stay queued in order.
 
-        A last request with room left waits up to the batch window for more records (unless
-        `flush`): under a backlog records keep coming, and half-full requests waste budget.
+        A last request with room left goes once its oldest record has waited the batch window
+        (at once with `flush`): under a backlog more records come meanwhile and fill it.
         """
         free = self.settings.worker_max_requests_in_flight - len(self.tasks)
         if free <= 0 or not self.queue:
             return
-        packed = self.queue.take(free, self.limits, partial=flush or self._hold_over())
-        self._hold(packed.held)
+        wait_s = 0.0 if flush else self.settings.worker_batch_window_ms / 1000
+        packed = self.queue.take(free, self.limits, wait_s=wait_s)
+        if packed.held_until is not None:
+            self._dispatch_at(packed.held_until)
         for request in packed.requests:
             self._start(request)
         if packed.oversized:
             self._start_dead_letters(packed.oversized)
 
-    def _hold_over(self) -> bool:
-        """Whether a last request with room left may go now."""
-        window_s = self.settings.worker_batch_window_ms / 1000
-        if not window_s:
-            return True
-        return self.held_since is not None and time.monotonic() - self.held_since >= window_s
+    def _dispatch_at(self, when: float) -> None:
+        """Dispatch again at `when` (a time.monotonic() time), for a request kept back."""
+        loop = asyncio.get_running_loop()
+        at = loop.time() + max(when - time.monotonic(), 0.0)
+        if self.hold_timer is not None:
+            if self.hold_timer.when() <= at:
+                return
+            self.hold_timer.cancel()
+        self.hold_timer = loop.call_at(at, self._held_over)
 
-    def _hold(self, held: bool) -> None:
-        """Remember since when a request is kept back, and wake the dispatcher at the end."""
-        if not held:
-            self.held_since = None
-            return
-        if self.held_since is None:
-            self.held_since = time.monotonic()
-        if self.hold_timer is None:
-            window_s = self.settings.worker_batch_window_ms / 1000
-            delay = max(self.held_since + window_s - time.monotonic(), 0.0)
-            self.hold_timer = asyncio.get_running_loop().call_later(delay, self._hold_done)
-
-    def _hold_done(self) -> None:
+    def _held_over(self) -> None:
         self.hold_timer = None
-        self.wake.set()
+        self.dispatch()
 
     def _start(self, request: TrackRequest) -> None:
         task = asyncio.create_task(self._deliver(request))

@@ -167,23 +167,29 @@ def test_a_user_in_flight_waits_until_released_then_comes_first() -> None:
     assert again.users == ["b", "a"]  # b's waiting record (offset 2) is older than a's (4)
 
 
-def test_without_partial_a_last_request_with_room_is_kept_back_whole() -> None:
-    queue = queued([item(n, f"u{n}", events=1, score=n) for n in range(40)])
-    packed = queue.take(5, Limits(), partial=False)
+def test_a_last_request_with_room_waits_until_its_oldest_record_had_its_window() -> None:
+    now = [100.0]
+    queue = UserQueue(clock=lambda: now[0])
+    for n in range(40):
+        queue.add(item(n, f"u{n}", events=1, score=n))
+    packed = queue.take(5, Limits(), wait_s=0.5)
     assert [r.size for r in packed.requests] == [74]
-    assert packed.held
+    assert packed.held_until == 100.5
     assert len(queue) == 3 and queue.in_flight == set(packed.requests[0].users)
+    now[0] = 100.25
     queue.add(item(40, "u0", score=99))  # u0 is in flight: its record waits
     queue.add(item(41, "u41", events=1, score=1))
-    rest = queue.take(5, Limits())
+    assert queue.take(5, Limits(), wait_s=0.5).held_until == 100.5
+    now[0] = 100.5
+    rest = queue.take(5, Limits(), wait_s=0.5)
     assert [r.users for r in rest.requests] == [["u37", "u38", "u39", "u41"]]
-    assert not rest.held
+    assert rest.held_until is None
 
 
-def test_a_full_last_request_is_sent_even_without_partial() -> None:
+def test_a_full_last_request_goes_without_waiting() -> None:
     queue = queued([item(0, "u0", events=75)])
-    packed = queue.take(5, Limits(), partial=False)
-    assert [r.size for r in packed.requests] == [75] and not packed.held
+    packed = queue.take(5, Limits(), wait_s=60)
+    assert [r.size for r in packed.requests] == [75] and packed.held_until is None
 
 
 def test_the_queue_forgets_revoked_partitions() -> None:
@@ -237,9 +243,9 @@ def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
     assert len(queue) == len(items) - len(gone)
 
 
-@given(queue_records, st.integers(1, 4), st.integers(2, 75))
+@given(queue_records, st.integers(1, 4), st.integers(2, 75), st.sampled_from([0.0, 2.0]))
 def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
-    specs: list[tuple[str, int, int, bool]], free: int, max_objects: int
+    specs: list[tuple[str, int, int, bool]], free: int, max_objects: int, wait_s: float
 ) -> None:
     items = [
         item(
@@ -247,10 +253,14 @@ def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
         )
         for n, (user, partition, events, attrs) in enumerate(specs)
     ]
-    queue = queued(items)
+    now = [0.0]
+    queue = UserQueue(clock=lambda: now[0])
+    for one in items:
+        queue.add(one)
     sent: list[tuple[int, Item]] = []  # (round, record)
-    for round_ in range(len(items) + 1):
-        packed = queue.take(free, Limits(max_objects))
+    for round_ in range(len(items) + 4):
+        now[0] = float(round_)  # a held request goes two rounds after its oldest record came
+        packed = queue.take(free, Limits(max_objects), wait_s=wait_s)
         taken = [i for r in packed.requests for i in r.items()] + packed.oversized
         sent += [(round_, i) for i in taken]
         for request in packed.requests:

@@ -18,6 +18,7 @@ from connector.errors import ConfigError
 from connector.mapping import load_mapping
 from connector.replay import (
     Plan,
+    Progress,
     Range,
     Selection,
     Tally,
@@ -234,3 +235,13 @@ async def _dead_letter_sources(line: Pipeline) -> list[SourceRecord]:
     records = await line.dead_letters()
     topic = line.topics.topics.dlq_topic
     return [source_record(TopicPartition(topic, r.partition), r) for r in records]
+
+
+def test_progress_prints_plain_lines_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress(100, stream, every_s=0.0)
+    progress.update(25)
+    progress.close()
+    line = stream.getvalue().strip()
+    assert line.startswith("replay: 25/100 records, ")
+    assert line.endswith(" left")
