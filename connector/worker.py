@@ -85,6 +85,7 @@ class Worker:
         self.sources: dict[Key, SourceRecord] = {}
         self.queue = UserQueue()
         self.hold_timer: asyncio.TimerHandle | None = None  # for a request kept back
+        self.hold_until = 0.0  # when it is due (time.monotonic()): uvloop's handles cannot say
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.paused = False
@@ -206,13 +207,13 @@ class Worker:
 
     def _dispatch_at(self, when: float) -> None:
         """Dispatch again at `when` (a time.monotonic() time), for a request kept back."""
-        loop = asyncio.get_running_loop()
-        at = loop.time() + max(when - time.monotonic(), 0.0)
         if self.hold_timer is not None:
-            if self.hold_timer.when() <= at:
+            if self.hold_until <= when:
                 return
             self.hold_timer.cancel()
-        self.hold_timer = loop.call_at(at, self._held_over)
+        self.hold_until = when
+        delay = max(when - time.monotonic(), 0.0)
+        self.hold_timer = asyncio.get_running_loop().call_later(delay, self._held_over)
 
     def _held_over(self) -> None:
         self.hold_timer = None

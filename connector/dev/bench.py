@@ -35,7 +35,7 @@ from typing import Any
 
 from connector.config import TopicSettings, load
 
-TARGETS = ["receiver", "sandbox", "replay"]
+TARGETS = ["receiver", "sandbox", "replay", "worker"]
 TOOLS = ["auto", "wrk", "builtin"]
 USERS = 10_000
 WRK_THREADS = 1
@@ -97,6 +97,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="load tool: wrk, the built-in generator, or auto (wrk if installed)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from connector.dev.worker_bench import add_worker_arguments
+
+    add_worker_arguments(parser)
 
 
 def choose_tool(requested: str) -> str:
@@ -547,10 +550,12 @@ def format_table(report: BenchReport) -> str:
         f"{report.median('p99_ms'):>10.2f}"
     )
     verdict = "OK" if report.records_ok else "FAILED"
+    found = problems(report)
     lines += [
         "",
         f"records check: {report.raw_topic} grew by {report.records_added} records for "
         f"{report.accepted} 2xx answers (warm-up included): {verdict}",
+        "result: " + ("OK" if not found else f"FAILED ({len(found)} problem(s), see stderr)"),
     ]
     return "\n".join(lines)
 
@@ -645,6 +650,10 @@ def run_bench(args: argparse.Namespace) -> int:
         from connector.dev.replay_bench import run_replay_bench
 
         return run_replay_bench(args)
+    if args.target == "worker":
+        from connector.dev.worker_bench import run_worker_bench
+
+        return run_worker_bench(args)
     from connector.dev.kafka import BrokerUnavailable
 
     try:
