@@ -209,7 +209,7 @@ class WorkerSettings(_Settings):
         20, ge=0, le=5_000, description="How long records wait to be coalesced into a request."
     )
     worker_max_requests_in_flight: int = Field(
-        16, ge=1, le=1_000, description="Braze requests sent concurrently by one worker."
+        64, ge=1, le=1_000, description="Braze requests sent concurrently by one worker."
     )
     worker_max_pending_records: int = Field(
         20_000, ge=100, description="Records held in memory before fetching pauses."
