@@ -225,7 +225,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_offsets_reset(args: argparse.Namespace) -> int:
     """Move the worker group's committed offsets on the raw topic to a point in time."""
-    from connector.offsets_reset import parse_time, reset
+    from connector.offsets_reset import reset
+    from connector.times import parse_time
 
     to_time = parse_time(args.to_time)
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)

@@ -16,21 +16,9 @@ from typing import IO
 
 from connector.cluster import Cluster, GroupBusy, GroupState
 from connector.config import KafkaSettings
-from connector.errors import ConfigError
 from connector.tables import print_table
 
 _WAIT_PAUSE_S = 0.5
-
-
-def parse_time(text: str) -> datetime:
-    """Read an ISO 8601 time; one without a zone is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(
-            f"--to-time {text!r} is not an ISO 8601 time like 2026-11-28T10:20:30Z"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
 
 import orjson
@@ -84,19 +84,6 @@ def parse_offsets(text: str | None) -> dict[int, int]:
             raise ConfigError(f"offset bound {part.strip()!r} is not partition:offset")
         bounds[int(partition)] = int(offset)
     return bounds
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """Read an ISO 8601 time; one without a zone is taken as UTC."""
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ConfigError(f"time {text!r} is not ISO 8601 (e.g. 2026-11-28T10:00:00Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment
 
 
 @dataclass

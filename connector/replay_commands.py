@@ -24,10 +24,10 @@ from connector.replay import (
     make_plan,
     map_source,
     parse_offsets,
-    parse_time,
     read_range,
     replay_consumer,
 )
+from connector.times import parse_time
 
 REPLAY_EXAMPLES = """\
   outgrow-braze replay --from-time 2026-11-01T00:00:00Z --to-time 2026-11-02T00:00:00Z
@@ -43,8 +43,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     mapping = load_mapping(args.mapping or worker.mapping_file)
     topic = topics.dlq_topic if args.dead_letters else topics.raw_topic
     bounds = Range(
-        from_time=parse_time(args.from_time),
-        to_time=parse_time(args.to_time),
+        from_time=parse_time(args.from_time) if args.from_time else None,
+        to_time=parse_time(args.to_time) if args.to_time else None,
         from_offsets=parse_offsets(args.from_offsets),
         to_offsets=parse_offsets(args.to_offsets),
     )

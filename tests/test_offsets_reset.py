@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from connector.errors import ConfigError
-from connector.offsets_reset import parse_time
+from connector.times import parse_time
 from tests.cli_support import kafka_options, run_cli
 from tests.kafka_support import end_offsets
 from tests.worker_support import Pipeline, lead, pipeline

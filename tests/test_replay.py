@@ -26,10 +26,10 @@ from connector.replay import (
     dry_run,
     make_plan,
     parse_offsets,
-    parse_time,
     replay_consumer,
     source_record,
 )
+from connector.times import parse_time
 from tests.kafka_support import fresh_topics
 from tests.worker_support import Pipeline, lead, pipeline, wait_for
 
