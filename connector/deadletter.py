@@ -8,6 +8,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from aiokafka import ConsumerRecord, TopicPartition
+
 from connector.errors import KafkaUnavailable, RecordTooLarge
 from connector.logs import redact
 from connector.producer import Publisher
@@ -29,6 +31,19 @@ class SourceRecord:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def consumed(cls, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
+        """The record as a consumer handed it out."""
+        return cls(
+            topic=tp.topic,
+            partition=tp.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp,
+            key=record.key,
+            value=record.value or b"",
+            headers=tuple(record.headers),
+        )
 
     def header(self, name: str) -> str | None:
         """The first header of that name, decoded, or None."""

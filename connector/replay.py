@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import IO, Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
@@ -193,7 +193,7 @@ async def read_range(
         for tp, records in batch.items():
             for record in records:
                 if record.offset < plan.ends[tp.partition]:
-                    await _maybe_await(on_record(source_record(tp, record)))
+                    await _maybe_await(on_record(SourceRecord.consumed(tp, record)))
             if await consumer.position(tp) >= plan.ends[tp.partition]:
                 remaining.discard(tp)
 
@@ -201,19 +201,6 @@ async def read_range(
 async def _maybe_await(value: Any) -> None:
     if asyncio.iscoroutine(value):
         await value
-
-
-def source_record(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
-    """The consumed record as the dead-letter topic and the mapping see it."""
-    return SourceRecord(
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp,
-        key=record.key,
-        value=record.value or b"",
-        headers=tuple(record.headers),
-    )
 
 
 def map_source(mapping: Mapping, record: SourceRecord) -> BrazeUpdate | Filtered:

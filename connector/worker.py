@@ -138,7 +138,7 @@ class Worker:
             self.trackers[tp.partition] = PartitionOffsets()
         self.trackers[tp.partition].track(record.offset)
         self.metrics.consumed.inc()
-        source = _source_record(tp, record)
+        source = SourceRecord.consumed(tp, record)
         key = (tp.partition, record.offset)
         if not self.admit(source):
             self.skipped += 1
@@ -433,18 +433,6 @@ def _unchanged(update: BrazeUpdate) -> BrazeUpdate | None:
 def _has_objects(update: BrazeUpdate) -> bool:
     # What attribute_object() and event_objects() would say, without building the objects.
     return bool(update.attributes) or bool(update.events)
-
-
-def _source_record(tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
-    return SourceRecord(
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=record.offset,
-        timestamp_ms=record.timestamp,
-        key=record.key,
-        value=record.value or b"",
-        headers=tuple(record.headers),
-    )
 
 
 @dataclass(frozen=True)

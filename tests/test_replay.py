@@ -27,7 +27,6 @@ from connector.replay import (
     make_plan,
     parse_offsets,
     replay_consumer,
-    source_record,
 )
 from connector.times import parse_time
 from tests.kafka_support import fresh_topics
@@ -234,7 +233,7 @@ async def test_redrive_after_a_mapping_fix_empties_the_reason(
 async def _dead_letter_sources(line: Pipeline) -> list[SourceRecord]:
     records = await line.dead_letters()
     topic = line.topics.topics.dlq_topic
-    return [source_record(TopicPartition(topic, r.partition), r) for r in records]
+    return [SourceRecord.consumed(TopicPartition(topic, r.partition), r) for r in records]
 
 
 def test_progress_prints_plain_lines_off_a_terminal() -> None:
