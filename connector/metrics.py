@@ -28,6 +28,8 @@ class ReceiverMetrics:
             ["status", "error"],
             registry=self.registry,
         )
+        # The common answer, resolved once: labels() on every request costs a lock and a lookup.
+        self.accepted = self.requests.labels("202", "")
         self.publish_seconds = Histogram(
             "outgrow_receiver_publish_seconds",
             "Time from handing a record to the producer until Kafka acknowledged it.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 import uuid
@@ -21,6 +22,7 @@ from connector.keys import KeyRule
 from connector.metrics import CONTENT_TYPE_LATEST, ReceiverMetrics
 from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
 from connector.producer import Headers, Publisher
+from connector.runtime import tune_gc
 from connector.signals import stop_on_signals
 from connector.topics import ensure_topics
 
@@ -44,6 +46,9 @@ class ReceiverState:
     metrics: ReceiverMetrics = field(default_factory=ReceiverMetrics)
     draining: bool = False
     in_flight: int = 0
+
+    def __post_init__(self) -> None:
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
 
 
 STATE = web.AppKey("state", ReceiverState)
@@ -101,7 +106,9 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status == 405:
             response.headers["Allow"] = exc.headers.get("Allow", "POST")
         return response
-    if request.path.startswith(WEBHOOK_PATH):
+    if response.status == 202:
+        metrics.accepted.inc()
+    elif request.path.startswith(WEBHOOK_PATH):
         metrics.requests.labels(str(response.status), "").inc()
     return response
 
@@ -111,12 +118,10 @@ async def receive(request: web.Request) -> web.Response:
     state = request.app[STATE]
     _shed_if_needed(state)
     state.in_flight += 1
-    state.metrics.in_flight.inc()
     try:
         return await _receive(request, state)
     finally:
         state.in_flight -= 1
-        state.metrics.in_flight.dec()
 
 
 def _shed_if_needed(state: ReceiverState) -> None:
@@ -136,7 +141,7 @@ async def _receive(request: web.Request, state: ReceiverState) -> web.Response:
         document = parse(body, mime_type)
     except InvalidBody as exc:
         raise Refusal(400, exc.code, exc.message) from None
-    event_id = str(uuid.uuid4())
+    event_id = new_event_id()
     headers = _record_headers(request, source, event_id)
     delivery = await _publish(state, state.key_rule.key_for(document), body, headers)
     state.metrics.body_bytes.observe(len(body))
@@ -179,14 +184,36 @@ def _mime_type(request: web.Request) -> str:
     return mime_type
 
 
+def _too_large(limit: int) -> Refusal:
+    return Refusal(413, "payload_too_large", f"the body is larger than {limit} bytes")
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    too_large = Refusal(413, "payload_too_large", f"the body is larger than {limit} bytes")
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
+        raise _too_large(limit)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise _too_large(limit) from None
+
+
+class _EventIds:
+    """Random (version 4) UUIDs from one buffered read of the system's randomness."""
+
+    def __init__(self, batch: int = 1024) -> None:
+        self._size = 16 * batch
+        self._pool = b""
+        self._at = self._size
+
+    def __call__(self) -> str:
+        if self._at >= self._size:
+            self._pool, self._at = os.urandom(self._size), 0
+        raw = self._pool[self._at : self._at + 16]
+        self._at += 16
+        return str(uuid.UUID(bytes=raw, version=4))
+
+
+new_event_id = _EventIds()
 
 
 def _record_headers(request: web.Request, source: str, event_id: str) -> Headers:
@@ -267,6 +294,7 @@ async def serve(config: ReceiverConfig, stop: asyncio.Event | None = None) -> No
     """Run the receiver until SIGTERM/SIGINT (or `stop`), then drain and flush."""
     settings = config.receiver
     credentials = credentials_from(settings)
+    tune_gc()
     if credentials.open:
         log.warning("receiver runs WITHOUT authentication (insecure development mode)")
     if settings.receiver_ensure_topics:

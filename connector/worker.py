@@ -20,6 +20,7 @@ from connector.deadletter import DeadLetters, Reason, SourceRecord
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
 from connector.metrics import WorkerMetrics
 from connector.offsets import PartitionOffsets
+from connector.runtime import tune_gc
 from connector.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -453,6 +454,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
 
     settings = config.worker
     mapping = load_mapping(settings.mapping_file)
+    tune_gc()
     budget = RateBudget.parse(settings.braze_rate_limit)
     limiter = AdaptiveLimiter(budget, share=settings.braze_rate_share)
     metrics = WorkerMetrics()

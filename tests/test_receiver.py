@@ -386,3 +386,13 @@ async def test_no_input_gets_a_server_error(
     status, answer = await receiver.post(body, content_type)
     assert status in {202, 400, 415}
     assert ("error" in answer) == (status != 202)
+
+
+def test_event_ids_are_unique_version_4_uuids() -> None:
+    import uuid
+
+    from connector.receiver import new_event_id
+
+    ids = [new_event_id() for _ in range(3000)]  # crosses the buffer refill
+    assert len(set(ids)) == 3000
+    assert all(uuid.UUID(i).version == 4 for i in ids)
