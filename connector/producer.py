@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.partitioner import murmur2
 
 from connector.config import KafkaSettings
 from connector.errors import KafkaUnavailable, RecordTooLarge
@@ -30,6 +33,19 @@ class Delivery:
 
     partition: int
     offset: int
+
+
+@functools.lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    # aiokafka's murmur2 is pure Python; one user's key is hashed again for each submission.
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def _partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """Kafka's default partitioning (murmur2 of the key), with the hash cached per key."""
+    if key is None:
+        return int(random.choice(available or all_partitions))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
 
 
 class Publisher:
@@ -99,6 +115,7 @@ class Publisher:
             request_timeout_ms=self._kafka.kafka_request_timeout_ms,
             max_request_size=self._max_request_bytes,
             max_batch_size=256 * 1024,
+            partitioner=_partition_for,
         )
 
     async def publish(

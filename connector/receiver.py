@@ -151,7 +151,7 @@ async def _receive(request: web.Request, state: ReceiverState) -> web.Response:
         "partition": delivery.partition,
         "offset": delivery.offset,
     }
-    return web.json_response(answer, status=202, dumps=_dumps)
+    return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
 
 
 def _authenticate(request: web.Request, credentials: Credentials) -> None:
