@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
+from types import FrameType
 
 
 def stop_on_signals() -> asyncio.Event:
@@ -17,3 +20,17 @@ def stop_on_signals() -> asyncio.Event:
             # Only the main thread may handle signals; elsewhere the caller's own stop applies.
             break
     return stop
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Let SIGTERM unwind like Ctrl-C for a blocking command, so what it started is stopped."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

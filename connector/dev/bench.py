@@ -18,7 +18,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -30,10 +29,10 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from connector.config import TopicSettings, load
+from connector.signals import sigterm_as_interrupt
 
 TARGETS = ["receiver", "sandbox", "replay", "worker"]
 TOOLS = ["auto", "wrk", "builtin"]
@@ -626,20 +625,6 @@ def _bench_receiver(args: argparse.Namespace, tool: str) -> BenchReport:
     return report
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C, so that everything started is stopped."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_bench(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 when every answer was 2xx and Kafka holds every record, else 1."""
     if args.target == "sandbox":
@@ -658,7 +643,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     try:
         tool = choose_tool(args.tool)
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             report = _bench_receiver(args, tool)
     except (BenchError, BrokerUnavailable) as exc:
         print(f"bench: {exc}", file=sys.stderr)

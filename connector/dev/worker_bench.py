@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from connector.braze import RateBudget
@@ -60,6 +58,7 @@ from connector.dev.worker_report import (
     measure,
 )
 from connector.errors import ConfigError
+from connector.signals import sigterm_as_interrupt
 
 MAX_EVENTS = 5_000_000
 POLL_S = 0.1
@@ -447,27 +446,13 @@ def _bench(args: argparse.Namespace) -> WorkerBenchReport:
     return report
 
 
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C, so that every process started is stopped too."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_worker_bench(args: argparse.Namespace) -> int:
     """Run the worker benchmark; 0 when every event is accounted for, else 1."""
     from connector.dev.kafka import BrokerUnavailable
 
     started = time.monotonic()
     try:
-        with _sigterm_unwinds():
+        with sigterm_as_interrupt():
             report = _bench(args)
     except (BenchError, BrokerUnavailable, ConfigError) as exc:
         print(f"bench: {exc}", file=sys.stderr)

@@ -19,7 +19,6 @@ import os
 import secrets
 import select
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,11 +28,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from connector.dev import bench
 from connector.dev.bench import BenchError, RunResult
+from connector.signals import sigterm_as_interrupt
 
 TRACK_PATH = "/users/track"
 USERS = 10_000
@@ -424,26 +423,12 @@ def _per_request_us(before: float | None, after: float | None, run: RunResult) -
     return round((after - before) / run.requests * 1e6, 1)
 
 
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """Let SIGTERM unwind like Ctrl-C, so that the sandbox process is stopped too."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_sandbox_bench(args: argparse.Namespace) -> int:
     """Run the sandbox benchmark; 0 when every answer was 201 and the counts agree, else 1."""
     started = time.monotonic()
     try:
         tool = bench.choose_tool(args.tool)
-        with _sigterm_unwinds():
+        with sigterm_as_interrupt():
             report = _bench(args, tool)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
