@@ -23,7 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
-from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
+from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
+from connector.worker import Worker, map_source
 
 log = logging.getLogger(__name__)
 
@@ -203,18 +204,6 @@ async def _maybe_await(value: Any) -> None:
         await value
 
 
-def map_source(mapping: Mapping, record: SourceRecord) -> BrazeUpdate | Filtered:
-    """Map a raw or dead-lettered record with the headers the receiver wrote."""
-    received = record.header("received-at")
-    return map_record(
-        mapping,
-        record.value,
-        record.header("content-type") or "application/json",
-        source=record.header("source") or "default",
-        received_at_ms=int(received) if received and received.isdigit() else None,
-    )
-
-
 async def dry_run(
     consumer: AIOKafkaConsumer,
     plan: Plan,
@@ -363,7 +352,6 @@ async def deliver(
     from connector.metrics import WorkerMetrics
     from connector.producer import Publisher
     from connector.signals import stop_on_signals
-    from connector.worker import Worker
 
     stop = stop or stop_on_signals()
     budget = RateBudget.parse(settings.braze_rate_limit)

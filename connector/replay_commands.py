@@ -22,12 +22,12 @@ from connector.replay import (
     deliver,
     dry_run,
     make_plan,
-    map_source,
     parse_offsets,
     read_range,
     replay_consumer,
 )
 from connector.times import parse_time
+from connector.worker import map_source
 
 REPLAY_EXAMPLES = """\
   outgrow-braze replay --from-time 2026-11-01T00:00:00Z --to-time 2026-11-02T00:00:00Z

@@ -146,7 +146,7 @@ class Worker:
             self._finish([key])
             return
         try:
-            result = self._map(source)
+            result = map_source(self.mapping, source)
         except MappingFailure as failure:
             await self._dead_letter([(source, Reason(failure.stage, failure.reason))])
             self._finish([key])
@@ -165,16 +165,6 @@ class Worker:
         self.metrics.mapped.inc()
         self.sources[key] = source
         self.queue.add(Item(tp.partition, record.offset, result))
-
-    def _map(self, source: SourceRecord) -> BrazeUpdate | Filtered:
-        received = source.header("received-at")
-        return map_record(
-            self.mapping,
-            source.value,
-            source.header("content-type") or "application/json",
-            source=source.header("source") or "default",
-            received_at_ms=int(received) if received and received.isdigit() else None,
-        )
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -421,6 +411,18 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.worker.paused = False
         self.worker.assigned()
+
+
+def map_source(mapping: Mapping, record: SourceRecord) -> BrazeUpdate | Filtered:
+    """Map a raw or dead-lettered record with the headers the receiver wrote."""
+    received = record.header("received-at")
+    return map_record(
+        mapping,
+        record.value,
+        record.header("content-type") or "application/json",
+        source=record.header("source") or "default",
+        received_at_ms=int(received) if received and received.isdigit() else None,
+    )
 
 
 def _always(record: SourceRecord) -> bool:
