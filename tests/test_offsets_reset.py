@@ -7,13 +7,13 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from connector.errors import ConfigError
 from connector.times import parse_time
 from tests.cli_support import kafka_options, run_cli
 from tests.kafka_support import end_offsets
-from tests.worker_support import Pipeline, lead, pipeline
+from tests.worker_support import Pipeline, commit, lead, pipeline
 
 HOUR_MS = 3_600_000
 
@@ -30,19 +30,6 @@ async def produce_at(line: Pipeline, per_partition: dict[int, int], timestamp_ms
                 )
     finally:
         await producer.stop()
-
-
-async def commit(line: Pipeline, offsets: dict[int, int]) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=line.bootstrap, group_id=line.group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        wanted = {TopicPartition(line.topics.raw, p): o for p, o in offsets.items()}
-        consumer.assign(list(wanted))
-        await consumer.commit(wanted)
-    finally:
-        await consumer.stop()
 
 
 def test_times_are_iso_8601_and_utc_without_a_zone() -> None:

@@ -7,12 +7,12 @@ import json
 import time
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from connector.deadletter import Reason, SourceRecord, dead_letter_headers
 from connector.status import Service, collect, probe
 from tests.cli_support import kafka_options, run_cli
-from tests.worker_support import Pipeline, free_port, lead, pipeline
+from tests.worker_support import Pipeline, commit, free_port, lead, pipeline
 
 Headers = list[tuple[str, bytes]]
 
@@ -26,19 +26,6 @@ async def produce_to(line: Pipeline, topic: str, records: list[tuple[int, Header
             await producer.send_and_wait(topic, b"{}", partition=partition, headers=headers)
     finally:
         await producer.stop()
-
-
-async def commit(line: Pipeline, offsets: dict[int, int]) -> None:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=line.bootstrap, group_id=line.group, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        wanted = {TopicPartition(line.topics.raw, p): o for p, o in offsets.items()}
-        consumer.assign(list(wanted))
-        await consumer.commit(wanted)
-    finally:
-        await consumer.stop()
 
 
 def dead_letter(stage: str, reason: str, status: int | None = None) -> list[tuple[str, bytes]]:

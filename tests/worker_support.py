@@ -134,6 +134,20 @@ class Pipeline:
         return self.sandbox.state.store.by_external_id(f"user-{user}")
 
 
+async def commit(line: Pipeline, offsets: dict[int, int]) -> None:
+    """Commit raw-topic offsets for the pipeline's group, as a worker of it would."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=line.bootstrap, group_id=line.group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        wanted = {TopicPartition(line.topics.raw, p): o for p, o in offsets.items()}
+        consumer.assign(list(wanted))
+        await consumer.commit(wanted)
+    finally:
+        await consumer.stop()
+
+
 async def wait_for(condition: Callable[[], bool], timeout_s: float = 60) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():
