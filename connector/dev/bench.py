@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.config import TopicSettings, load
+from connector.dev.loadgen import positive_float, positive_int
 from connector.signals import sigterm_as_interrupt
 
 TARGETS = ["receiver", "sandbox", "replay", "worker"]
@@ -53,13 +54,6 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------- command line
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if not value >= 0 or math.isinf(value):
@@ -67,24 +61,17 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `bench` options to a (sub)parser."""
     parser.add_argument("target", choices=TARGETS, help="what to benchmark")
     parser.add_argument(
-        "--duration", type=_positive_float, default=15.0, help="seconds per run (default 15)"
+        "--duration", type=positive_float, default=15.0, help="seconds per run (default 15)"
     )
     parser.add_argument(
-        "--runs", type=_positive_int, default=3, help="measured runs; the median is reported"
+        "--runs", type=positive_int, default=3, help="measured runs; the median is reported"
     )
     parser.add_argument(
-        "--connections", type=_positive_int, default=64, help="concurrent connections (64)"
+        "--connections", type=positive_int, default=64, help="concurrent connections (64)"
     )
     parser.add_argument(
         "--warmup", type=_non_negative_float, default=3.0, help="warm-up seconds (default 3)"

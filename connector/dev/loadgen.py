@@ -195,14 +195,16 @@ def summarize(tally: Tally, elapsed_s: float) -> dict[str, Any]:
     return summary
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero."""
     value = float(text)
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least one."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
@@ -216,11 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Post request bodies to a URL on this machine and print one JSON summary.",
     )
     parser.add_argument("--url", required=True, help="target URL (localhost or loopback only)")
-    parser.add_argument("--duration", type=_positive_float, required=True, help="seconds to run")
-    parser.add_argument("--connections", type=_positive_int, default=64, help="concurrency")
+    parser.add_argument("--duration", type=positive_float, required=True, help="seconds to run")
+    parser.add_argument("--connections", type=positive_int, default=64, help="concurrency")
     parser.add_argument(
         "--max-requests",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help=f"stop after this many posts (default: duration x {MAX_RATE:,})",
     )
@@ -230,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--content-type", default="application/json", help="Content-Type sent")
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT_S,
         help="seconds to wait for the last answers after the run, and per connect",
     )

@@ -44,6 +44,7 @@ from connector.braze import RateBudget
 from connector.config import ALL_GROUPS, TopicSettings, env_name
 from connector.dev.backlog import bench_topics, fill, records_and_commits
 from connector.dev.bench import BenchError, free_port, stop_process
+from connector.dev.loadgen import positive_float, positive_int
 from connector.dev.sandbox.bench import CpuPlan, cpu_seconds, pinned, read_first_line
 from connector.dev.worker_report import (
     SCENARIOS,
@@ -94,27 +95,13 @@ def _budget(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `bench worker` (the shared --runs and --json apply too)."""
     group = parser.add_argument_group("bench worker", "Options of the worker benchmark.")
     group.add_argument(
         "--events", type=_events, default=500_000, help="leads in the backlog (500000)"
     )
-    group.add_argument("--users", type=_positive_int, default=20_000, help="people (20000)")
+    group.add_argument("--users", type=positive_int, default=20_000, help="people (20000)")
     group.add_argument(
         "--scenario",
         choices=[*SCENARIOS, "both"],
@@ -123,18 +110,18 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--max-seconds",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         help="longest measured window of a worker run (30); it ends early once drained",
     )
     group.add_argument("--open-budget", type=_budget, default="3000/3s", help="(3000/3s)")
     group.add_argument("--binding-budget", type=_budget, default="300/3s", help="(300/3s)")
     group.add_argument(
-        "--latency-ms", type=_positive_float, default=50.0, help="added Braze latency (50)"
+        "--latency-ms", type=positive_float, default=50.0, help="added Braze latency (50)"
     )
     group.add_argument(
         "--in-flight",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="WORKER_MAX_REQUESTS_IN_FLIGHT of the worker (64)",
     )
