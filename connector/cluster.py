@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -20,6 +20,7 @@ from aiokafka.errors import CommitFailedError, KafkaError, for_code
 
 from connector.config import KafkaSettings
 from connector.errors import ConfigError, ConnectorError, KafkaUnavailable
+from connector.kafka_security import client_kwargs, connect_failure
 
 T = TypeVar("T")
 
@@ -52,13 +53,9 @@ class Cluster:
     def __init__(self, kafka: KafkaSettings) -> None:
         self.kafka = kafka
         self._timeout_s = kafka.kafka_request_timeout_ms / 1000
-        common: dict[str, Any] = {
-            "bootstrap_servers": kafka.kafka_bootstrap_servers,
-            "request_timeout_ms": kafka.kafka_request_timeout_ms,
-        }
-        self._admin = AIOKafkaAdminClient(client_id=f"{kafka.kafka_client_id}-admin", **common)
+        self._admin = AIOKafkaAdminClient(**client_kwargs(kafka, "admin"))
         self._consumer = AIOKafkaConsumer(
-            client_id=f"{kafka.kafka_client_id}-inspect", enable_auto_commit=False, **common
+            enable_auto_commit=False, **client_kwargs(kafka, "inspect")
         )
 
     async def __aenter__(self) -> Cluster:
@@ -67,7 +64,7 @@ class Cluster:
             await self._consumer.start()
         except KafkaError as exc:
             await self._close()
-            raise self._unreachable(exc) from None
+            raise await connect_failure(self.kafka, exc) from None
         return self
 
     async def __aexit__(
@@ -140,11 +137,9 @@ class Cluster:
     ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
         """Every record the partitions hold now, from the oldest retained up to their ends."""
         reader = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.kafka_bootstrap_servers,
-            client_id=f"{self.kafka.kafka_client_id}-inspect",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            request_timeout_ms=self.kafka.kafka_request_timeout_ms,
+            **client_kwargs(self.kafka, "inspect"),
         )
         try:
             await reader.start()
@@ -206,11 +201,7 @@ class Cluster:
     async def commit(self, group: str, topic: str, offsets: dict[int, int]) -> None:
         """Commit offsets for the group; GroupBusy while it has members, who alone may commit."""
         committer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.kafka_bootstrap_servers,
-            client_id=f"{self.kafka.kafka_client_id}-offsets",
-            group_id=group,
-            enable_auto_commit=False,
-            request_timeout_ms=self.kafka.kafka_request_timeout_ms,
+            group_id=group, enable_auto_commit=False, **client_kwargs(self.kafka, "offsets")
         )
         wanted = {TopicPartition(topic, p): offset for p, offset in offsets.items()}
         try:

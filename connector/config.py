@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.errors import ConfigError
@@ -19,6 +20,11 @@ DAY_MS = 24 * 3600 * 1000
 
 DEFAULT_KEY_PATHS = "user_info.email,email,contact.email,lead.email,data.email,Email"
 DEFAULT_LEAD_ID_PATHS = "id,_id,lead_id,leadId"
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+_SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password")
+_TLS_FIELDS = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
 
 
 class _Settings(BaseSettings):
@@ -38,6 +44,100 @@ class KafkaSettings(_Settings):
     kafka_linger_ms: int = Field(
         2, ge=0, le=1_000, description="How long the producer waits to fill a batch."
     )
+    kafka_security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT",
+        description="`PLAINTEXT`, `SSL` (TLS), `SASL_PLAINTEXT` or `SASL_SSL` (SASL over TLS).",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`; required with `SASL_*`."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user; required with `SASL_*`.")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL user's password; required with `SASL_*`; never logged."
+    )
+    kafka_ssl_ca_file: str | None = Field(
+        None, description="PEM CAs that signed the brokers' certificates; unset: the system's CAs."
+    )
+    kafka_ssl_cert_file: str | None = Field(
+        None, description="PEM client certificate for mutual TLS (may hold its key too)."
+    )
+    kafka_ssl_key_file: str | None = Field(
+        None, description="Unencrypted PEM key of KAFKA_SSL_CERT_FILE, unless that file holds it."
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        True,
+        description="Check that a broker's certificate names its host; `false` still checks CAs.",
+    )
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator(*_SASL_FIELDS, *_TLS_FIELDS, mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # Deploy manifests often set a variable to "" rather than leave it out.
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
+    @model_validator(mode="after")
+    def _security_is_coherent(self) -> KafkaSettings:
+        problems = _security_problems(self)
+        if problems:
+            raise PydanticCustomError("kafka_security", "; ".join(problems))
+        return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True when clients authenticate with SASL."""
+        return self.kafka_security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when connections to brokers are encrypted with TLS."""
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+
+def _security_problems(kafka: KafkaSettings) -> list[str]:
+    """Say what is wrong with the Kafka security settings taken together; empty if nothing."""
+    protocol = f"KAFKA_SECURITY_PROTOCOL={kafka.kafka_security_protocol}"
+    sasl = [env_name(name) for name in _SASL_FIELDS if getattr(kafka, name) is not None]
+    tls = [env_name(name) for name in _TLS_FIELDS if getattr(kafka, name) is not None]
+    problems = []
+    if kafka.uses_sasl and len(sasl) < len(_SASL_FIELDS):
+        missing = [env_name(name) for name in _SASL_FIELDS if getattr(kafka, name) is None]
+        problems.append(f"{protocol} needs {_and(missing)}")
+    if sasl and not kafka.uses_sasl:
+        problems.append(
+            f"{_and(sasl)} given, but {protocol} does not use SASL: "
+            "set it to SASL_SSL or SASL_PLAINTEXT, or remove them"
+        )
+    if tls and not kafka.uses_tls:
+        problems.append(
+            f"{_and(tls)} given, but {protocol} does not use TLS: "
+            "set it to SSL or SASL_SSL, or remove them"
+        )
+    if kafka.kafka_ssl_key_file and not kafka.kafka_ssl_cert_file:
+        problems.append("KAFKA_SSL_KEY_FILE needs KAFKA_SSL_CERT_FILE")
+    if kafka.uses_tls and not problems:
+        problems.extend(_tls_problems(kafka))
+    return problems
+
+
+def _tls_problems(kafka: KafkaSettings) -> list[str]:
+    # Imported here: it loads aiokafka, which settings without TLS never need.
+    from connector.kafka_security import tls_context
+
+    try:
+        tls_context(kafka)
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 class TopicSettings(_Settings):
@@ -243,7 +343,8 @@ def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors():
         name = ".".join(str(part) for part in error["loc"]).upper()
-        problems.append(f"{name}: {error['msg']}")
+        # A check across fields has no location; its message names the variables itself.
+        problems.append(f"{name}: {error['msg']}" if name else error["msg"])
     return "invalid settings: " + "; ".join(problems)
 
 

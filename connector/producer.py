@@ -17,7 +17,8 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.partitioner import murmur2
 
 from connector.config import KafkaSettings
-from connector.errors import KafkaUnavailable, RecordTooLarge
+from connector.errors import ConnectorError, KafkaUnavailable, RecordTooLarge
+from connector.kafka_security import KafkaRefused, client_kwargs, connect_failure
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Publisher:
         self._connecting: asyncio.Task[None] | None = None
         self._ready_at = 0.0
         self._ready_reason: str | None = "not connected to Kafka yet"
+        self._failure: ConnectorError | None = None  # why the last connection attempt failed
+        self._refused = asyncio.Event()  # set once a broker refused the credentials or TLS
 
     async def __aenter__(self) -> Publisher:
         self._connecting = asyncio.create_task(self._connect(), name="kafka-connect")
@@ -79,9 +82,22 @@ class Publisher:
             await self._producer.stop()
 
     async def wait_connected(self, timeout_s: float) -> None:
-        """Wait until the first connection to Kafka succeeded."""
-        if self._connecting is not None:
-            await asyncio.wait_for(asyncio.shield(self._connecting), timeout_s)
+        """Wait until the first connection to Kafka succeeded; KafkaRefused as soon as refused."""
+        if self._connecting is None:
+            return
+        refused = asyncio.create_task(self._refused.wait())
+        try:
+            await asyncio.wait(
+                {self._connecting, refused}, timeout=timeout_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            refused.cancel()
+        if self._connecting.done():
+            return self._connecting.result()
+        if isinstance(self._failure, KafkaRefused):
+            raise self._failure
+        detail = f": {self._failure}" if self._failure else ""
+        raise KafkaUnavailable(f"not connected to Kafka within {timeout_s:g} s{detail}")
 
     async def _connect(self) -> None:
         attempt = 0
@@ -92,30 +108,42 @@ class Publisher:
             except KafkaError as exc:
                 with contextlib.suppress(Exception):
                     await producer.stop()
+                await self._failed(attempt, exc)
                 delay = _CONNECT_BACKOFF_S[min(attempt, len(_CONNECT_BACKOFF_S) - 1)]
-                if attempt == 0:
-                    log.warning(
-                        "kafka not reachable yet, retrying",
-                        extra={"bootstrap": self._kafka.kafka_bootstrap_servers, "error": str(exc)},
-                    )
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
-            self._producer = producer
+            self._producer, self._failure = producer, None
             log.info("connected to kafka", extra={"bootstrap": self._kafka.kafka_bootstrap_servers})
             return
 
+    async def _failed(self, attempt: int, exc: KafkaError) -> None:
+        """Record why a connection attempt failed; log it first, and when refusals start or end."""
+        failure = await connect_failure(self._kafka, exc)
+        refused = isinstance(failure, KafkaRefused)
+        if attempt == 0 or refused != self._refused.is_set():
+            level = logging.ERROR if refused else logging.WARNING
+            what = "kafka refuses the connection" if refused else "kafka not reachable yet"
+            log.log(
+                level,
+                f"{what}, retrying",
+                extra={"bootstrap": self._kafka.kafka_bootstrap_servers, "error": str(failure)},
+            )
+        self._failure = failure
+        if refused:
+            self._refused.set()
+        else:
+            self._refused.clear()
+
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self._kafka.kafka_bootstrap_servers,
-            client_id=self._kafka.kafka_client_id,
             acks="all",
             enable_idempotence=True,
             linger_ms=self._kafka.kafka_linger_ms,
-            request_timeout_ms=self._kafka.kafka_request_timeout_ms,
             max_request_size=self._max_request_bytes,
             max_batch_size=256 * 1024,
             partitioner=_partition_for,
+            **client_kwargs(self._kafka),
         )
 
     async def publish(
@@ -149,6 +177,9 @@ class Publisher:
 
     async def _probe(self) -> str | None:
         if self._producer is None:
+            if self._refused.is_set():
+                # Said on the public port: the details (broker, user) are in the logs only.
+                return "Kafka refuses the connection's credentials or TLS settings"
             return "not connected to Kafka yet"
         try:
             async with asyncio.timeout(2.0):

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
+from connector.kafka_security import client_kwargs
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
 from connector.worker import Worker, map_source
 
@@ -170,13 +171,11 @@ class Tally:
 def replay_consumer(kafka: KafkaSettings, topics: TopicSettings) -> AIOKafkaConsumer:
     """A consumer with no group: reads without committing and without joining anything."""
     return AIOKafkaConsumer(
-        bootstrap_servers=kafka.kafka_bootstrap_servers,
-        client_id=f"{kafka.kafka_client_id}-replay",
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=topics.topic_max_message_bytes + 65_536,
-        request_timeout_ms=kafka.kafka_request_timeout_ms,
+        **client_kwargs(kafka, "replay"),
     )
 
 

@@ -9,7 +9,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, for_code
 
 from connector.config import KafkaSettings, TopicSettings
-from connector.errors import ConfigError, KafkaUnavailable
+from connector.errors import ConfigError
+from connector.kafka_security import client_kwargs, connect_failure
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +53,11 @@ def plan(topics: TopicSettings, brokers: int) -> TopicPlan:
 
 async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
     """Create whichever of the connector's topics are missing; return the ones created."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=kafka.kafka_bootstrap_servers,
-        client_id=f"{kafka.kafka_client_id}-admin",
-        request_timeout_ms=kafka.kafka_request_timeout_ms,
-    )
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka, "admin"))
     try:
         await admin.start()
     except KafkaError as exc:
-        bootstrap = kafka.kafka_bootstrap_servers
-        raise KafkaUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
+        raise await connect_failure(kafka, exc) from None
     try:
         return await _create_missing(admin, topics)
     finally:

@@ -17,6 +17,7 @@ from connector.batching import Item, Limits, TrackRequest, UserQueue
 from connector.braze import Action, AdaptiveLimiter, Answer, BrazeClient
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import DeadLetters, Reason, SourceRecord
+from connector.kafka_security import client_kwargs
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
 from connector.metrics import WorkerMetrics
 from connector.offsets import PartitionOffsets
@@ -501,15 +502,13 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
 
 def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
-        bootstrap_servers=config.kafka.kafka_bootstrap_servers,
-        client_id=f"{config.kafka.kafka_client_id}-worker",
         group_id=config.worker.consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=config.topics.topic_max_message_bytes + 65_536,
         fetch_max_bytes=64 * 1024 * 1024,
-        request_timeout_ms=config.kafka.kafka_request_timeout_ms,
         rebalance_timeout_ms=int(config.worker.worker_drain_timeout_s * 1000) + 10_000,
+        **client_kwargs(config.kafka, "worker"),
     )
 
 

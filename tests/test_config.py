@@ -62,3 +62,94 @@ def test_every_setting_is_described_and_in_the_readme() -> None:
         for env, default, meaning in describe_fields(group):
             assert meaning, f"{env} has no description"
             assert f"| `{env}` | `{default}` |" in text, f"README lacks {env} with its default"
+
+
+SECURITY_VARIABLES = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_FILE",
+    "KAFKA_SSL_CERT_FILE",
+    "KAFKA_SSL_KEY_FILE",
+    "KAFKA_SSL_CHECK_HOSTNAME",
+)
+SASL = {
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-256",
+    "kafka_sasl_username": "outgrow",
+    "kafka_sasl_password": "s3cret-pass",
+}
+
+
+@pytest.fixture
+def no_kafka_security(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in SECURITY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_kafka_security_defaults_to_plaintext(no_kafka_security: pytest.MonkeyPatch) -> None:
+    kafka = load(KafkaSettings)
+    assert kafka.kafka_security_protocol == "PLAINTEXT"
+    assert not kafka.uses_sasl and not kafka.uses_tls
+    assert (
+        kafka.kafka_sasl_mechanism is kafka.kafka_sasl_password is kafka.kafka_ssl_ca_file is None
+    )
+    assert kafka.kafka_ssl_check_hostname
+
+
+def test_kafka_security_is_read_from_its_variables(no_kafka_security: pytest.MonkeyPatch) -> None:
+    values = ("sasl_ssl", "scram-sha-512", "outgrow", "s3cret-pass", "", "", "", "false")
+    for name, value in zip(SECURITY_VARIABLES, values, strict=True):
+        no_kafka_security.setenv(name, value)
+    kafka = load(KafkaSettings)
+    assert kafka.kafka_security_protocol == "SASL_SSL"
+    assert (kafka.kafka_sasl_mechanism, kafka.kafka_sasl_username) == ("SCRAM-SHA-512", "outgrow")
+    assert kafka.kafka_sasl_password is not None
+    assert kafka.kafka_sasl_password.get_secret_value() == "s3cret-pass"
+    assert kafka.kafka_ssl_ca_file is None  # blank is unset: the system's CAs
+    assert kafka.uses_sasl and kafka.uses_tls and not kafka.kafka_ssl_check_hostname
+    assert "s3cret-pass" not in repr(kafka)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (
+            {"kafka_security_protocol": "SASL_PLAINTEXT"},
+            "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs KAFKA_SASL_MECHANISM, "
+            "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD$",
+        ),
+        ({**SASL, "kafka_sasl_password": "  "}, "SASL_SSL needs KAFKA_SASL_PASSWORD$"),
+        (
+            {"kafka_sasl_mechanism": "PLAIN"},
+            "KAFKA_SASL_MECHANISM given, but KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use SASL",
+        ),
+        ({**SASL, "kafka_security_protocol": "SSL"}, "KAFKA_SASL_PASSWORD given, but .*=SSL"),
+        (
+            {"kafka_ssl_ca_file": "/etc/kafka/ca.pem"},
+            "KAFKA_SSL_CA_FILE given, but KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS",
+        ),
+        (
+            {**SASL, "kafka_security_protocol": "SASL_PLAINTEXT", "kafka_ssl_cert_file": "c.pem"},
+            "KAFKA_SSL_CERT_FILE given, but .*=SASL_PLAINTEXT does not use TLS",
+        ),
+        (
+            {"kafka_security_protocol": "SSL", "kafka_ssl_key_file": "client.key"},
+            "KAFKA_SSL_KEY_FILE needs KAFKA_SSL_CERT_FILE",
+        ),
+        (
+            {"kafka_security_protocol": "SSL", "kafka_ssl_ca_file": "/no/such/ca.pem"},
+            "KAFKA_SSL_CA_FILE /no/such/ca.pem cannot be read as PEM certificates",
+        ),
+        ({"kafka_security_protocol": "TLS"}, "KAFKA_SECURITY_PROTOCOL: Input should be"),
+        ({**SASL, "kafka_sasl_mechanism": "GSSAPI"}, "KAFKA_SASL_MECHANISM: Input should be"),
+    ],
+)
+def test_incoherent_kafka_security_is_refused_at_load_time(
+    no_kafka_security: pytest.MonkeyPatch, values: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as refused:
+        load(KafkaSettings, values)
+    assert "s3cret-pass" not in str(refused.value)

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -52,6 +52,10 @@ _MESSAGE_MAX_BYTES = 2 * 1024 * 1024 + 64 * 1024
 _CONTAINER_IMAGE = "confluentinc/cp-kafka:7.9.0"
 _CONTAINER_PORT = 9093
 _PR_SET_PDEATHSIG = 1
+# The optional SASL listener takes every mechanism the connector supports.
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_PLAIN_LOGIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+_SCRAM_LOGIN = "org.apache.kafka.common.security.scram.ScramLoginModule"
 
 _INSTALL_JAVA = "install a JDK (e.g. `apt-get install openjdk-17-jre-headless`)"
 _INSTALL_MAVEN = "install Maven (e.g. `apt-get install maven`)"
@@ -326,16 +330,30 @@ def _wait_ready(bootstrap_servers: str, timeout_s: float, alive: Callable[[], bo
 # --------------------------------------------------------------------------- configuration
 
 
-def server_properties(*, broker_port: int, controller_port: int, log_dir: Path) -> dict[str, str]:
-    """Return the settings of a fast single-node KRaft broker and controller on loopback."""
+def server_properties(
+    *,
+    broker_port: int,
+    controller_port: int,
+    log_dir: Path,
+    sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return the settings of a fast single-node KRaft broker and controller on loopback.
+
+    With `sasl_port`, a SASL_PLAINTEXT listener there also takes `sasl_users` (name: password).
+    """
+    listeners = f"PLAINTEXT://127.0.0.1:{broker_port}"
+    sasl = {} if sasl_port is None else _sasl_listener(sasl_port, sasl_users or {})
+    extra = f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}" if sasl else ""
     return {
         "process.roles": "broker,controller",
         "node.id": "1",
-        "listeners": f"PLAINTEXT://127.0.0.1:{broker_port},CONTROLLER://127.0.0.1:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{broker_port}",
+        "listeners": f"{listeners}{extra},CONTROLLER://127.0.0.1:{controller_port}",
+        "advertised.listeners": f"{listeners}{extra}",
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        + (",SASL_PLAINTEXT:SASL_PLAINTEXT" if sasl else ""),
         "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
         "log.dirs": str(log_dir),
         "num.partitions": "1",
@@ -357,13 +375,50 @@ def server_properties(*, broker_port: int, controller_port: int, log_dir: Path) 
         "share.coordinator.state.topic.num.partitions": "1",
         # The cleaner's 128 MiB default buffer would take a quarter of the small heap.
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+        **sasl,
     }
 
 
-def render_server_properties(*, broker_port: int, controller_port: int, log_dir: Path) -> str:
+def _sasl_listener(port: int, users: Mapping[str, str]) -> dict[str, str]:
+    """Return the settings that let the SASL_PLAINTEXT listener check PLAIN and SCRAM logins."""
+    # PLAIN users live in the listener's JAAS line; SCRAM users in the cluster metadata, written
+    # when the storage is formatted (see `_scram_arguments`). No authorizer: any user may do all.
+    prefix = "listener.name.sasl_plaintext."
+    plain_users = " ".join(f'user_{name}="{password}"' for name, password in users.items())
+    return {
+        f"{prefix}sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        f"{prefix}plain.sasl.jaas.config": f"{_PLAIN_LOGIN} required {plain_users};",
+        f"{prefix}scram-sha-256.sasl.jaas.config": f"{_SCRAM_LOGIN} required;",
+        f"{prefix}scram-sha-512.sasl.jaas.config": f"{_SCRAM_LOGIN} required;",
+    }
+
+
+def _scram_arguments(users: Mapping[str, str]) -> list[str]:
+    """Return the storage tool's `--add-scram` options creating each user for each SCRAM hash."""
+    return [
+        argument
+        for name, password in users.items()
+        for mechanism in SASL_MECHANISMS
+        if mechanism.startswith("SCRAM-")
+        for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+    ]
+
+
+def render_server_properties(
+    *,
+    broker_port: int,
+    controller_port: int,
+    log_dir: Path,
+    sasl_port: int | None = None,
+    sasl_users: Mapping[str, str] | None = None,
+) -> str:
     """Return `server.properties` text for a single-node broker on the given ports."""
     settings = server_properties(
-        broker_port=broker_port, controller_port=controller_port, log_dir=log_dir
+        broker_port=broker_port,
+        controller_port=controller_port,
+        log_dir=log_dir,
+        sasl_port=sasl_port,
+        sasl_users=sasl_users,
     )
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
@@ -407,15 +462,22 @@ def _free_ports(count: int) -> list[int]:
 
 def _stored_ports(properties: Path) -> tuple[int, int] | None:
     """Return the broker and controller ports written in an existing `server.properties`."""
+    broker = _stored_port(properties, "PLAINTEXT")
+    controller = _stored_port(properties, "CONTROLLER")
+    if broker is None or controller is None:
+        return None
+    return broker, controller
+
+
+def _stored_port(properties: Path, listener: str) -> int | None:
+    """Return the port of one listener written in an existing `server.properties`."""
     try:
         text = properties.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
-    broker = re.search(r"^listeners=.*PLAINTEXT://[^:]+:(\d+)", text, re.MULTILINE)
-    controller = re.search(r"^listeners=.*CONTROLLER://[^:]+:(\d+)", text, re.MULTILINE)
-    if broker is None or controller is None:
-        return None
-    return int(broker.group(1)), int(controller.group(1))
+    # The listener's name starts the value or follows a comma, so PLAINTEXT is not SASL_PLAINTEXT.
+    found = re.search(rf"^listeners=(?:.*,)?{listener}://[^:,]+:(\d+)", text, re.MULTILINE)
+    return None if found is None else int(found.group(1))
 
 
 def _jvm_options(heap_mb: int, log4j_config: Path) -> list[str]:
@@ -498,7 +560,9 @@ class JarBroker:
         version: str = KAFKA_VERSION,
         heap_mb: int = 512,
         data_dir: Path | None = None,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
+        """Describe the broker; `sasl_users` (name: password) adds a SASL_PLAINTEXT listener."""
         self._port = port
         self._version = version
         self._heap_mb = heap_mb
@@ -506,6 +570,8 @@ class JarBroker:
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="outgrow-braze-kafka-"))
         self.log_path = self.data_dir / "broker.log"
         self._ports: tuple[int, int] | None = None
+        self._sasl_users = dict(sasl_users or {})
+        self._sasl_port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
         atexit.register(self.close)
@@ -516,6 +582,13 @@ class JarBroker:
         if self._ports is None:
             raise RuntimeError("JarBroker.bootstrap_servers is known once start() has run")
         return f"127.0.0.1:{self._ports[0]}"
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """Return `127.0.0.1:PORT` of the SASL_PLAINTEXT listener, fixed from the first start on."""
+        if self._sasl_port is None:
+            raise RuntimeError("JarBroker.sasl_bootstrap_servers needs sasl_users and start()")
+        return f"127.0.0.1:{self._sasl_port}"
 
     @property
     def running(self) -> bool:
@@ -585,11 +658,17 @@ class JarBroker:
         properties = self.data_dir / "server.properties"
         if self._ports is None:
             self._ports = self._choose_ports(properties)
+        if self._sasl_users and self._sasl_port is None:
+            self._sasl_port = self._choose_sasl_port(properties)
         broker_port, controller_port = self._ports
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties.write_text(
             render_server_properties(
-                broker_port=broker_port, controller_port=controller_port, log_dir=self._kraft_dir
+                broker_port=broker_port,
+                controller_port=controller_port,
+                log_dir=self._kraft_dir,
+                sasl_port=self._sasl_port,
+                sasl_users=self._sasl_users,
             ),
             encoding="utf-8",
         )
@@ -611,6 +690,12 @@ class JarBroker:
         controller_port = next(p for p in _free_ports(2) if p != self._port)
         return self._port, controller_port
 
+    def _choose_sasl_port(self, properties: Path) -> int:
+        """Reuse the SASL port of an already formatted data dir, else pick a free one."""
+        stored = _stored_port(properties, "SASL_PLAINTEXT") if self._formatted else None
+        taken = self._ports or ()
+        return stored or next(p for p in _free_ports(3) if p not in taken)
+
     @property
     def _formatted(self) -> bool:
         return (self._kraft_dir / "meta.properties").is_file()
@@ -629,7 +714,7 @@ class JarBroker:
             java, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
             f"-Dlog4j2.configurationFile={self._log4j_config}", "-cp", f"{jars}/*",
             "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", _cluster_id(), "-c", str(properties),
+            "-t", _cluster_id(), "-c", str(properties), *_scram_arguments(self._sasl_users),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             result = subprocess.run(
