@@ -10,7 +10,8 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path as FilePath
+from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any, NoReturn, TypeVar
 
 from jsonschema import Draft202012Validator
@@ -30,7 +31,9 @@ from connector.mapping_rules import (
 from connector.mapping_yaml import Lines, Location, MappingFileError, describe, read_yaml
 from connector.transforms import CoercionError, Transform, coerce, text_of, transform_text
 
-SCHEMA_PATH = FilePath(__file__).resolve().parent.parent / "schemas" / "mapping.schema.json"
+# Shipped inside the package so an installed wheel finds it; a byte-identical copy of the
+# canonical `schemas/mapping.schema.json` (tests/test_deploy_container.py keeps them equal).
+SCHEMA_PATH: Traversable = resources.files("connector").joinpath("mapping.schema.json")
 FALLBACK_PROFILE = "default"
 DEFAULT_CONTENT_ID_PATHS = "calc_id"
 DEFAULT_EVENT_TIME = "$received_at"
@@ -66,7 +69,7 @@ def compile_mapping(text: str, file: str) -> CompiledMapping:
 
 @functools.cache
 def schema_validator() -> Any:
-    """Return a validator for `schemas/mapping.schema.json`."""
+    """Return a validator for the mapping schema shipped with the package."""
     try:
         schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
     except OSError as exc:
