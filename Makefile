@@ -21,10 +21,13 @@ install: $(STAMP)  ## Create the virtualenv and install the package with its dev
 kafka-jars: $(STAMP)  ## Download and cache Apache Kafka's jars (needs Java 17 and Maven)
 	$(BIN)/outgrow-braze local-kafka --prepare-only
 
+kustomize: $(STAMP)  ## Build and cache the pinned kustomize the manifest tests render with (needs Go)
+	$(BIN)/python -m tests.deploy_support
+
 run: $(STAMP)  ## Start a local broker, the topics and the receiver with development credentials
 	$(BIN)/python -m connector.dev.run
 
-test: $(STAMP) kafka-jars  ## Run the whole suite against a real Kafka broker
+test: $(STAMP) kafka-jars kustomize  ## Run the whole suite against a real Kafka broker
 	$(BIN)/pytest
 
 lint: $(STAMP)  ## ruff and mypy
@@ -35,4 +38,4 @@ lint: $(STAMP)  ## ruff and mypy
 bench: $(STAMP) kafka-jars  ## Benchmark the receiver against the local broker
 	$(BIN)/outgrow-braze bench receiver
 
-.PHONY: help install kafka-jars run test lint bench
+.PHONY: help install kafka-jars kustomize run test lint bench

