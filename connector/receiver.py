@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -31,8 +32,6 @@ SOURCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 DEFAULT_SOURCE = "default"
 WEBHOOK_PATH = "/webhooks/outgrow"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 @dataclass
 class ReceiverState:
@@ -50,18 +49,23 @@ class ReceiverState:
         self.metrics.in_flight.set_function(lambda: self.in_flight)
 
 
-STATE = web.AppKey("state", ReceiverState)
-
-
 class Refusal(Exception):
     """A post refused with a status, an error code and a sentence for the caller."""
 
-    def __init__(self, status: int, code: str, message: str, retry_after_s: int | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        retry_after_s: int | None = None,
+        allow: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+        self.allow = allow
 
 
 def error_response(refusal: Refusal) -> web.Response:
@@ -71,6 +75,8 @@ def error_response(refusal: Refusal) -> web.Response:
         headers["Retry-After"] = str(refusal.retry_after_s)
     if refusal.status == 401:
         headers["WWW-Authenticate"] = 'Basic realm="outgrow-braze"'
+    if refusal.allow is not None:
+        headers["Allow"] = refusal.allow
     body = {"error": refusal.code, "message": refusal.message}
     return web.json_response(body, status=refusal.status, headers=headers, dumps=_dumps)
 
@@ -79,42 +85,11 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-_HTTP_ERRORS = {
-    404: ("not_found", f"no such endpoint; webhooks are posted to {WEBHOOK_PATH}"),
-    405: ("method_not_allowed", "this endpoint does not accept that method"),
-    413: ("payload_too_large", "the body is larger than the receiver accepts"),
-}
+Endpoint = Callable[[web.BaseRequest, ReceiverState], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn refusals and aiohttp's own HTTP errors into JSON bodies and count them."""
-    metrics = request.app[STATE].metrics
-    try:
-        response = await handler(request)
-    except Refusal as refusal:
-        response = error_response(refusal)
-        metrics.requests.labels(str(refusal.status), refusal.code).inc()
-        return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        code, message = _HTTP_ERRORS.get(exc.status, ("http_error", exc.reason))
-        metrics.requests.labels(str(exc.status), code).inc()
-        response = error_response(Refusal(exc.status, code, message))
-        if exc.status == 405:
-            response.headers["Allow"] = exc.headers.get("Allow", "POST")
-        return response
-    if response.status == 202:
-        metrics.accepted.inc()
-    elif request.path.startswith(WEBHOOK_PATH):
-        metrics.requests.labels(str(response.status), "").inc()
-    return response
-
-
-async def receive(request: web.Request) -> web.Response:
+async def receive(request: web.BaseRequest, state: ReceiverState) -> web.Response:
     """Handle one Outgrow post: shed, authenticate, check, publish, acknowledge."""
-    state = request.app[STATE]
     _shed_if_needed(state)
     state.in_flight += 1
     try:
@@ -131,7 +106,7 @@ def _shed_if_needed(state: ReceiverState) -> None:
         raise Refusal(503, "overloaded", "too many posts in flight; retry shortly", retry)
 
 
-async def _receive(request: web.Request, state: ReceiverState) -> web.Response:
+async def _receive(request: web.BaseRequest, state: ReceiverState) -> web.Response:
     _authenticate(request, state.credentials)
     source = _source(request)
     mime_type = _mime_type(request)
@@ -153,16 +128,16 @@ async def _receive(request: web.Request, state: ReceiverState) -> web.Response:
     return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
 
 
-def _authenticate(request: web.Request, credentials: Credentials) -> None:
+def _authenticate(request: web.BaseRequest, credentials: Credentials) -> None:
     authorization = request.headers.get("Authorization")
     token = request.query.get("token")
     if not credentials.allows(authorization, token):
         raise Refusal(401, "unauthorized", "missing or wrong webhook credentials")
 
 
-def _source(request: web.Request) -> str:
-    source = request.match_info.get("source")
-    if source is None:
+def _source(request: web.BaseRequest) -> str:
+    source = request.path[len(WEBHOOK_PATH) + 1 :]
+    if not source:
         return DEFAULT_SOURCE
     if not SOURCE.match(source):
         raise Refusal(
@@ -174,7 +149,7 @@ def _source(request: web.Request) -> str:
     return source
 
 
-def _mime_type(request: web.Request) -> str:
+def _mime_type(request: web.BaseRequest) -> str:
     mime_type = request.content_type
     if "Content-Type" not in request.headers or mime_type not in ACCEPTED_TYPES:
         raise Refusal(
@@ -189,13 +164,16 @@ def _too_large(limit: int) -> Refusal:
     return Refusal(413, "payload_too_large", f"the body is larger than {limit} bytes")
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
+async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
+    chunks, size = [], 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _EventIds:
@@ -225,7 +203,7 @@ def _uuid4_text(raw: bytes) -> str:
 new_event_id = _EventIds()
 
 
-def _record_headers(request: web.Request, source: str, event_id: str) -> Headers:
+def _record_headers(request: web.BaseRequest, source: str, event_id: str) -> Headers:
     return (
         ("content-type", request.headers["Content-Type"].encode("latin-1")),
         ("received-at", str(time.time_ns() // 1_000_000).encode()),
@@ -255,14 +233,13 @@ async def _publish(state: ReceiverState, key: bytes | None, body: bytes, headers
     return delivery
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(request: web.BaseRequest, state: ReceiverState) -> web.Response:
     """Answer while the process is alive."""
     return web.json_response({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readyz(request: web.BaseRequest, state: ReceiverState) -> web.Response:
     """Answer 200 only while posts can be published and the receiver is not draining."""
-    state = request.app[STATE]
     reason = "draining" if state.draining else await state.publisher.not_ready_reason()
     state.metrics.ready.set(0 if reason else 1)
     if reason:
@@ -270,24 +247,56 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.BaseRequest, state: ReceiverState) -> web.Response:
     """Expose the Prometheus metrics."""
-    body = request.app[STATE].metrics.render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def create_app(state: ReceiverState) -> web.Application:
-    """Build the aiohttp application around shared state."""
-    app = web.Application(
-        middlewares=[errors_as_json], client_max_size=state.settings.receiver_max_body_bytes
-    )
-    app[STATE] = state
-    app.router.add_post(WEBHOOK_PATH, receive)
-    app.router.add_post(WEBHOOK_PATH + "/{source}", receive)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    return app
+_READ = frozenset({"GET", "HEAD"})
+_WRITE = frozenset({"POST"})
+
+ROUTES: dict[str, tuple[frozenset[str], Endpoint]] = {
+    WEBHOOK_PATH: (_WRITE, receive),
+    "/healthz": (_READ, healthz),
+    "/readyz": (_READ, readyz),
+    "/metrics": (_READ, metrics),
+}
+"""Path -> (methods, endpoint); `/webhooks/outgrow/{source}` goes where `/webhooks/outgrow` does."""
+
+
+def _route(path: str) -> tuple[frozenset[str], Endpoint]:
+    route = ROUTES.get(path)
+    if route is not None:
+        return route
+    head, _, source = path.rpartition("/")
+    if head == WEBHOOK_PATH and source:
+        return ROUTES[WEBHOOK_PATH]
+    raise Refusal(404, "not_found", f"no such endpoint; webhooks are posted to {WEBHOOK_PATH}")
+
+
+async def handle(request: web.BaseRequest, state: ReceiverState) -> web.StreamResponse:
+    """Route one request; refusals become JSON errors, and every webhook answer is counted."""
+    try:
+        methods, endpoint = _route(request.path)
+        if request.method not in methods:
+            allow = ", ".join(sorted(methods))
+            raise Refusal(405, "method_not_allowed", f"this endpoint accepts {allow}", allow=allow)
+        response = await endpoint(request, state)
+    except Refusal as refusal:
+        state.metrics.requests.labels(str(refusal.status), refusal.code).inc()
+        return error_response(refusal)
+    if response.status == 202:
+        state.metrics.accepted.inc()
+    return response
+
+
+def create_server(state: ReceiverState) -> web.Server:
+    """The receiver's HTTP server: aiohttp's low-level server, routed by `handle`.
+
+    No application, router or middleware: at thousands of webhooks a second per core their
+    per-request cost is a tenth of the receiver's CPU.
+    """
+    return web.Server(functools.partial(handle, state=state), access_log=None)
 
 
 @dataclass(frozen=True)
@@ -318,9 +327,8 @@ async def serve(config: ReceiverConfig, stop: asyncio.Event | None = None) -> No
 
 async def _run_http(state: ReceiverState, stop: asyncio.Event) -> None:
     settings = state.settings
-    runner = web.AppRunner(
-        create_app(state),
-        access_log=None,
+    runner = web.ServerRunner(
+        create_server(state),
         handle_signals=False,
         shutdown_timeout=settings.receiver_drain_timeout_s,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import RawTestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from connector.auth import Credentials
 from connector.config import ReceiverSettings, load
 from connector.keys import KeyRule
 from connector.producer import Publisher
-from connector.receiver import ReceiverState, create_app
+from connector.receiver import ReceiverState, handle
 from tests.kafka_support import Topics, end_offsets, fresh_topics, read_all
 
 TOKEN = "t0ken-for-tests-0123456789"
@@ -50,7 +51,9 @@ def lead(n: int, email: str | None = None) -> dict[str, Any]:
 class Receiver:
     """A receiver app on a real HTTP port, publishing to fresh topics."""
 
-    def __init__(self, server: TestServer, session: ClientSession, state: ReceiverState, t: Topics):
+    def __init__(
+        self, server: RawTestServer, session: ClientSession, state: ReceiverState, t: Topics
+    ):
         self.server = server
         self.session = session
         self.state = state
@@ -87,7 +90,7 @@ async def running_receiver(
     async with Publisher(topics.kafka, topics.raw, 2 * 1024 * 1024) as publisher:
         await publisher.wait_connected(30)
         state = ReceiverState(settings, credentials, rule, publisher)
-        server = TestServer(create_app(state), host="127.0.0.1")
+        server = RawTestServer(functools.partial(handle, state=state), host="127.0.0.1")
         await server.start_server()
         try:
             async with ClientSession() as session:
