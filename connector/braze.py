@@ -87,6 +87,11 @@ class RateBudget:
             raise ConfigError(f"rate {text!r} has an empty period")
         return cls(int(match.group(1)), period)
 
+    @property
+    def per_s(self) -> float:
+        """The budget in requests per second."""
+        return self.requests / self.period_s
+
 
 class ReshapableLimiter(AsyncLimiter):
     """aiolimiter's leaky bucket whose rate can change while requests wait in it.

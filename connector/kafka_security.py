@@ -4,12 +4,13 @@ Every producer, consumer and admin client the connector builds takes `client_kwa
 cluster that needs SASL or TLS is reached the same way by the receiver, the worker and the
 operator commands. When a client cannot start, `connect_failure(...)` finds out whether the
 brokers refused its credentials or TLS handshake, which aiokafka only logs, and says so without
-ever showing the password.
+ever showing the password; `start_consumer(...)` starts a consumer that way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ from aiokafka.errors import (
 from connector.errors import ConfigError, ConnectorError, KafkaUnavailable
 
 if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer
+
     from connector.config import KafkaSettings
 
 # A refusal shows within one round trip; a broker that takes longer is only unreachable.
@@ -119,6 +122,16 @@ async def connect_failure(kafka: KafkaSettings, exc: BaseException) -> Connector
         return refusal
     message = f"cannot reach Kafka at {kafka.kafka_bootstrap_servers}: {exc}"
     return KafkaUnavailable(scrub(message, kafka))
+
+
+async def start_consumer(consumer: AIOKafkaConsumer, kafka: KafkaSettings) -> None:
+    """Start a consumer; if it cannot, close it and raise what connect_failure says instead."""
+    try:
+        await consumer.start()
+    except KafkaError as exc:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        raise await connect_failure(kafka, exc) from None
 
 
 async def _refusal(kafka: KafkaSettings) -> KafkaRefused | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -13,6 +15,9 @@ _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _BODY_BUCKETS = (256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304)
 _OBJECT_BUCKETS = (1, 5, 10, 25, 50, 70, 74, 75, 150, 225)
 _E2E_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+# The dlq-stage values. Their series exist from start-up: increase() and rate() see a counter's
+# first increment only if they saw it at 0 before.
+DEAD_LETTER_STAGES = ("parse", "map", "braze")
 
 
 @dataclass
@@ -80,6 +85,8 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
         )
+        for stage in DEAD_LETTER_STAGES:
+            self.dead_lettered.labels(stage)
         self.requests = Counter(
             "outgrow_worker_braze_requests", "Braze requests by status.", ["status"], registry=r
         )
@@ -110,8 +117,19 @@ class WorkerMetrics:
         self.rate = Gauge(
             "outgrow_worker_rate_limit_per_second", "Braze requests/s allowed now.", registry=r
         )
+        self.budget = Gauge(
+            "outgrow_worker_rate_budget_per_second",
+            "Braze requests/s this worker may use: BRAZE_RATE_LIMIT x BRAZE_RATE_SHARE x its"
+            " share of the partitions.",
+            registry=r,
+        )
         self.halted = Gauge(
             "outgrow_worker_halted", "1 while Braze refuses the configuration.", registry=r
+        )
+        self.ready = Gauge(
+            "outgrow_worker_ready",
+            "1 while /readyz answers 200: Braze accepts the configuration and not stopping.",
+            registry=r,
         )
         self.lag = Gauge(
             "outgrow_worker_consumer_lag",
@@ -125,6 +143,12 @@ class WorkerMetrics:
             buckets=_E2E_BUCKETS_S,
             registry=r,
         )
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Drop the series of partitions this worker no longer owns, so none stays frozen."""
+        for partition in partitions:
+            with contextlib.suppress(KeyError):  # older prometheus_client: no such series
+                self.lag.remove(str(partition))
 
     def render(self) -> bytes:
         """Return the text exposition of every metric."""

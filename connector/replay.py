@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
-from connector.kafka_security import client_kwargs
+from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
 from connector.worker import Worker, map_source
 
@@ -394,7 +394,7 @@ async def _prepare(
     if redrive:
         records: list[SourceRecord] = []
         listing_consumer = replay_consumer(kafka, topics)
-        await listing_consumer.start()
+        await start_consumer(listing_consumer, kafka)
         try:
             await read_range(listing_consumer, plan, records.append)
         finally:

@@ -13,6 +13,7 @@ import orjson
 from connector.cli import _run, _subparser, add_settings_options, settings
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.dlq import Listing
+from connector.kafka_security import start_consumer
 from connector.mapping import MappingFailure, load_mapping
 from connector.replay import (
     Plan,
@@ -71,7 +72,7 @@ async def _replay(
     out: Any,
 ) -> Tally:
     consumer = replay_consumer(kafka, topics)
-    await consumer.start()
+    await start_consumer(consumer, kafka)
     try:
         plan = await make_plan(consumer, topic, bounds)
         print(_plan_line(plan), file=sys.stderr)
@@ -123,7 +124,7 @@ def cmd_dlq_list(args: argparse.Namespace) -> int:
 async def _listing(args: argparse.Namespace) -> Listing:
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
     consumer = replay_consumer(kafka, topics)
-    await consumer.start()
+    await start_consumer(consumer, kafka)
     records: list[Any] = []
     try:
         plan = await make_plan(consumer, topics.dlq_topic, Range())

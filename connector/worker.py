@@ -17,7 +17,7 @@ from connector.batching import Item, Limits, TrackRequest, UserQueue
 from connector.braze import Action, AdaptiveLimiter, Answer, BrazeClient
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import DeadLetters, Reason, SourceRecord
-from connector.kafka_security import client_kwargs
+from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
 from connector.metrics import WorkerMetrics
 from connector.offsets import PartitionOffsets
@@ -353,6 +353,19 @@ class Worker:
         for tp, offset in offsets.items():
             self.trackers[tp.partition].committed(offset)
 
+    def check_ready(self, stopping: bool) -> str | None:
+        """Say why /readyz should answer 503 (None when ready); outgrow_worker_ready follows."""
+        reason = self._not_ready_reason(stopping)
+        self.metrics.ready.set(0 if reason else 1)
+        return reason
+
+    def _not_ready_reason(self, stopping: bool) -> str | None:
+        if self.halt.active:
+            return f"Braze refuses the configuration (HTTP {self.halt.status})"
+        if stopping and not self.consumer.assignment():
+            return "stopping"
+        return None
+
     def update_lag(self) -> None:
         """Publish consumer lag per assigned partition."""
         for tp in self.consumer.assignment():
@@ -381,6 +394,8 @@ class Worker:
         for partition in partitions:
             self.trackers.pop(partition, None)
         self.sources = {k: v for k, v in self.sources.items() if k[0] not in partitions}
+        # After the trackers: update_lag() reports only partitions that have one.
+        self.metrics.forget_partitions(partitions)
 
     def assigned(self) -> None:
         """Recompute this worker's share of the Braze budget from its partitions."""
@@ -389,6 +404,10 @@ class Worker:
         share = self.settings.braze_rate_share * max(mine, 1) / total
         self.limiter.set_share(min(share, self.settings.braze_rate_share))
         self.metrics.rate.set(self.limiter.requests_per_s)
+        # The limiter keeps a partition's share while idle; the budget counts only what it owns,
+        # so that the workers' budgets add up to the deployment's.
+        owned = min(mine / total, 1.0)
+        self.metrics.budget.set(self.limiter.budget.per_s * self.settings.braze_rate_share * owned)
         log.info("partitions assigned", extra={"partitions": mine, "of": total})
 
     async def stop(self) -> None:
@@ -487,15 +506,14 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
         )
 
         async def ready() -> str | None:
-            if worker.halt.active:
-                return f"Braze refuses the configuration (HTTP {worker.halt.status})"
-            return None if consumer.assignment() or not stop.is_set() else "stopping"
+            return worker.check_ready(stop.is_set())
 
+        worker.check_ready(stop.is_set())
         runner = await start_health(
             health_app(ready, metrics.render), settings.worker_host, settings.worker_port
         )
         try:
-            await _consume(worker, consumer, stop, config.topics.raw_topic)
+            await _consume(worker, stop, config)
         finally:
             await runner.cleanup()
 
@@ -512,16 +530,16 @@ def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
     )
 
 
-async def _consume(
-    worker: Worker, consumer: AIOKafkaConsumer, stop: asyncio.Event, topic: str
-) -> None:
-    await consumer.start()
-    consumer.subscribe([topic], listener=Rebalance(worker))
+async def _consume(worker: Worker, stop: asyncio.Event, config: WorkerConfig) -> None:
+    consumer = worker.consumer
+    await start_consumer(consumer, config.kafka)
+    consumer.subscribe([config.topics.raw_topic], listener=Rebalance(worker))
     dispatcher = asyncio.create_task(worker.dispatch_forever(), name="dispatch")
     last_commit = time.monotonic()
     try:
         while not stop.is_set():
             await worker.fetch_once()
+            worker.check_ready(stop.is_set())  # kept current for scrapes, not only for probes
             if time.monotonic() - last_commit >= worker.settings.worker_commit_interval_s:
                 await worker.commit()
                 worker.update_lag()

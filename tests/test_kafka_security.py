@@ -24,6 +24,8 @@ from connector.producer import Publisher
 from connector.replay import replay_consumer
 from connector.topics import ensure_topics
 from connector.worker import WorkerConfig, _consumer
+from tests.cli_support import run_cli
+from tests.worker_support import free_port
 
 USER = "alice"
 PASSWORD = "alice-secret-7f3k"
@@ -324,6 +326,48 @@ async def test_a_wrong_password_is_refused_clearly_and_never_shown(
             pass
     shown = [str(from_topics.value), str(from_publisher.value), _everything_logged(every_log_line)]
     assert not any(WRONG in text for text in shown)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["worker"],
+        ["replay"],
+        ["replay", "--dry-run"],
+        ["dlq", "list"],
+        ["dlq", "redrive"],
+    ],
+)
+async def test_consuming_commands_refused_say_so_in_one_line_and_exit_2(
+    sasl_broker: JarBroker,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "KAFKA_BOOTSTRAP_SERVERS": sasl_broker.sasl_bootstrap_servers,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+        "KAFKA_SASL_USERNAME": USER,
+        "KAFKA_SASL_PASSWORD": WRONG,
+        "KAFKA_REQUEST_TIMEOUT_MS": "5000",
+        "WORKER_HOST": "127.0.0.1",
+        "WORKER_PORT": str(free_port()),
+    }.items():
+        monkeypatch.setenv(name, value)
+    topics = fresh_topics()
+    options = ["--raw-topic", topics.raw_topic, "--dlq-topic", topics.dlq_topic]
+    async with asyncio.timeout(60):
+        outcome = await run_cli(capsys, *command, *options)
+    assert outcome.code == 2, outcome.err  # a configuration error, as for `topics ensure`
+    last = outcome.err.strip().splitlines()[-1]
+    assert last.startswith(
+        f"outgrow-braze: Kafka at {sasl_broker.sasl_bootstrap_servers} refused the "
+        f"SCRAM-SHA-256 login of KAFKA_SASL_USERNAME '{USER}'"
+    ), outcome.err
+    assert "Traceback" not in outcome.err
+    assert "Unable to bootstrap" not in outcome.err
+    assert WRONG not in outcome.err + outcome.out
 
 
 async def test_a_sasl_client_on_a_plain_listener_is_told_so(sasl_broker: JarBroker) -> None:

@@ -78,12 +78,22 @@ async def test_unmappable_records_are_dead_lettered_with_the_map_stage(
     assert line.profile(1) is not None
 
 
-async def _rate(port: int) -> float:
+RATE = "outgrow_worker_rate_limit_per_second"
+BUDGET = "outgrow_worker_rate_budget_per_second"
+
+
+async def _metrics(port: int) -> dict[str, float]:
+    """The worker's samples, `name{labels}` -> value, read from /metrics (not /readyz)."""
     async with ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
             text = await response.text()
-    line = next(x for x in text.splitlines() if x.startswith("outgrow_worker_rate_limit_per"))
-    return float(line.split()[-1])
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    samples = (line.rsplit(" ", 1) for line in lines)
+    return {name: float(value) for name, value in samples}
+
+
+def _lag_partitions(samples: dict[str, float]) -> set[str]:
+    return {name for name in samples if name.startswith("outgrow_worker_consumer_lag{")}
 
 
 async def _ready_status(port: int) -> tuple[int, Any]:
@@ -100,6 +110,9 @@ async def test_a_refused_key_halts_then_resumes_when_braze_accepts_it(
         worker = line.start_worker(braze_api_key="a-key-braze-does-not-know")
         await wait_for(lambda: line.sandbox.state.stats.snapshot()["requests"] != {}, 30)
         await asyncio.sleep(1.5)
+        # The gauges say so before anyone asks /readyz.
+        samples = await _metrics(worker.port)
+        assert (samples["outgrow_worker_halted"], samples["outgrow_worker_ready"]) == (1, 0)
         status, body = await _ready_status(worker.port)
         assert status == 503 and "401" in body["reason"]
         assert set((await line.committed()).values()) == {0}
@@ -119,6 +132,7 @@ async def test_a_refused_key_halts_then_resumes_when_braze_accepts_it(
             line.sandbox = sandbox
             await line.all_committed()
             assert all(sandbox.state.store.by_external_id(f"user-{u}") for u in range(40))
+            assert (await _metrics(worker.port))["outgrow_worker_ready"] == 1
             status, _ = await _ready_status(worker.port)
             assert status == 200
         assert await line.dead_letters() == []
@@ -159,13 +173,19 @@ async def test_two_workers_share_partitions_and_budget_and_lose_nothing(
         await wait_for(lambda: len(line.sandbox.state.store) > 20, 60)
         line.start_worker(**slow)
 
-        async def rates() -> list[float]:
-            return [await _rate(worker.port) for worker in line.workers]
+        async def rates() -> list[tuple[float, float]]:
+            """Each worker's allowed rate now and its budget."""
+            samples = [await _metrics(worker.port) for worker in line.workers]
+            return [(s[RATE], s[BUDGET]) for s in samples]
 
         async with asyncio.timeout(60):
-            while await rates() != [10.0, 10.0]:  # 60 per 3 s, two partitions of four each
+            # 60 per 3 s, two partitions of four each: allowed now and budget alike
+            while await rates() != [(10.0, 10.0), (10.0, 10.0)]:
                 await asyncio.sleep(0.3)
         assert len(line.sandbox.state.store) < 400, "the rebalance came after the work"
+        # The first worker no longer reports the partitions it gave away.
+        first, second = [_lag_partitions(await _metrics(w.port)) for w in line.workers]
+        assert len(first) <= 2 and len(second) <= 2 and not first & second, (first, second)
         await line.produce([lead(u, 3) for u in range(400)])
         await line.all_committed(timeout_s=180)
         ends = await end_offsets(line.bootstrap, line.topics.raw)
