@@ -240,16 +240,23 @@ async def healthz(request: web.BaseRequest, state: ReceiverState) -> web.Respons
 
 async def readyz(request: web.BaseRequest, state: ReceiverState) -> web.Response:
     """Answer 200 only while posts can be published and the receiver is not draining."""
-    reason = "draining" if state.draining else await state.publisher.not_ready_reason()
-    state.metrics.ready.set(0 if reason else 1)
+    reason = await _not_ready_reason(state)
     if reason:
         return web.json_response({"status": "not_ready", "reason": reason}, status=503)
     return web.json_response({"status": "ready"})
 
 
 async def metrics(request: web.BaseRequest, state: ReceiverState) -> web.Response:
-    """Expose the Prometheus metrics."""
+    """Expose the Prometheus metrics, with readiness as /readyz would answer now."""
+    await _not_ready_reason(state)
     return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _not_ready_reason(state: ReceiverState) -> str | None:
+    """Why the receiver is not ready (None when it is); `outgrow_receiver_ready` follows it."""
+    reason = "draining" if state.draining else await state.publisher.not_ready_reason()
+    state.metrics.ready.set(0 if reason else 1)
+    return reason
 
 
 _READ = frozenset({"GET", "HEAD"})

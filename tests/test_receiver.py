@@ -354,6 +354,13 @@ async def test_overload_and_draining_shed_with_retry_after(receiver: Receiver) -
         state.draining = False
 
 
+async def test_metrics_report_readiness_without_a_probe(bootstrap_servers: str) -> None:
+    async with running_receiver(bootstrap_servers) as rx:
+        async with rx.session.get(rx.url("/metrics")) as response:
+            text = await response.text()
+    assert "outgrow_receiver_ready 1.0" in text
+
+
 async def test_readiness_and_metrics(receiver: Receiver) -> None:
     async with receiver.session.get(receiver.url("/readyz")) as ready:
         assert (ready.status, await ready.json()) == (200, {"status": "ready"})
