@@ -154,17 +154,23 @@ class Packed:
 
 
 def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
-    """Pack whole users into requests.
+    """Pack users into requests, filling each one as far as whole records allow.
 
     A user never spans two requests of one round, so Braze cannot apply one user's updates out
-    of order. A user with more objects than one request holds sends the records that fit now and
-    the rest in a later round; a record is never split, and one that alone exceeds a request is
-    reported as oversized.
+    of order: when a user does not fit the room a request has left, the user's first records
+    that fit fill it and the others wait for a later round (so do those of a user larger than a
+    whole request). A record is never split; one that alone exceeds a request is reported as
+    oversized.
     """
     packed = Packed()
     current = TrackRequest()
     for user in users:
         if not limits.fits(current, *_counts(user)) and current.size:
+            head, rest = _prefix_that_fits(user, limits, current)
+            if head.size:
+                _add_user(current, head)
+                packed.later.extend(rest)
+                user = UserObjects(user.user_key)
             packed.requests.append(current)
             current = TrackRequest()
         if not limits.fits(current, *_counts(user)):
@@ -183,8 +189,12 @@ def _counts(user: UserObjects) -> tuple[int, int]:
     return int(user.attributes is not None), len(user.events)
 
 
-def _prefix_that_fits(user: UserObjects, limits: Limits) -> tuple[UserObjects, list[Item]]:
-    """Keep the user's first records that fit an empty request; return the others."""
+def _prefix_that_fits(
+    user: UserObjects, limits: Limits, request: TrackRequest | None = None
+) -> tuple[UserObjects, list[Item]]:
+    """Keep the user's first records that fit the room `request` has left (an empty request
+    unless given); return the others."""
+    room = request or TrackRequest()
     kept = UserObjects(user.user_key)
     items = sorted(user.items, key=lambda item: (item.partition, item.offset))
     for position, item in enumerate(items):
@@ -195,7 +205,7 @@ def _prefix_that_fits(user: UserObjects, limits: Limits) -> tuple[UserObjects, l
             list(kept.events),
         )
         trial.add(item)
-        if not limits.fits(TrackRequest(), *_counts(trial)):
+        if not limits.fits(room, *_counts(trial)):
             return kept, items[position:]
         kept = trial
     return kept, []
@@ -265,10 +275,13 @@ class UserQueue:
         while max_requests > 0 and (user := self._next_ready()) is not None:
             objects = coalesce(self._items[user])[0]
             if not limits.fits(current, *_counts(objects)) and current.size:
+                filled = self._fill(current, objects, limits)
                 packed.requests.append(current)
                 current, arrivals = TrackRequest(), {}
                 if len(packed.requests) == max_requests:
                     break
+                if filled:
+                    continue
             since = self._pop(user)
             if not limits.fits(current, *_counts(objects)):
                 objects, rest = _prefix_that_fits(objects, limits)
@@ -330,6 +343,16 @@ class UserQueue:
         self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
         self._count -= len(self._items.pop(user))
         return self._since.pop(user)
+
+    def _fill(self, request: TrackRequest, user: UserObjects, limits: Limits) -> bool:
+        """Fill the room left in `request` with the user's first records, if any fit; the
+        others wait until the user is released. Say whether the user was taken."""
+        head, rest = _prefix_that_fits(user, limits, request)
+        if not head.size:
+            return False
+        self._put_back(user.user_key, rest, self._pop(user.user_key))
+        _add_user(request, head)
+        return True
 
     def _put_back(self, user: str, items: list[Item], since: float) -> None:
         if items:

@@ -137,6 +137,23 @@ def test_every_record_is_sent_deferred_or_oversized_exactly_once(
 # --------------------------------------------------------------------------- the user queue
 
 
+def test_a_user_too_big_for_the_room_left_fills_it_with_its_first_records() -> None:
+    items = [item(n, f"u{n}", events=1, score=n) for n in range(36)]  # 72 objects
+    items += [item(36 + n, "z", events=1, score=n) for n in range(5)]  # z needs 6 objects
+    packed = pack(coalesce(items), Limits())
+    assert [r.size for r in packed.requests] == [75]
+    assert [i.offset for i in packed.requests[0].items() if i.user_key == "z"] == [36, 37]
+    assert [i.offset for i in packed.later] == [38, 39, 40]
+
+    queue = queued(items)
+    first = queue.take(5, Limits())
+    assert [r.size for r in first.requests] == [75]
+    assert not queue.take(5, Limits()).requests  # z's rest waits while z is in flight
+    queue.release(first.requests[0].users)
+    rest = queue.take(5, Limits()).requests
+    assert [[i.offset for i in r.items()] for r in rest] == [[38, 39, 40]]
+
+
 def queued(items: list[Item]) -> UserQueue:
     queue = UserQueue()
     for one in items:
