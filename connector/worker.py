@@ -108,13 +108,16 @@ class Worker:
         taken = 0
         for tp, records in batch.items():
             for record in records:
-                await self._take(tp, record)
                 taken += 1
+                failed = self._take(tp, record)
+                if failed is not None:
+                    await self._dead_letter_one(*failed)
                 if taken % YIELD_EVERY == 0:
                     # Mapping a whole batch at once would hold the loop for a large fraction
                     # of a second: answers, the limiter's releases and heartbeats would wait.
                     await asyncio.sleep(0)
         if batch:
+            self.metrics.consumed.inc(taken)
             self.wake.set()
 
     @property
@@ -135,37 +138,42 @@ class Worker:
             self.consumer.resume(*(self.consumer.assignment() - self.exhausted))
             self.paused = False
 
-    async def _take(self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> None:
-        if tp.partition not in self.trackers:
-            self.trackers[tp.partition] = PartitionOffsets()
-        self.trackers[tp.partition].track(record.offset)
-        self.metrics.consumed.inc()
+    def _take(
+        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[SourceRecord, Reason] | None:
+        """Map one record and queue what it gives; return it with the reason if it fails."""
+        tracker = self.trackers.get(tp.partition)
+        if tracker is None:
+            tracker = self.trackers[tp.partition] = PartitionOffsets()
+        tracker.track(record.offset)
         source = SourceRecord.consumed(tp, record)
         key = (tp.partition, record.offset)
         if not self.admit(source):
             self.skipped += 1
-            self._finish([key])
-            return
+            self._finish_one(key)
+            return None
         try:
             result = map_source(self.mapping, source)
         except MappingFailure as failure:
-            await self._dead_letter([(source, Reason(failure.stage, failure.reason))])
-            self._finish([key])
-            return
+            return source, Reason(failure.stage, failure.reason)
         if isinstance(result, Filtered) or not _has_objects(result):
             if isinstance(result, Filtered):
                 self.metrics.filtered.labels(result.rule).inc()
-            self._finish([key])
-            return
+            self._finish_one(key)
+            return None
         shaped = self.shape(result)
         if shaped is None:
             self.skipped += 1
-            self._finish([key])
-            return
-        result = shaped
+            self._finish_one(key)
+            return None
         self.metrics.mapped.inc()
         self.sources[key] = source
-        self.queue.add(Item(tp.partition, record.offset, result))
+        self.queue.add(Item(tp.partition, record.offset, shaped))
+        return None
+
+    async def _dead_letter_one(self, source: SourceRecord, why: Reason) -> None:
+        await self._dead_letter([(source, why)])
+        self._finish_one((source.partition, source.offset))
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -325,13 +333,16 @@ class Worker:
                 self.metrics.end_to_end.observe(max(now_ms - int(received), 0) / 1000)
 
     def _finish(self, keys: Iterable[Key]) -> None:
-        for partition, offset in keys:
-            self.sources.pop((partition, offset), None)
-            tracker = self.trackers.get(partition)
-            if tracker is not None:  # a revoked partition's tracker is gone: nothing to commit
-                tracker.finish(offset)
+        for key in keys:
+            self._finish_one(key)
         if self.halt.active is False:
             self.metrics.halted.set(0)
+
+    def _finish_one(self, key: Key) -> None:
+        self.sources.pop(key, None)
+        tracker = self.trackers.get(key[0])
+        if tracker is not None:  # a revoked partition's tracker is gone: nothing to commit
+            tracker.finish(key[1])
 
     # -- commits and rebalances -----------------------------------------------------------------
 
