@@ -1,0 +1,58 @@
+"""`python -m connector.dev.mapping_bench`: CPU µs per record to map bench leads.
+
+Maps `--events` leads (connector.dev.bench.lead, as JSON bytes with the receiver's headers)
+through `map_source`, as the worker does, `--runs` times; prints the median CPU time per record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import orjson
+
+from connector.deadletter import SourceRecord
+from connector.dev.bench import lead
+from connector.dev.loadgen import positive_int
+from connector.mapping import Mapping, load_mapping
+from connector.worker import map_source
+
+RECEIVED_AT_MS = 1_741_944_000_000
+
+
+def records(count: int) -> list[SourceRecord]:
+    """Raw records as the receiver writes them, one per bench lead."""
+    headers = (
+        ("content-type", b"application/json"),
+        ("received-at", str(RECEIVED_AT_MS).encode()),
+        ("source", b"default"),
+        ("event-id", b"bench"),
+    )
+    return [
+        SourceRecord("outgrow.raw", 0, n, RECEIVED_AT_MS, None, orjson.dumps(lead(n)), headers)
+        for n in range(count)
+    ]
+
+
+def cpu_us_per_record(mapping: Mapping, batch: list[SourceRecord]) -> float:
+    """Map every record once; return the CPU µs spent per record."""
+    started = time.process_time()
+    for record in batch:
+        map_source(mapping, record)
+    return (time.process_time() - started) / len(batch) * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=positive_int, default=20_000)
+    parser.add_argument("--runs", type=positive_int, default=7)
+    args = parser.parse_args(argv)
+    mapping, batch = load_mapping(), records(args.events)
+    cpu_us_per_record(mapping, batch[:1_000])  # warm caches
+    runs = [cpu_us_per_record(mapping, batch) for _ in range(args.runs)]
+    print(f"map_source: {statistics.median(runs):.2f} CPU µs/record (runs: {len(runs)})")
+
+
+if __name__ == "__main__":
+    main()
