@@ -68,15 +68,16 @@ class Path:
     text: str
     steps: tuple[Step, ...]
     meta: str | None = None
-    _walker: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
+    # `walk(node, steps)` made once into a function of the node; see `walker`.
+    walker: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_walker", _walker(self.steps))
+        object.__setattr__(self, "walker", walker(self.steps))
 
     def resolve(self, document: Any, meta: abc.Mapping[str, Any]) -> Any:
         """Return the value the path leads to, or MISSING."""
         if self.meta is None:
-            return self._walker(document)
+            return self.walker(document)
         value = meta.get(self.meta)
         return MISSING if value is None else value
 
@@ -100,25 +101,8 @@ def matches(value: Any, wanted: str) -> bool:
     return text is not None and text.strip().casefold() == wanted
 
 
-def _walker(steps: tuple[Step, ...]) -> Callable[[Any], Any]:
-    """A function walking `steps`; paths of keys only, the most common, take a shorter way."""
-    if not steps or any(type(step) is not Key for step in steps):
-        return lambda node: _walk(node, steps)
-    names = tuple(step.name for step in steps if isinstance(step, Key))
-
-    def keys(node: Any) -> Any:
-        for position, name in enumerate(names):
-            if type(node) is not dict:
-                return _walk(node, steps[position:])
-            node = node.get(name)
-            if node is None:  # absent or null, as _step and _walk see it
-                return MISSING
-        return node
-
-    return keys
-
-
-def _walk(node: Any, steps: tuple[Step, ...]) -> Any:
+def walk(node: Any, steps: tuple[Step, ...]) -> Any:
+    """Follow `steps` from `node` one at a time; return the value, or MISSING."""
     for position, step in enumerate(steps):
         if type(step) is Key and type(node) is dict:  # the common case, without _step's checks
             node = node.get(step.name)
@@ -136,7 +120,7 @@ def _walk(node: Any, steps: tuple[Step, ...]) -> Any:
 def _each(node: Any, rest: tuple[Step, ...]) -> Any:
     if not isinstance(node, list):
         return MISSING
-    found = (_walk(item, rest) for item in node)
+    found = (walk(item, rest) for item in node)
     return [value for value in found if value is not MISSING]
 
 
@@ -166,6 +150,110 @@ def _at(node: Any, position: int) -> Any:
     if isinstance(node, list) and -len(node) <= position < len(node):
         return node[position]
     return MISSING
+
+
+# --- walkers: `walk` made once per path into a function of the node ---------------------------
+
+Move = Callable[[Any], Any]
+
+
+def walker(steps: tuple[Step, ...]) -> Move:
+    """Return a function doing what `walk(node, steps)` does, with each step prepared once.
+
+    Each step becomes a function that finds the next node and hands it to the function of the
+    steps after it; a run of keys at the end is one function.
+    """
+    if all(type(step) is Key for step in steps):
+        return _keys(steps) if steps else _itself
+    step, then = steps[0], walker(steps[1:]) if len(steps) > 1 else None
+    if type(step) is Each:
+        return _each_then(then)
+    if type(step) is Select:
+        return _select_then(step.field, step.value, then)
+    return _step_then(step, then)
+
+
+def _itself(node: Any) -> Any:
+    return node
+
+
+def _keys(steps: tuple[Step, ...]) -> Move:
+    """Keys only, the most common: plain dict look-ups while the nodes are dicts."""
+    names = tuple(step.name for step in steps if isinstance(step, Key))
+    if len(names) == 1:
+        return _key(names[0], steps)
+
+    def keys(node: Any) -> Any:
+        for position, name in enumerate(names):
+            if type(node) is not dict:
+                return walk(node, steps[position:])
+            node = node.get(name)
+            if node is None:  # absent or null, as _step and walk see it
+                return MISSING
+        return node
+
+    return keys
+
+
+def _key(name: str, steps: tuple[Step, ...]) -> Move:
+    def key(node: Any) -> Any:
+        if type(node) is not dict:
+            return walk(node, steps)
+        node = node.get(name)
+        return MISSING if node is None else node
+
+    return key
+
+
+def _each_then(then: Move | None) -> Move:
+    """`[*]`: the rest of the way from each element of a list, keeping what leads somewhere."""
+
+    def each(node: Any) -> Any:
+        if not isinstance(node, list):
+            return MISSING
+        if then is None:
+            return list(node)
+        return [value for value in map(then, node) if value is not MISSING]
+
+    return each
+
+
+def _select_then(field: str, wanted: str, then: Move | None) -> Move:
+    """`[field=value]`: the first element whose field's text matches, text compared straight."""
+
+    def select(node: Any) -> Any:
+        if not isinstance(node, list):
+            return MISSING
+        for item in node:
+            if type(item) is dict:
+                found = item.get(field)
+                hit = (
+                    found.strip().casefold() == wanted
+                    if type(found) is str
+                    else matches(found, wanted)
+                )
+            elif isinstance(item, abc.Mapping):
+                hit = matches(item.get(field), wanted)
+            else:
+                continue
+            if hit:
+                return item if then is None else then(item)
+        return MISSING
+
+    return select
+
+
+def _step_then(step: Step, then: Move | None) -> Move:
+    """A key (before other steps) or a list position."""
+    name = step.name if isinstance(step, Key) else None
+
+    def move(node: Any) -> Any:
+        node = node.get(name) if name is not None and type(node) is dict else _step(node, step)
+        if node is None or node is MISSING:
+            return MISSING
+        return node if then is None else then(node)
+
+    return move
 
 
 class _Parser:

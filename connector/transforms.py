@@ -87,6 +87,8 @@ def truncate(text: str, limit: int = MAX_TEXT) -> str:
 
 def to_string(value: Any) -> str:
     """Text of at most 255 characters; a list of scalars is joined with commas."""
+    if type(value) is str:  # the common case, first
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT]
     if isinstance(value, list):
         return truncate(", ".join(to_string(item) for item in value if item is not None))
     text = text_of(value)
@@ -97,6 +99,8 @@ def to_string(value: Any) -> str:
 
 def to_number(value: Any) -> int | float:
     """A JSON number as it is, or a number read from text like `$1,234.50`, `75%` or `-3e2`."""
+    if type(value) is int:  # the common case, first; bools are not of type int
+        return value
     if isinstance(value, bool):
         raise CoercionError("is a boolean, not a number")
     if isinstance(value, int):
@@ -269,6 +273,27 @@ class Transform:
         if self.name == "prefix":
             return self.argument + text
         return text + self.argument
+
+
+_STR_METHODS: dict[str, Callable[[str], str]] = {
+    "trim": str.strip,
+    "lower": str.lower,
+    "upper": str.upper,
+}
+
+
+def text_steps(transforms: Sequence[Transform]) -> Callable[[str], str]:
+    """Return one function of text doing the transforms in order, as `transform_text` does."""
+    steps = tuple(_STR_METHODS.get(step.name, step) for step in transforms)
+    if len(steps) == 1:
+        return steps[0]
+
+    def run(text: str) -> str:
+        for step in steps:
+            text = step(text)
+        return text
+
+    return run
 
 
 def transform_text(value: Any, transforms: Sequence[Transform]) -> Any:

@@ -15,7 +15,10 @@ from connector.mapping_paths import (
     Key,
     PathSyntaxError,
     Select,
+    Step,
     parse_path,
+    walk,
+    walker,
 )
 
 LEAD: dict[str, Any] = {
@@ -173,3 +176,32 @@ def test_resolving_never_fails_and_never_returns_null(document: Any, text: str) 
     assert value is not None
     if isinstance(value, list) and "[*]" in text:
         assert MISSING not in value and None not in value
+
+
+class Lead(dict[str, Any]):
+    """A mapping that is not a dict, which walkers leave to `walk`."""
+
+
+steps = st.lists(
+    st.sampled_from(
+        [
+            *(Key("a"), Key("b"), Key("0"), Key("title")),
+            *(Index(0), Index(-1), Index(5), Each()),
+            *(Select("title", "x"), Select("value", "1"), Select("b", "")),
+        ]
+    ),
+    max_size=5,
+).map(tuple)
+nodes = json_values | json_values.map(lambda value: Lead(a=value, b=[Lead(title=" X ")]))
+
+
+@given(nodes, steps)
+def test_walkers_walk_as_walk_does(node: Any, path: tuple[Step, ...]) -> None:
+    assert walker(path)(node) == walk(node, path)
+
+
+def test_walkers_read_selector_fields_as_text() -> None:
+    path = parse_path("a[title=1].v").steps
+    for node in ({"a": [{"title": 1, "v": "n"}]}, {"a": [Lead(title=" 1 ", v="n")]}):
+        assert walker(path)(node) == walk(node, path) == "n"
+    assert walker(path)({"a": [{"title": 1}]}) is MISSING
