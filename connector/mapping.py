@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from connector.mapping_file import CompiledMapping, compile_mapping
+from connector.mapping_paths import MISSING
+from connector.mapping_plan import Plan, compile_plan, reader
+from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import MappingFailure, Profile, Source, identify
 from connector.mapping_yaml import MappingFileError
 from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
@@ -46,33 +50,6 @@ _PARSE_REASONS = {
 
 
 @dataclass(frozen=True)
-class Filtered:
-    """A record dropped on purpose by the named filter."""
-
-    rule: str
-
-
-@dataclass(frozen=True)
-class BrazeUpdate:
-    """What one record asks of Braze: attributes and events for one user."""
-
-    user_key: str
-    identity: abc.Mapping[str, Any]
-    attributes: abc.Mapping[str, Any]
-    events: tuple[abc.Mapping[str, Any], ...] = ()
-
-    def attribute_object(self) -> dict[str, Any] | None:
-        """Return the attributes object for /users/track, or None when there is nothing to set."""
-        if not self.attributes:
-            return None
-        return {**self.identity, **self.attributes}
-
-    def event_objects(self) -> list[dict[str, Any]]:
-        """Return the event objects for /users/track, each with the identity."""
-        return [{**self.identity, **event} for event in self.events]
-
-
-@dataclass(frozen=True)
 class Mapping:
     """A loaded mapping file; `version` is a short hash of its bytes."""
 
@@ -80,13 +57,27 @@ class Mapping:
     profiles: tuple[Profile, ...] = field(repr=False)
     fallback: Profile = field(repr=False)
     content_id: Source = field(repr=False)
+    # Each profile's rules compiled once, by profile name (names are unique in a file).
+    plans: dict[str, Plan] = field(init=False, repr=False, compare=False)
+    _content_id: Callable[[dict[str, Any], dict[str, Any]], Any] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        plans = {profile.name: compile_plan(profile) for profile in (*self.profiles, self.fallback)}
+        object.__setattr__(self, "plans", plans)
+        object.__setattr__(self, "_content_id", reader(self.content_id))
 
     def profile_for(self, document: abc.Mapping[str, Any], source: str) -> Profile:
         """Choose the first profile whose `when` holds for the record, else the fallback."""
         if not self.profiles:
             return self.fallback
-        found = self.content_id.first(document, {"source": source})
-        content_id = text_of(found[1]) if found else None
+        if type(document) is dict:
+            found = self._content_id(document, {"source": source})
+        else:
+            first = self.content_id.first(document, {"source": source})
+            found = MISSING if first is None else first[1]
+        content_id = None if found is MISSING else text_of(found)
         folded = content_id.strip().casefold() if content_id else None
         return next((p for p in self.profiles if p.selects(source, folded)), self.fallback)
 
@@ -94,6 +85,15 @@ class Mapping:
         self, document: abc.Mapping[str, Any], *, source: str, received_at_ms: int | None
     ) -> BrazeUpdate | Filtered:
         """Map one parsed lead; raise MappingFailure when it cannot be mapped."""
+        if type(document) is not dict:
+            return self.apply_rules(document, source=source, received_at_ms=received_at_ms)
+        plan = self.plans[self.profile_for(document, source).name]
+        return plan(document, source, received_at_ms)
+
+    def apply_rules(
+        self, document: abc.Mapping[str, Any], *, source: str, received_at_ms: int | None
+    ) -> BrazeUpdate | Filtered:
+        """Map one lead by the rules' own methods: the reference the compiled plans follow."""
         profile = self.profile_for(document, source)
         meta = {"source": source, "received_at": received_at_ms, "profile": profile.name}
         dropped_by = profile.dropping_filter(document, meta)

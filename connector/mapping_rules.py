@@ -41,14 +41,14 @@ class Source:
         """Yield each path holding a value (not null, blank text or an empty list), with it."""
         for path in self.paths:
             value = path.resolve(document, meta)
-            if _holds(value):
+            if has_value(value):
                 yield path, value
 
     def first(self, document: Document, meta: Meta) -> tuple[Path, Any] | None:
         # A loop rather than next(candidates()): this runs for every rule of every record.
         for path in self.paths:
             value = path.resolve(document, meta)
-            if _holds(value):
+            if has_value(value):
                 return path, value
         return None
 
@@ -56,7 +56,7 @@ class Source:
         return ", ".join(path.text for path in self.paths)
 
 
-def _holds(value: Any) -> bool:
+def has_value(value: Any) -> bool:
     """Whether a path found a value: not missing, blank text or an empty list."""
     if value is MISSING or value == []:
         return False
@@ -143,8 +143,13 @@ def identify(rules: abc.Sequence[IdentityRule], document: Document, meta: Meta) 
         identity = rule.match(document, meta)
         if identity is not None:
             return identity
+    raise no_identity(rules)
+
+
+def no_identity(rules: abc.Sequence[IdentityRule]) -> MappingFailure:
+    """The failure of a record that none of the identity rules matches."""
     tried = ", ".join(rule.describe() for rule in rules)
-    raise MappingFailure("map", f"no identity: no rule found a usable value ({tried})")
+    return MappingFailure("map", f"no identity: no rule found a usable value ({tried})")
 
 
 @dataclass(frozen=True)

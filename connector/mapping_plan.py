@@ -1,0 +1,299 @@
+"""A profile's rules compiled once into closures: the way every record of that profile is mapped.
+
+`compile_plan()` turns a `Profile` (see mapping_rules) into a `Plan`, a function from a parsed
+lead (a dict) to what `Mapping.apply` returns. The closures take the common way through each
+rule and build nothing per record but the results. Where a record leaves that way (a value that
+cannot be typed, a required value missing, a first identity candidate that is not usable text)
+the rule's own method is asked instead: the rules stay the reference, so results and failure
+reasons are theirs by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+from connector.mapping_paths import MISSING, Key, Path, walker
+from connector.mapping_results import BrazeUpdate, Filtered
+from connector.mapping_rules import (
+    Condition,
+    EventRule,
+    FieldRule,
+    Filter,
+    IdentityRule,
+    Profile,
+    Source,
+    has_value,
+    no_identity,
+)
+from connector.transforms import (
+    CONVERTERS,
+    CoercionError,
+    Transform,
+    text_of,
+    text_steps,
+    to_array,
+    transform_text,
+)
+
+Document = dict[str, Any]
+Meta = dict[str, Any]
+Reader = Callable[[Document, Meta], Any]
+Test = Callable[[Document, Meta], bool]
+Found = tuple[str, dict[str, Any]]  # a user key and the identity fields
+Plan = Callable[[Document, str, int | None], BrazeUpdate | Filtered]
+
+# Values of these types always hold; text must not be blank and lists not empty.
+_SOLID = frozenset({int, float, bool, dict})
+
+
+def compile_plan(profile: Profile) -> Plan:
+    """Return a function mapping a lead as `profile` says; the same as applying its rules."""
+    name = profile.name
+    dropping = _dropping(profile.filters)
+    identify = _identifier(profile.identity)
+    attributes = _values(profile.attributes)
+    events = tuple(_event(rule) for rule in profile.events)
+    keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in profile.identity}
+    shadowed = any(rule.name in keys for rule in profile.attributes)
+
+    def plan(document: Document, source: str, received_at_ms: int | None) -> BrazeUpdate | Filtered:
+        meta = {"source": source, "received_at": received_at_ms, "profile": name}
+        dropped_by = dropping(document, meta)
+        if dropped_by is not None:
+            return Filtered(dropped_by)
+        user_key, identity = identify(document, meta)
+        values = attributes(document, meta)
+        if shadowed:  # an attribute named like the identity field gives way to it
+            for field in identity:
+                values.pop(field, None)
+        if "user_alias" in identity:
+            # Braze creates an alias-only profile only when told to; events alone never do.
+            values["_update_existing_only"] = False
+        found = tuple([event(document, meta) for event in events])
+        return BrazeUpdate(user_key, identity, values, found)
+
+    return plan
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+def reader(source: Source) -> Reader:
+    """Return the value `source.first()` finds, without its path, or MISSING."""
+    if not all(_keyed(path) for path in source.paths):
+        return partial(_first_by_rule, source)  # only paths not written in a mapping file
+    probes = tuple(_probe(path) for path in source.paths)
+
+    def first(document: Document, meta: Meta) -> Any:
+        for key, then, on_meta in probes:
+            value = (meta if on_meta else document).get(key)
+            if value is None:
+                continue
+            if then is not None:
+                value = then(value)
+                if value is MISSING:
+                    continue
+            if type(value) is str:
+                if value.strip():
+                    return value
+            elif type(value) in _SOLID or has_value(value):
+                return value
+        return MISSING
+
+    return first
+
+
+def _probe(path: Path) -> tuple[str, Callable[[Any], Any] | None, bool]:
+    """A path as its first key, the walker for the steps after it, and whether it is a fact."""
+    if path.meta is not None:
+        return path.meta, None, True
+    first, *rest = path.steps
+    assert isinstance(first, Key)  # reader() checked it
+    return first.name, walker(tuple(rest)) if rest else None, False
+
+
+def _keyed(path: Path) -> bool:
+    """Whether a path is a fact or starts with a key, as every path a mapping file has does."""
+    return path.meta is not None or (bool(path.steps) and isinstance(path.steps[0], Key))
+
+
+def _first_by_rule(source: Source, document: Document, meta: Meta) -> Any:
+    found = source.first(document, meta)
+    return MISSING if found is None else found[1]
+
+
+# --- attributes, event properties --------------------------------------------------------------
+
+
+def _values(rules: Sequence[FieldRule]) -> Callable[[Document, Meta], dict[str, Any]]:
+    """Return the values of the rules that find one, by name, in the rules' order."""
+    named = tuple((rule.name, _field(rule)) for rule in rules)
+
+    def values(document: Document, meta: Meta) -> dict[str, Any]:
+        found = {}
+        for name, value_of in named:
+            value = value_of(document, meta)
+            if value is not MISSING:
+                found[name] = value
+        return found
+
+    return values
+
+
+def _field(rule: FieldRule) -> Reader:
+    """Return `rule.value()`; the rule itself says why when a value is missing or wrong."""
+    fixed, required = rule.fixed, rule.required
+    if rule.source is None:
+        return lambda document, meta: fixed
+    first, convert = reader(rule.source), _converter(rule.kind, rule.transforms, rule.split)
+
+    def value(document: Document, meta: Meta) -> Any:
+        raw = first(document, meta)
+        if raw is MISSING:
+            return rule.value(document, meta) if required else fixed
+        try:
+            return convert(raw)
+        except CoercionError:
+            return rule.value(document, meta)  # raises the failure, naming the path
+
+    return value
+
+
+def _converter(
+    kind: str, transforms: tuple[Transform, ...], split: str | None
+) -> Callable[[Any], Any]:
+    """`coerce(transform_text(raw, transforms), kind, split)` as one function."""
+    convert = partial(to_array, split=split) if kind == "array" else CONVERTERS[kind]
+    if not transforms:
+        return convert
+    return lambda raw: convert(transform_text(raw, transforms))
+
+
+def _event(rule: EventRule) -> Callable[[Document, Meta], dict[str, Any]]:
+    """Return `rule.event()`."""
+    name, time, properties = rule.name, _field(rule.time), _values(rule.properties)
+
+    def event(document: Document, meta: Meta) -> dict[str, Any]:
+        built: dict[str, Any] = {"name": name, "time": time(document, meta)}
+        values = properties(document, meta)
+        if values:
+            built["properties"] = values
+        return built
+
+    return event
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+
+def _identifier(rules: tuple[IdentityRule, ...]) -> Callable[[Document, Meta], Found]:
+    """Return the user key and identity fields of the first rule that matches, as `identify`."""
+    matchers = tuple(_matcher(rule) for rule in rules)
+
+    def identify(document: Document, meta: Meta) -> Found:
+        for match in matchers:
+            found = match(document, meta)
+            if found is not None:
+                return found
+        raise no_identity(rules)
+
+    return identify
+
+
+def _matcher(rule: IdentityRule) -> Callable[[Document, Meta], Found | None]:
+    """Return `rule.match()`: the first candidate decides unless it is not usable text."""
+    first, shape, identity = reader(rule.source), text_steps(rule.transforms), _identity(rule)
+
+    def match(document: Document, meta: Meta) -> Found | None:
+        value = first(document, meta)
+        if value is MISSING:
+            return None
+        if type(value) is str:
+            text = shape(value.strip())
+            if text:
+                return identity(text)
+        found = rule.match(document, meta)  # numbers, or a later candidate: the rule's own way
+        return None if found is None else (found.user_key, found.fields)
+
+    return match
+
+
+def _identity(rule: IdentityRule) -> Callable[[str], Found]:
+    """What `IdentityRule._identity` gives, as a user key and fields."""
+    kind, label = rule.kind, rule.label
+    if kind == "alias":
+        return lambda text: (
+            f"alias:{label}:{text}",
+            {"user_alias": {"alias_name": text, "alias_label": label}},
+        )
+    prefix = f"{kind}:"
+    return lambda text: (prefix + text, {kind: text})
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+
+def _dropping(filters: tuple[Filter, ...]) -> Callable[[Document, Meta], str | None]:
+    """Return `Profile.dropping_filter()`: the name of the first filter whose tests all hold."""
+    compiled = tuple((rule.name, tuple(_test(c) for c in rule.conditions)) for rule in filters)
+
+    def dropping(document: Document, meta: Meta) -> str | None:
+        for name, tests in compiled:
+            for test in tests:
+                if not test(document, meta):
+                    break
+            else:
+                return name
+        return None
+
+    return dropping
+
+
+def _test(condition: Condition) -> Test:
+    """Return `condition.holds()`."""
+    first = reader(condition.source)
+    if condition.test == "exists":
+        exists = condition.exists
+        return lambda document, meta: (first(document, meta) is not MISSING) == exists
+    passes = _passes(condition)
+
+    def test(document: Document, meta: Meta) -> bool:
+        value = first(document, meta)
+        if value is MISSING:
+            return False
+        if isinstance(value, list):
+            return any(map(passes, value))
+        return passes(value)
+
+    return test
+
+
+def _passes(condition: Condition) -> Callable[[Any], bool]:
+    """Return `condition._passes()`: a scalar's trimmed text tested against the operands."""
+    check = _check(condition)
+
+    def passes(value: Any) -> bool:
+        text = value if type(value) is str else text_of(value)
+        return text is not None and check(text.strip())
+
+    return passes
+
+
+def _check(condition: Condition) -> Callable[[str], bool]:
+    pattern, operands = condition.pattern, condition.operands
+    if pattern is not None:
+        return lambda text: pattern.search(text) is not None
+    if condition.test == "equals":
+        return lambda text: text.casefold() in operands
+    if condition.test == "starts_with":
+        return lambda text: text.casefold().startswith(operands)
+    if condition.test == "ends_with":
+        return lambda text: text.casefold().endswith(operands)
+
+    def contains(text: str) -> bool:
+        folded = text.casefold()
+        return any(operand in folded for operand in operands)
+
+    return contains
