@@ -18,7 +18,8 @@ from typing import Any
 
 from connector.mapping_file import CompiledMapping, compile_mapping
 from connector.mapping_paths import MISSING
-from connector.mapping_plan import Plan, compile_plan, reader
+from connector.mapping_plan import Plan, compile_plan
+from connector.mapping_reads import reader
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import MappingFailure, Profile, Source, identify
 from connector.mapping_yaml import MappingFileError

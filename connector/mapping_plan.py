@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from connector.mapping_paths import MISSING, Key, Path, walker
+from connector.mapping_paths import MISSING
+from connector.mapping_reads import Document, Meta, Reader, Reads, remembered
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import (
     Condition,
@@ -23,8 +24,6 @@ from connector.mapping_rules import (
     Filter,
     IdentityRule,
     Profile,
-    Source,
-    has_value,
     no_identity,
 )
 from connector.transforms import (
@@ -37,24 +36,18 @@ from connector.transforms import (
     transform_text,
 )
 
-Document = dict[str, Any]
-Meta = dict[str, Any]
-Reader = Callable[[Document, Meta], Any]
 Test = Callable[[Document, Meta], bool]
 Found = tuple[str, dict[str, Any]]  # a user key and the identity fields
 Plan = Callable[[Document, str, int | None], BrazeUpdate | Filtered]
 
-# Values of these types always hold; text must not be blank and lists not empty.
-_SOLID = frozenset({int, float, bool, dict})
-
 
 def compile_plan(profile: Profile) -> Plan:
     """Return a function mapping a lead as `profile` says; the same as applying its rules."""
-    name = profile.name
-    dropping = _dropping(profile.filters)
-    identify = _identifier(profile.identity)
-    attributes = _values(profile.attributes)
-    events = tuple(_event(rule) for rule in profile.events)
+    name, reads = profile.name, Reads(profile)
+    dropping = _dropping(profile.filters, reads)
+    identify = _identifier(profile.identity, reads)
+    attributes = _values(profile.attributes, reads)
+    events = tuple(_event(rule, reads) for rule in profile.events)
     keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in profile.identity}
     shadowed = any(rule.name in keys for rule in profile.attributes)
 
@@ -77,59 +70,12 @@ def compile_plan(profile: Profile) -> Plan:
     return plan
 
 
-# --- sources -----------------------------------------------------------------------------------
-
-
-def reader(source: Source) -> Reader:
-    """Return the value `source.first()` finds, without its path, or MISSING."""
-    if not all(_keyed(path) for path in source.paths):
-        return partial(_first_by_rule, source)  # only paths not written in a mapping file
-    probes = tuple(_probe(path) for path in source.paths)
-
-    def first(document: Document, meta: Meta) -> Any:
-        for key, then, on_meta in probes:
-            value = (meta if on_meta else document).get(key)
-            if value is None:
-                continue
-            if then is not None:
-                value = then(value)
-                if value is MISSING:
-                    continue
-            if type(value) is str:
-                if value.strip():
-                    return value
-            elif type(value) in _SOLID or has_value(value):
-                return value
-        return MISSING
-
-    return first
-
-
-def _probe(path: Path) -> tuple[str, Callable[[Any], Any] | None, bool]:
-    """A path as its first key, the walker for the steps after it, and whether it is a fact."""
-    if path.meta is not None:
-        return path.meta, None, True
-    first, *rest = path.steps
-    assert isinstance(first, Key)  # reader() checked it
-    return first.name, walker(tuple(rest)) if rest else None, False
-
-
-def _keyed(path: Path) -> bool:
-    """Whether a path is a fact or starts with a key, as every path a mapping file has does."""
-    return path.meta is not None or (bool(path.steps) and isinstance(path.steps[0], Key))
-
-
-def _first_by_rule(source: Source, document: Document, meta: Meta) -> Any:
-    found = source.first(document, meta)
-    return MISSING if found is None else found[1]
-
-
 # --- attributes, event properties --------------------------------------------------------------
 
 
-def _values(rules: Sequence[FieldRule]) -> Callable[[Document, Meta], dict[str, Any]]:
+def _values(rules: Sequence[FieldRule], reads: Reads) -> Callable[[Document, Meta], dict[str, Any]]:
     """Return the values of the rules that find one, by name, in the rules' order."""
-    named = tuple((rule.name, _field(rule)) for rule in rules)
+    named = tuple((rule.name, _field(rule, reads)) for rule in rules)
 
     def values(document: Document, meta: Meta) -> dict[str, Any]:
         found = {}
@@ -142,23 +88,40 @@ def _values(rules: Sequence[FieldRule]) -> Callable[[Document, Meta], dict[str, 
     return values
 
 
-def _field(rule: FieldRule) -> Reader:
+def _field(rule: FieldRule, reads: Reads) -> Reader:
     """Return `rule.value()`; the rule itself says why when a value is missing or wrong."""
     fixed, required = rule.fixed, rule.required
     if rule.source is None:
         return lambda document, meta: fixed
-    first, convert = reader(rule.source), _converter(rule.kind, rule.transforms, rule.split)
+    typed = _typed(rule, reads)
+    slot = reads.typed_slot(rule)
+    if slot is not None:
+        typed = remembered(slot, typed)
 
     def value(document: Document, meta: Meta) -> Any:
+        found = typed(document, meta)
+        if found is MISSING:
+            return rule.value(document, meta) if required else fixed
+        return found
+
+    return value
+
+
+def _typed(rule: FieldRule, reads: Reads) -> Reader:
+    """Return the typed value of what the rule's source finds, or MISSING when it finds nothing."""
+    assert rule.source is not None
+    first, convert = reads.reader(rule.source), _converter(rule.kind, rule.transforms, rule.split)
+
+    def typed(document: Document, meta: Meta) -> Any:
         raw = first(document, meta)
         if raw is MISSING:
-            return rule.value(document, meta) if required else fixed
+            return MISSING
         try:
             return convert(raw)
         except CoercionError:
             return rule.value(document, meta)  # raises the failure, naming the path
 
-    return value
+    return typed
 
 
 def _converter(
@@ -171,9 +134,9 @@ def _converter(
     return lambda raw: convert(transform_text(raw, transforms))
 
 
-def _event(rule: EventRule) -> Callable[[Document, Meta], dict[str, Any]]:
+def _event(rule: EventRule, reads: Reads) -> Callable[[Document, Meta], dict[str, Any]]:
     """Return `rule.event()`."""
-    name, time, properties = rule.name, _field(rule.time), _values(rule.properties)
+    name, time, properties = rule.name, _field(rule.time, reads), _values(rule.properties, reads)
 
     def event(document: Document, meta: Meta) -> dict[str, Any]:
         built: dict[str, Any] = {"name": name, "time": time(document, meta)}
@@ -188,9 +151,9 @@ def _event(rule: EventRule) -> Callable[[Document, Meta], dict[str, Any]]:
 # --- identity ----------------------------------------------------------------------------------
 
 
-def _identifier(rules: tuple[IdentityRule, ...]) -> Callable[[Document, Meta], Found]:
+def _identifier(rules: tuple[IdentityRule, ...], reads: Reads) -> Callable[[Document, Meta], Found]:
     """Return the user key and identity fields of the first rule that matches, as `identify`."""
-    matchers = tuple(_matcher(rule) for rule in rules)
+    matchers = tuple(_matcher(rule, reads) for rule in rules)
 
     def identify(document: Document, meta: Meta) -> Found:
         for match in matchers:
@@ -202,9 +165,9 @@ def _identifier(rules: tuple[IdentityRule, ...]) -> Callable[[Document, Meta], F
     return identify
 
 
-def _matcher(rule: IdentityRule) -> Callable[[Document, Meta], Found | None]:
+def _matcher(rule: IdentityRule, reads: Reads) -> Callable[[Document, Meta], Found | None]:
     """Return `rule.match()`: the first candidate decides unless it is not usable text."""
-    first, shape, identity = reader(rule.source), text_steps(rule.transforms), _identity(rule)
+    first, shape, identity = reads.reader(rule.source), text_steps(rule.transforms), _identity(rule)
 
     def match(document: Document, meta: Meta) -> Found | None:
         value = first(document, meta)
@@ -235,9 +198,12 @@ def _identity(rule: IdentityRule) -> Callable[[str], Found]:
 # --- filters -----------------------------------------------------------------------------------
 
 
-def _dropping(filters: tuple[Filter, ...]) -> Callable[[Document, Meta], str | None]:
+def _dropping(filters: tuple[Filter, ...], reads: Reads) -> Callable[[Document, Meta], str | None]:
     """Return `Profile.dropping_filter()`: the name of the first filter whose tests all hold."""
-    compiled = tuple((rule.name, tuple(_test(c) for c in rule.conditions)) for rule in filters)
+    compiled = tuple(
+        (rule.name, tuple(_test(condition, reads) for condition in rule.conditions))
+        for rule in filters
+    )
 
     def dropping(document: Document, meta: Meta) -> str | None:
         for name, tests in compiled:
@@ -251,9 +217,9 @@ def _dropping(filters: tuple[Filter, ...]) -> Callable[[Document, Meta], str | N
     return dropping
 
 
-def _test(condition: Condition) -> Test:
+def _test(condition: Condition, reads: Reads) -> Test:
     """Return `condition.holds()`."""
-    first = reader(condition.source)
+    first = reads.reader(condition.source)
     if condition.test == "exists":
         exists = condition.exists
         return lambda document, meta: (first(document, meta) is not MISSING) == exists

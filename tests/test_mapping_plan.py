@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from connector.dev.bench import lead
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, load_mapping
 from connector.mapping_paths import MISSING, parse_path
-from connector.mapping_plan import reader
+from connector.mapping_reads import reader
 from connector.mapping_rules import Source
 
 EVERYTHING = """\
