@@ -45,6 +45,7 @@ _NUMBER = re.compile(
 )
 # Nine digits or more: shorter digit strings are more likely dates such as 20240501.
 _EPOCH = re.compile(r"[+-]?[0-9]{9,16}(?:\.[0-9]+)?")
+_CANONICAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 _JS_DATE = re.compile(r"(\w{3} \w{3} \d{1,2} \d{4} \d\d:\d\d:\d\d) GMT([+-]\d{4})(?: \(.*\))?")
 
 
@@ -167,7 +168,18 @@ def to_time(value: Any) -> str:
 # costliest step of mapping it. Refusals raise anew each time: lru_cache keeps only results.
 @functools.lru_cache(maxsize=4_096)
 def _text_to_time(text: str) -> str:
+    if _CANONICAL_TIME.fullmatch(text) and _real_time(text):
+        return text  # already what _to_time writes, as JavaScript's toISOString() does
     return _to_time(text)
+
+
+def _real_time(text: str) -> bool:
+    """Whether canonical-looking text is a real moment in the years Braze accepts."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return MIN_YEAR <= moment.year <= MAX_YEAR
 
 
 def _to_time(value: Any) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +16,7 @@ from connector.transforms import (
     MAX_TEXT,
     CoercionError,
     Transform,
+    _to_time,
     coerce,
     text_of,
     text_steps,
@@ -316,3 +318,19 @@ transforms = st.lists(
 @given(st.text(max_size=20), transforms)
 def test_text_steps_do_what_transform_text_does(text: str, steps: list[Transform]) -> None:
     assert text_steps(steps)(text) == transform_text(text, steps)
+
+
+canonical_times = st.from_regex(
+    r"[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9]\.[0-9]{3}Z", fullmatch=True
+)
+
+
+@given(canonical_times | st.datetimes().map(lambda moment: moment.isoformat()[:23] + "Z"))
+def test_times_already_written_as_braze_wants_read_as_any_other(text: str) -> None:
+    try:
+        expected = _to_time(text)
+    except CoercionError as exc:
+        with pytest.raises(CoercionError, match=re.escape(str(exc))):
+            to_time(text)
+    else:
+        assert to_time(text) == expected
