@@ -8,6 +8,7 @@ docs/mapping.md.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import abc
 from collections.abc import Callable
@@ -88,8 +89,8 @@ class Mapping:
         """Map one parsed lead; raise MappingFailure when it cannot be mapped."""
         if type(document) is not dict:
             return self.apply_rules(document, source=source, received_at_ms=received_at_ms)
-        plan = self.plans[self.profile_for(document, source).name]
-        return plan(document, source, received_at_ms)
+        profile = self.profile_for(document, source) if self.profiles else self.fallback
+        return self.plans[profile.name](document, source, received_at_ms)
 
     def apply_rules(
         self, document: abc.Mapping[str, Any], *, source: str, received_at_ms: int | None
@@ -144,7 +145,7 @@ def map_record(
     received_at_ms: int | None,
 ) -> BrazeUpdate | Filtered:
     """Parse a raw record's value by its content type, then map it."""
-    mime_type = content_type.split(";", 1)[0].strip().lower()
+    mime_type = _mime_type(content_type)
     if mime_type not in ACCEPTED_TYPES:
         raise MappingFailure("parse", "the content type is neither JSON nor a form")
     try:
@@ -152,3 +153,9 @@ def map_record(
     except InvalidBody as exc:
         raise MappingFailure("parse", _PARSE_REASONS.get(exc.code, exc.code)) from None
     return mapping.apply(document, source=source, received_at_ms=received_at_ms)
+
+
+@functools.lru_cache(maxsize=64)
+def _mime_type(content_type: str) -> str:
+    # A raw topic holds a handful of distinct content types; each is read once.
+    return content_type.split(";", 1)[0].strip().lower()

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from connector.mapping_paths import MISSING
-from connector.mapping_reads import Document, Meta, Reader, Reads, remembered
+from connector.mapping_reads import UNSET, Document, Meta, Reader, Reads
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import (
     Condition,
@@ -93,24 +93,28 @@ def _field(rule: FieldRule, reads: Reads) -> Reader:
     fixed, required = rule.fixed, rule.required
     if rule.source is None:
         return lambda document, meta: fixed
-    typed = _typed(rule, reads)
+    first, convert = reads.reader(rule.source), _converter(rule.kind, rule.transforms, rule.split)
     slot = reads.typed_slot(rule)
     if slot is not None:
-        typed = remembered(slot, typed)
+        return _shared_field(rule, slot, first, convert)
 
     def value(document: Document, meta: Meta) -> Any:
-        found = typed(document, meta)
-        if found is MISSING:
+        raw = first(document, meta)
+        if raw is MISSING:
             return rule.value(document, meta) if required else fixed
-        return found
+        try:
+            return convert(raw)
+        except CoercionError:
+            return rule.value(document, meta)  # raises the failure, naming the path
 
     return value
 
 
-def _typed(rule: FieldRule, reads: Reads) -> Reader:
-    """Return the typed value of what the rule's source finds, or MISSING when it finds nothing."""
-    assert rule.source is not None
-    first, convert = reads.reader(rule.source), _converter(rule.kind, rule.transforms, rule.split)
+def _shared_field(
+    rule: FieldRule, slot: str, first: Reader, convert: Callable[[Any], Any]
+) -> Reader:
+    """`rule.value()` for fields typed alike: the typed value is kept in the record's slot."""
+    fixed, required = rule.fixed, rule.required
 
     def typed(document: Document, meta: Meta) -> Any:
         raw = first(document, meta)
@@ -121,7 +125,15 @@ def _typed(rule: FieldRule, reads: Reads) -> Reader:
         except CoercionError:
             return rule.value(document, meta)  # raises the failure, naming the path
 
-    return typed
+    def value(document: Document, meta: Meta) -> Any:
+        found = meta.get(slot, UNSET)
+        if found is UNSET:
+            found = meta[slot] = typed(document, meta)
+        if found is MISSING:
+            return rule.value(document, meta) if required else fixed
+        return found
+
+    return value
 
 
 def _converter(

@@ -21,7 +21,7 @@ Reader = Callable[[Document, Meta], Any]
 
 # Values of these types always hold; text must not be blank and lists not empty.
 _SOLID = frozenset({int, float, bool, dict})
-_UNSET = object()
+UNSET = object()  # not yet worked out in this record
 
 
 def reader(source: Source) -> Reader:
@@ -72,8 +72,8 @@ def remembered(slot: str, compute: Reader) -> Reader:
     """Return `compute`'s value, worked out at most once per record (per meta dict)."""
 
     def remember(document: Document, meta: Meta) -> Any:
-        value = meta.get(slot, _UNSET)
-        if value is _UNSET:
+        value = meta.get(slot, UNSET)
+        if value is UNSET:
             value = meta[slot] = compute(document, meta)
         return value
 
