@@ -49,11 +49,16 @@ class UserObjects:
 
     def add(self, item: Item) -> None:
         """Fold one more record of this user in, in offset order."""
-        attributes = item.update.attribute_object()
+        update = item.update
+        attributes = update.attribute_object()
         if attributes is not None:
-            self.attributes = {**(self.attributes or {}), **attributes}
+            # The first object is kept as it is: it is never changed in place, only merged anew.
+            merged = self.attributes
+            self.attributes = attributes if merged is None else {**merged, **attributes}
             self.attribute_items.append(item)
-        self.events.extend((event, item) for event in item.update.event_objects())
+        events = update.event_objects()
+        if events:
+            self.events.extend([(event, item) for event in events])
 
     @property
     def size(self) -> int:
@@ -78,6 +83,14 @@ def coalesce(items: Iterable[Item]) -> list[UserObjects]:
             user = users[item.user_key] = UserObjects(item.user_key)
         user.add(item)
     return list(users.values())
+
+
+def _objects_of_user(user: str, items: Iterable[Item]) -> UserObjects:
+    """`coalesce(items)[0]` for records all of one user."""
+    objects = UserObjects(user)
+    for item in items:
+        objects.add(item)
+    return objects
 
 
 @dataclass
@@ -273,8 +286,10 @@ class UserQueue:
         packed, current, deferred = Packed(), TrackRequest(), []
         arrivals: dict[str, float] = {}  # of the users in `current`
         while max_requests > 0 and (user := self._next_ready()) is not None:
-            objects = coalesce(self._items[user])[0]
-            if not limits.fits(current, *_counts(objects)) and current.size:
+            objects = _objects_of_user(user, self._items[user])
+            counts = _counts(objects)
+            fits = limits.fits(current, *counts)
+            if not fits and current.size:
                 filled = self._fill(current, objects, limits)
                 packed.requests.append(current)
                 current, arrivals = TrackRequest(), {}
@@ -282,8 +297,9 @@ class UserQueue:
                     break
                 if filled:
                     continue
+                fits = limits.fits(current, *counts)
             since = self._pop(user)
-            if not limits.fits(current, *_counts(objects)):
+            if not fits:
                 objects, rest = _prefix_that_fits(objects, limits)
                 if not objects.size:
                     packed.oversized.append(rest.pop(0))
