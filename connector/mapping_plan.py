@@ -28,11 +28,13 @@ from connector.mapping_rules import (
 )
 from connector.transforms import (
     CONVERTERS,
+    MAX_TEXT,
     CoercionError,
     Transform,
     text_of,
     text_steps,
     to_array,
+    to_string,
     transform_text,
 )
 
@@ -97,6 +99,8 @@ def _field(rule: FieldRule, reads: Reads) -> Reader:
     slot = reads.typed_slot(rule)
     if slot is not None:
         return _shared_field(rule, slot, first, convert)
+    if rule.kind == "string" and not rule.transforms:
+        return _text_field(rule, first)
 
     def value(document: Document, meta: Meta) -> Any:
         raw = first(document, meta)
@@ -104,6 +108,24 @@ def _field(rule: FieldRule, reads: Reads) -> Reader:
             return rule.value(document, meta) if required else fixed
         try:
             return convert(raw)
+        except CoercionError:
+            return rule.value(document, meta)  # raises the failure, naming the path
+
+    return value
+
+
+def _text_field(rule: FieldRule, first: Reader) -> Reader:
+    """`rule.value()` for text without transforms, the most common field: text as it is."""
+    fixed, required = rule.fixed, rule.required
+
+    def value(document: Document, meta: Meta) -> Any:
+        raw = first(document, meta)
+        if type(raw) is str:
+            return raw if len(raw) <= MAX_TEXT else raw[:MAX_TEXT]
+        if raw is MISSING:
+            return rule.value(document, meta) if required else fixed
+        try:
+            return to_string(raw)
         except CoercionError:
             return rule.value(document, meta)  # raises the failure, naming the path
 
