@@ -11,7 +11,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class Update(Protocol):
@@ -25,9 +25,11 @@ class Update(Protocol):
     def event_objects(self) -> list[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
-class Item:
-    """One mapped record waiting for delivery, with where it came from."""
+class Item(NamedTuple):
+    """One mapped record waiting for delivery, with where it came from.
+
+    A named tuple rather than a frozen dataclass: one is made for every record.
+    """
 
     partition: int
     offset: int
