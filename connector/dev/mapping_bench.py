@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from datetime import UTC, datetime
 
 import orjson
 
@@ -21,8 +22,12 @@ from connector.worker import map_source
 RECEIVED_AT_MS = 1_741_944_000_000
 
 
-def records(count: int) -> list[SourceRecord]:
-    """Raw records as the receiver writes them, one per bench lead."""
+def records(count: int, *, fresh_times: bool = False) -> list[SourceRecord]:
+    """Raw records as the receiver writes them, one per bench lead.
+
+    Bench leads repeat their `created_at` every hour of leads; `fresh_times` gives each its own,
+    as real leads have, so that no cache of parsed times helps.
+    """
     headers = (
         ("content-type", b"application/json"),
         ("received-at", str(RECEIVED_AT_MS).encode()),
@@ -30,9 +35,21 @@ def records(count: int) -> list[SourceRecord]:
         ("event-id", b"bench"),
     )
     return [
-        SourceRecord("outgrow.raw", 0, n, RECEIVED_AT_MS, None, orjson.dumps(lead(n)), headers)
+        SourceRecord("outgrow.raw", 0, n, RECEIVED_AT_MS, None, _body(n, fresh_times), headers)
         for n in range(count)
     ]
+
+
+def _body(index: int, fresh_time: bool) -> bytes:
+    body = lead(index)
+    if fresh_time:
+        body["created_at"] = _time(RECEIVED_AT_MS - index)
+    return orjson.dumps(body)
+
+
+def _time(epoch_ms: int) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cpu_us_per_record(mapping: Mapping, batch: list[SourceRecord]) -> float:
@@ -47,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=positive_int, default=20_000)
     parser.add_argument("--runs", type=positive_int, default=7)
+    parser.add_argument("--fresh-times", action="store_true", help="a created_at per lead")
     args = parser.parse_args(argv)
-    mapping, batch = load_mapping(), records(args.events)
+    mapping, batch = load_mapping(), records(args.events, fresh_times=args.fresh_times)
     cpu_us_per_record(mapping, batch[:1_000])  # warm caches
     runs = [cpu_us_per_record(mapping, batch) for _ in range(args.runs)]
     print(f"map_source: {statistics.median(runs):.2f} CPU µs/record (runs: {len(runs)})")
