@@ -9,8 +9,11 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 
+from connector.deadletter import SourceRecord
 from connector.dev.sandbox.app import Sandbox
 from connector.dev.sandbox.state import SandboxConfig
+from connector.mapping import BrazeUpdate, load_mapping
+from connector.worker import map_source
 from tests.kafka_support import end_offsets
 from tests.test_receiver import running_receiver
 from tests.worker_support import lead, pipeline, sandbox_settings, wait_for
@@ -215,3 +218,20 @@ async def test_a_request_refused_whole_is_split_down_to_the_bad_objects(
     assert {dict(r.headers)["dlq-braze-status"] for r in letters} <= {b"400", b"201"}
     assert "400" in {str(code) for code in statuses}, statuses
     assert all(line.profile(u) is not None for u in range(5))
+
+
+def test_map_source_reads_the_first_header_of_each_name() -> None:
+    body = orjson.dumps({"email": "a@b.co", "created_at": "2024-05-01T10:20:30.000Z"})
+    headers = (
+        ("source", b"acme"),
+        ("received-at", b"1714558830000"),
+        ("source", b"later"),
+        ("content-type", b"application/json; charset=utf-8"),
+    )
+    record = SourceRecord("raw", 0, 7, 0, None, body, headers)
+    update = map_source(load_mapping(), record)
+    assert isinstance(update, BrazeUpdate)
+    assert update.events[0]["properties"]["source"] == record.header("source") == "acme"
+    bare = map_source(load_mapping(), SourceRecord("raw", 0, 8, 0, None, body, ()))
+    assert isinstance(bare, BrazeUpdate)
+    assert bare.events[0]["properties"]["source"] == "default"
