@@ -138,19 +138,16 @@ def _shared_field(
     """`rule.value()` for fields typed alike: the typed value is kept in the record's slot."""
     fixed, required = rule.fixed, rule.required
 
-    def typed(document: Document, meta: Meta) -> Any:
-        raw = first(document, meta)
-        if raw is MISSING:
-            return MISSING
-        try:
-            return convert(raw)
-        except CoercionError:
-            return rule.value(document, meta)  # raises the failure, naming the path
-
     def value(document: Document, meta: Meta) -> Any:
         found = meta.get(slot, UNSET)
         if found is UNSET:
-            found = meta[slot] = typed(document, meta)
+            found = first(document, meta)
+            if found is not MISSING:
+                try:
+                    found = convert(found)
+                except CoercionError:
+                    return rule.value(document, meta)  # raises the failure, naming the path
+            meta[slot] = found
         if found is MISSING:
             return rule.value(document, meta) if required else fixed
         return found

@@ -447,18 +447,14 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 def map_source(mapping: Mapping, record: SourceRecord) -> BrazeUpdate | Filtered:
     """Map a raw or dead-lettered record with the headers the receiver wrote."""
     headers = dict(reversed(record.headers))  # the first of each name, as record.header() reads
-    received = _text(headers.get("received-at"))
+    received = headers.get("received-at", b"").decode("utf-8", "replace")
     return map_record(
         mapping,
         record.value,
-        _text(headers.get("content-type")) or "application/json",
-        source=_text(headers.get("source")) or "default",
-        received_at_ms=int(received) if received and received.isdigit() else None,
+        headers.get("content-type", b"").decode("utf-8", "replace") or "application/json",
+        source=headers.get("source", b"").decode("utf-8", "replace") or "default",
+        received_at_ms=int(received) if received.isdigit() else None,
     )
-
-
-def _text(header: bytes | None) -> str | None:
-    return None if header is None else header.decode("utf-8", "replace")
 
 
 def _always(record: SourceRecord) -> bool:
