@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -98,6 +99,7 @@ class Worker:
         self.commits = True
         self.exhausted: set[TopicPartition] = set()  # read to their end: never resumed
         self.skipped = 0
+        self.taking = False  # while a fetched batch is being mapped
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -105,6 +107,18 @@ class Worker:
         """Fetch a batch, or pause intake while too much is pending or Braze refuses us."""
         self._apply_backpressure()
         batch = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
+        self.taking = True
+        try:
+            await self._take_all(batch)
+        finally:
+            self.taking = False
+        if batch:
+            self.metrics.consumed.inc(sum(len(records) for records in batch.values()))
+            self.wake.set()
+
+    async def _take_all(
+        self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         taken = 0
         for tp, records in batch.items():
             for record in records:
@@ -116,9 +130,6 @@ class Worker:
                     # Mapping a whole batch at once would hold the loop for a large fraction
                     # of a second: answers, the limiter's releases and heartbeats would wait.
                     await asyncio.sleep(0)
-        if batch:
-            self.metrics.consumed.inc(taken)
-            self.wake.set()
 
     @property
     def idle(self) -> bool:
@@ -196,9 +207,16 @@ class Worker:
         free = self.settings.worker_max_requests_in_flight - len(self.tasks)
         if free <= 0 or not self.queue:
             return
-        wait_s = 0.0 if flush else self.settings.worker_batch_window_ms / 1000
+        if flush:
+            wait_s = 0.0
+        elif self.taking:
+            # A fetched batch is being mapped: its records may fill the request, and its end
+            # wakes the dispatcher again.
+            wait_s = math.inf
+        else:
+            wait_s = self.settings.worker_batch_window_ms / 1000
         packed = self.queue.take(free, self.limits, wait_s=wait_s)
-        if packed.held_until is not None:
+        if packed.held_until is not None and math.isfinite(packed.held_until):
             self._dispatch_at(packed.held_until)
         for request in packed.requests:
             self._start(request)
