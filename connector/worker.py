@@ -20,7 +20,7 @@ from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import DeadLetters, Reason, SourceRecord
 from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
-from connector.metrics import WorkerMetrics
+from connector.metrics import WorkerMetrics, observe_all
 from connector.offsets import PartitionOffsets
 from connector.runtime import tune_gc
 from connector.signals import stop_on_signals
@@ -260,11 +260,13 @@ class Worker:
         try:
             await self._send(request, delivery)
             keys = [(i.partition, i.offset) for i in request.items()]
-            failed = [
-                (self.sources[k], r) for k, r in delivery.failures.items() if k in self.sources
-            ]
-            await self._dead_letter(failed)
-            delivered = [k for k in keys if k not in delivery.failures]
+            delivered = keys
+            if delivery.failures:
+                failed = [
+                    (self.sources[k], r) for k, r in delivery.failures.items() if k in self.sources
+                ]
+                await self._dead_letter(failed)
+                delivered = [k for k in keys if k not in delivery.failures]
             if self.on_delivered is not None:
                 await self.on_delivered([self.sources[k] for k in delivered if k in self.sources])
             self._record_delivered(delivered)
@@ -344,11 +346,13 @@ class Worker:
         now_ms = time.time_ns() // 1_000_000
         if keys:
             self.metrics.delivered.inc(len(keys))
+        latencies_s = []
         for key in keys:
             source = self.sources.get(key)
             received = source.header("received-at") if source else None
             if received and received.isdigit():
-                self.metrics.end_to_end.observe(max(now_ms - int(received), 0) / 1000)
+                latencies_s.append(max(now_ms - int(received), 0) / 1000)
+        observe_all(self.metrics.end_to_end, latencies_s)
 
     def _finish(self, keys: Iterable[Key]) -> None:
         for key in keys:
