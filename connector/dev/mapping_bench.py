@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import orjson
 
 from connector.deadletter import SourceRecord
-from connector.dev.bench import lead
+from connector.dev.bench import USERS, lead
 from connector.dev.loadgen import positive_int
 from connector.mapping import Mapping, load_mapping
 from connector.worker import map_source
@@ -22,8 +22,8 @@ from connector.worker import map_source
 RECEIVED_AT_MS = 1_741_944_000_000
 
 
-def records(count: int, *, fresh_times: bool = False) -> list[SourceRecord]:
-    """Raw records as the receiver writes them, one per bench lead.
+def records(count: int, *, fresh_times: bool = False, users: int = USERS) -> list[SourceRecord]:
+    """Raw records as the receiver writes them, one per bench lead (of `users` people).
 
     Bench leads repeat their `created_at` every hour of leads; `fresh_times` gives each its own,
     as real leads have, so that no cache of parsed times helps.
@@ -35,13 +35,15 @@ def records(count: int, *, fresh_times: bool = False) -> list[SourceRecord]:
         ("event-id", b"bench"),
     )
     return [
-        SourceRecord("outgrow.raw", 0, n, RECEIVED_AT_MS, None, _body(n, fresh_times), headers)
+        SourceRecord(
+            "outgrow.raw", 0, n, RECEIVED_AT_MS, None, _body(n, fresh_times, users), headers
+        )
         for n in range(count)
     ]
 
 
-def _body(index: int, fresh_time: bool) -> bytes:
-    body = lead(index)
+def _body(index: int, fresh_time: bool, users: int) -> bytes:
+    body = lead(index, users)
     if fresh_time:
         body["created_at"] = _time(RECEIVED_AT_MS - index)
     return orjson.dumps(body)
