@@ -40,40 +40,68 @@ class Item(NamedTuple):
         return self.update.user_key
 
 
-@dataclass
 class UserObjects:
-    """A user's coalesced objects: one attributes object (last value wins) and every event."""
+    """A user's coalesced objects: one attributes object (last value wins) and every event.
 
-    user_key: str
-    attributes: dict[str, Any] | None = None
-    attribute_items: list[Item] = field(default_factory=list)
-    events: list[tuple[dict[str, Any], Item]] = field(default_factory=list)
+    A class with slots rather than a dataclass: one is made for every user a request takes.
+    """
+
+    __slots__ = (
+        "attribute_items",
+        "attributes",
+        "event_items",
+        "event_objects",
+        "records",
+        "user_key",
+    )
+
+    def __init__(self, user_key: str) -> None:
+        self.user_key = user_key
+        self.attributes: dict[str, Any] | None = None
+        self.attribute_items: list[Item] = []
+        self.event_objects: list[dict[str, Any]] = []
+        self.event_items: list[Item] = []  # the record of each event object
+        self.records: list[Item] = []  # every record folded in that gave an object
 
     def add(self, item: Item) -> None:
         """Fold one more record of this user in, in offset order."""
         update = item.update
         attributes = update.attribute_object()
-        if attributes is not None:
-            # The first object is kept as it is: it is never changed in place, only merged anew.
-            merged = self.attributes
-            self.attributes = attributes if merged is None else {**merged, **attributes}
-            self.attribute_items.append(item)
         events = update.event_objects()
+        if attributes is not None:
+            self._merge(attributes)
+            self.attribute_items.append(item)
         if events:
-            self.events.extend([(event, item) for event in events])
+            self.event_objects += events
+            self.event_items += [item] * len(events)
+        if attributes is not None or events:
+            self.records.append(item)
+
+    def _merge(self, attributes: dict[str, Any]) -> None:
+        # A record's own object is kept as it is, never changed in place; once merged, the
+        # merged copy is this user's own and takes later values in place.
+        merged = self.attributes
+        if merged is None:
+            self.attributes = attributes
+        elif len(self.attribute_items) == 1:
+            self.attributes = merged | attributes
+        else:
+            merged.update(attributes)
+
+    @property
+    def events(self) -> list[tuple[dict[str, Any], Item]]:
+        """Every event object with its record."""
+        return list(zip(self.event_objects, self.event_items, strict=True))
 
     @property
     def size(self) -> int:
         """How many Braze objects this user needs."""
-        return (self.attributes is not None) + len(self.events)
+        return (self.attributes is not None) + len(self.event_objects)
 
     @property
     def items(self) -> list[Item]:
         """Every record folded into this user's objects."""
-        seen: dict[tuple[int, int], Item] = {}
-        for item in [*self.attribute_items, *(item for _, item in self.events)]:
-            seen.setdefault((item.partition, item.offset), item)
-        return list(seen.values())
+        return list(self.records)
 
 
 def coalesce(items: Iterable[Item]) -> list[UserObjects]:
@@ -104,6 +132,7 @@ class TrackRequest:
     events: list[dict[str, Any]] = field(default_factory=list)
     event_items: list[Item] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
+    records: list[Item] = field(default_factory=list)  # every record with an object here, once
 
     @property
     def size(self) -> int:
@@ -128,11 +157,7 @@ class TrackRequest:
 
     def items(self) -> list[Item]:
         """Every record with an object in this request."""
-        seen: dict[tuple[int, int], Item] = {}
-        for group in [*self.attribute_items, [*self.event_items]]:
-            for item in group:
-                seen.setdefault((item.partition, item.offset), item)
-        return list(seen.values())
+        return list(self.records)
 
     def split(self) -> tuple[TrackRequest, TrackRequest]:
         """Halve the request by users (or by objects for a single user), to isolate bad objects."""
@@ -201,7 +226,7 @@ def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
 
 
 def _counts(user: UserObjects) -> tuple[int, int]:
-    return int(user.attributes is not None), len(user.events)
+    return int(user.attributes is not None), len(user.event_objects)
 
 
 def _prefix_that_fits(
@@ -211,33 +236,35 @@ def _prefix_that_fits(
     unless given); return the others."""
     room = request or TrackRequest()
     kept = UserObjects(user.user_key)
-    items = sorted(user.items, key=lambda item: (item.partition, item.offset))
+    items = sorted(user.records, key=_position)
     for position, item in enumerate(items):
-        trial = UserObjects(
-            user.user_key,
-            dict(kept.attributes or {}) or None,
-            list(kept.attribute_items),
-            list(kept.events),
-        )
-        trial.add(item)
-        if not limits.fits(room, *_counts(trial)):
+        update = item.update
+        attributes = kept.attributes is not None or update.attribute_object() is not None
+        events = len(kept.event_objects) + len(update.event_objects())
+        if not limits.fits(room, int(attributes), events):
             return kept, items[position:]
-        kept = trial
+        kept.add(item)
     return kept, []
 
 
 def _add_user(request: TrackRequest, user: UserObjects) -> None:
+    """Move the user's objects into the request."""
     request.users.append(user.user_key)
     if user.attributes is not None:
         request.attributes.append(user.attributes)
-        request.attribute_items.append(list(user.attribute_items))
-    for event, item in user.events:
-        request.events.append(event)
-        request.event_items.append(item)
+        request.attribute_items.append(user.attribute_items)
+    request.events += user.event_objects
+    request.event_items += user.event_items
+    request.records += user.records
 
 
 def _position(item: Item) -> tuple[int, int]:
     return item.partition, item.offset
+
+
+def _key(item: Item) -> int:
+    """The record's (partition, offset) place as one int, which a heap compares fastest."""
+    return item.partition << 63 | item.offset  # Kafka offsets are below 2**63
 
 
 class UserQueue:
@@ -254,9 +281,10 @@ class UserQueue:
         self._clock = clock
         self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
         self._since: dict[str, float] = {}  # per user, when its oldest waiting record came
-        # (partition, offset) of a ready user's first record; entries left stale by a change
-        # are skipped when they come to the top.
-        self._ready: list[tuple[int, int, str]] = []
+        # A heap of the places (`_key`) of ready users' first records, and whose they are;
+        # entries left stale by a change are skipped when they come to the top.
+        self._ready: list[int] = []
+        self._ready_users: dict[int, str] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -264,19 +292,19 @@ class UserQueue:
 
     def add(self, item: Item) -> None:
         """Queue one more record."""
-        user = item.user_key
+        user = item.update.user_key
         items = self._items.get(user)
         self._count += 1
         if items is None:
             items = self._items[user] = [item]
             self._since[user] = self._clock()
-        elif _position(items[-1]) < _position(item):
+        elif items[-1][:2] < item[:2]:  # (partition, offset)
             items.append(item)
             return
         else:  # a user whose records live in several partitions
             bisect.insort(items, item, key=_position)
         if items[0] is item and user not in self.in_flight:
-            heapq.heappush(self._ready, (item.partition, item.offset, user))
+            self._push(user, item)
 
     def take(self, max_requests: int, limits: Limits, *, wait_s: float = 0.0) -> Packed:
         """Pack at most `max_requests` requests; their users are in flight until released.
@@ -327,7 +355,7 @@ class UserQueue:
             self.in_flight.discard(user)
             items = self._items.get(user)
             if items:
-                heapq.heappush(self._ready, (items[0].partition, items[0].offset, user))
+                self._push(user, items[0])
 
     def drop(self, partitions: set[int]) -> None:
         """Forget the records of (revoked) partitions."""
@@ -338,26 +366,35 @@ class UserQueue:
             else:
                 del self._items[user], self._since[user]
         self._count = sum(len(items) for items in self._items.values())
-        self._ready = [
-            (items[0].partition, items[0].offset, user)
+        self._ready_users = {
+            _key(items[0]): user
             for user, items in self._items.items()
             if user not in self.in_flight
-        ]
+        }
+        self._ready = list(self._ready_users)
         heapq.heapify(self._ready)
+
+    def _push(self, user: str, first: Item) -> None:
+        key = _key(first)
+        heapq.heappush(self._ready, key)
+        self._ready_users[key] = user
 
     def _next_ready(self) -> str | None:
         """The ready user whose first record comes first, left at the top of the heap."""
-        while self._ready:
-            partition, offset, user = self._ready[0]
-            items = self._items.get(user)
-            if user not in self.in_flight and items and _position(items[0]) == (partition, offset):
-                return user
-            heapq.heappop(self._ready)
+        ready, users = self._ready, self._ready_users
+        while ready:
+            key = ready[0]
+            user = users.get(key)
+            if user is not None and user not in self.in_flight:
+                items = self._items.get(user)
+                if items and _key(items[0]) == key:
+                    return user
+            users.pop(heapq.heappop(ready), None)  # copies of one key are all stale at once
         return None
 
     def _pop(self, user: str) -> float:
         """Take the user at the top of the heap with all its records; return their arrival."""
-        heapq.heappop(self._ready)
+        del self._ready_users[heapq.heappop(self._ready)]
         self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
         self._count -= len(self._items.pop(user))
         return self._since.pop(user)
@@ -412,6 +449,7 @@ def _objects_of(request: TrackRequest) -> list[_Object]:
 
 def _request_of(objects: Sequence[_Object]) -> TrackRequest:
     request = TrackRequest()
+    seen: dict[tuple[int, int], Item] = {}
     for array, obj, items in objects:
         if array == "attributes":
             request.attributes.append(obj)
@@ -419,6 +457,9 @@ def _request_of(objects: Sequence[_Object]) -> TrackRequest:
         else:
             request.events.append(obj)
             request.event_items.append(items[0])
+        for item in items:
+            seen.setdefault((item.partition, item.offset), item)
+    request.records = list(seen.values())
     return request
 
 
