@@ -62,7 +62,7 @@ class Selection:
         if self.identity is not None and not _is_user(update, self.identity):
             return None
         if not self.with_events and update.events:
-            update = update._replace(events=())
+            update = update.without_events()
         if update.attribute_object() is None and not update.event_objects():
             return None
         return update
