@@ -55,38 +55,36 @@ class UserObjects:
         "user_key",
     )
 
-    def __init__(self, user_key: str) -> None:
+    def __init__(self, user_key: str, items: Iterable[Item] = ()) -> None:
+        """Fold the user's records in, in offset order."""
         self.user_key = user_key
-        self.attributes: dict[str, Any] | None = None
-        self.attribute_items: list[Item] = []
-        self.event_objects: list[dict[str, Any]] = []
-        self.event_items: list[Item] = []  # the record of each event object
-        self.records: list[Item] = []  # every record folded in that gave an object
-
-    def add(self, item: Item) -> None:
-        """Fold one more record of this user in, in offset order."""
-        update = item.update
-        attributes = update.attribute_object()
-        events = update.event_objects()
-        if attributes is not None:
-            self._merge(attributes)
-            self.attribute_items.append(item)
-        if events:
-            self.event_objects += events
-            self.event_items += [item] * len(events)
-        if attributes is not None or events:
-            self.records.append(item)
-
-    def _merge(self, attributes: dict[str, Any]) -> None:
-        # A record's own object is kept as it is, never changed in place; once merged, the
-        # merged copy is this user's own and takes later values in place.
-        merged = self.attributes
-        if merged is None:
-            self.attributes = attributes
-        elif len(self.attribute_items) == 1:
-            self.attributes = merged | attributes
-        else:
-            merged.update(attributes)
+        attributes: dict[str, Any] | None = None
+        attribute_items: list[Item] = []
+        event_objects: list[dict[str, Any]] = []
+        event_items: list[Item] = []  # the record of each event object
+        records: list[Item] = []  # every record folded in that gave an object
+        for item in items:
+            update = item.update
+            found = update.attribute_object()
+            events = update.event_objects()
+            if found is not None:
+                if attributes is None:
+                    attributes = found
+                elif len(attribute_items) == 1:  # a record's own object is never changed
+                    attributes = attributes | found
+                else:  # the merged copy is the user's own
+                    attributes.update(found)
+                attribute_items.append(item)
+            if events:
+                event_objects += events
+                event_items += [item] * len(events)
+            if found is not None or events:
+                records.append(item)
+        self.attributes = attributes
+        self.attribute_items = attribute_items
+        self.event_objects = event_objects
+        self.event_items = event_items
+        self.records = records
 
     @property
     def events(self) -> list[tuple[dict[str, Any], Item]]:
@@ -106,21 +104,10 @@ class UserObjects:
 
 def coalesce(items: Iterable[Item]) -> list[UserObjects]:
     """Group records by user, in the order users first appear; records must come in offset order."""
-    users: dict[str, UserObjects] = {}
+    users: dict[str, list[Item]] = {}
     for item in items:
-        user = users.get(item.user_key)
-        if user is None:
-            user = users[item.user_key] = UserObjects(item.user_key)
-        user.add(item)
-    return list(users.values())
-
-
-def _objects_of_user(user: str, items: Iterable[Item]) -> UserObjects:
-    """`coalesce(items)[0]` for records all of one user."""
-    objects = UserObjects(user)
-    for item in items:
-        objects.add(item)
-    return objects
+        users.setdefault(item.update.user_key, []).append(item)
+    return [UserObjects(user, records) for user, records in users.items()]
 
 
 @dataclass
@@ -180,7 +167,13 @@ class Limits:
                 len(request.attributes) + attributes <= self.max_objects
                 and len(request.events) + events <= self.max_objects
             )
-        return request.size + attributes + events <= self.max_objects
+        return (
+            len(request.attributes) + len(request.events) + attributes + events <= self.max_objects
+        )
+
+    def takes(self, request: TrackRequest, user: UserObjects) -> bool:
+        """Whether the user's objects fit into the request."""
+        return self.fits(request, user.attributes is not None, len(user.event_objects))
 
 
 @dataclass
@@ -205,28 +198,24 @@ def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
     packed = Packed()
     current = TrackRequest()
     for user in users:
-        if not limits.fits(current, *_counts(user)) and current.size:
+        if not limits.takes(current, user) and current.records:
             head, rest = _prefix_that_fits(user, limits, current)
-            if head.size:
+            if head.records:
                 _add_user(current, head)
                 packed.later.extend(rest)
                 user = UserObjects(user.user_key)
             packed.requests.append(current)
             current = TrackRequest()
-        if not limits.fits(current, *_counts(user)):
+        if not limits.takes(current, user):
             user, rest = _prefix_that_fits(user, limits)
-            if not user.size:
+            if not user.records:
                 packed.oversized.append(rest.pop(0))
             packed.later.extend(rest)
-        if user.size:
+        if user.records:
             _add_user(current, user)
-    if current.size:
+    if current.records:
         packed.requests.append(current)
     return packed
-
-
-def _counts(user: UserObjects) -> tuple[int, int]:
-    return int(user.attributes is not None), len(user.event_objects)
 
 
 def _prefix_that_fits(
@@ -235,16 +224,15 @@ def _prefix_that_fits(
     """Keep the user's first records that fit the room `request` has left (an empty request
     unless given); return the others."""
     room = request or TrackRequest()
-    kept = UserObjects(user.user_key)
     items = sorted(user.records, key=_position)
+    attributes, events = False, 0
     for position, item in enumerate(items):
         update = item.update
-        attributes = kept.attributes is not None or update.attribute_object() is not None
-        events = len(kept.event_objects) + len(update.event_objects())
-        if not limits.fits(room, int(attributes), events):
-            return kept, items[position:]
-        kept.add(item)
-    return kept, []
+        attributes = attributes or update.attribute_object() is not None
+        events += len(update.event_objects())
+        if not limits.fits(room, attributes, events):
+            return UserObjects(user.user_key, items[:position]), items[position:]
+    return UserObjects(user.user_key, items), []
 
 
 def _add_user(request: TrackRequest, user: UserObjects) -> None:
@@ -316,10 +304,9 @@ class UserQueue:
         packed, current, deferred = Packed(), TrackRequest(), []
         arrivals: dict[str, float] = {}  # of the users in `current`
         while max_requests > 0 and (user := self._next_ready()) is not None:
-            objects = _objects_of_user(user, self._items[user])
-            counts = _counts(objects)
-            fits = limits.fits(current, *counts)
-            if not fits and current.size:
+            objects = UserObjects(user, self._items[user])
+            fits = limits.takes(current, objects)
+            if not fits and current.records:
                 filled = self._fill(current, objects, limits)
                 packed.requests.append(current)
                 current, arrivals = TrackRequest(), {}
@@ -327,19 +314,19 @@ class UserQueue:
                     break
                 if filled:
                     continue
-                fits = limits.fits(current, *counts)
+                fits = limits.takes(current, objects)
             since = self._pop(user)
             if not fits:
                 objects, rest = _prefix_that_fits(objects, limits)
-                if not objects.size:
+                if not objects.records:
                     packed.oversized.append(rest.pop(0))
                 self._put_back(user, rest, since)
-            if objects.size:
+            if objects.records:
                 _add_user(current, objects)
                 arrivals[user] = since
             else:
                 deferred.append(user)
-        if current.size:
+        if current.records:
             held_until = min(arrivals.values()) + wait_s
             if held_until <= self._clock() or _full(current, limits):
                 packed.requests.append(current)
@@ -403,7 +390,7 @@ class UserQueue:
         """Fill the room left in `request` with the user's first records, if any fit; the
         others wait until the user is released. Say whether the user was taken."""
         head, rest = _prefix_that_fits(user, limits, request)
-        if not head.size:
+        if not head.records:
             return False
         self._put_back(user.user_key, rest, self._pop(user.user_key))
         _add_user(request, head)
