@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -22,7 +23,9 @@ class Update(Protocol):
 
     def attribute_object(self) -> dict[str, Any] | None: ...
 
-    def event_objects(self) -> list[dict[str, Any]]: ...
+    def event_objects(self) -> list[dict[str, Any]]:
+        """A new list each call, which the caller may keep and change (not its objects)."""
+        ...
 
 
 class Item(NamedTuple):
@@ -76,8 +79,11 @@ class UserObjects:
                     attributes.update(found)
                 attribute_items.append(item)
             if events:
-                event_objects += events
                 event_items += [item] * len(events)
+                if event_objects:
+                    event_objects += events
+                else:  # a new list, ours to keep
+                    event_objects = events
             if found is not None or events:
                 records.append(item)
         self.attributes = attributes
@@ -269,8 +275,10 @@ class UserQueue:
         self._clock = clock
         self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
         self._since: dict[str, float] = {}  # per user, when its oldest waiting record came
-        # A heap of the places (`_key`) of ready users' first records, and whose they are;
-        # entries left stale by a change are skipped when they come to the top.
+        # The places (`_key`) of ready users' first records, and whose they are: those that
+        # come in order (new users, mostly) in a queue, the others in a heap. Entries left stale
+        # by a change are skipped when they come first.
+        self._in_order: deque[int] = deque()
         self._ready: list[int] = []
         self._ready_users: dict[int, str] = {}
         self._count = 0
@@ -358,30 +366,39 @@ class UserQueue:
             for user, items in self._items.items()
             if user not in self.in_flight
         }
-        self._ready = list(self._ready_users)
-        heapq.heapify(self._ready)
+        self._in_order, self._ready = deque(sorted(self._ready_users)), []
 
     def _push(self, user: str, first: Item) -> None:
-        key = _key(first)
-        heapq.heappush(self._ready, key)
+        key = first.partition << 63 | first.offset  # _key(first)
         self._ready_users[key] = user
+        in_order = self._in_order
+        if not in_order or in_order[-1] < key:
+            in_order.append(key)
+        else:
+            heapq.heappush(self._ready, key)
+
+    def _pop_first_key(self) -> int:
+        in_order, ready = self._in_order, self._ready
+        if in_order and (not ready or in_order[0] < ready[0]):
+            return in_order.popleft()
+        return heapq.heappop(ready)
 
     def _next_ready(self) -> str | None:
-        """The ready user whose first record comes first, left at the top of the heap."""
-        ready, users = self._ready, self._ready_users
-        while ready:
-            key = ready[0]
+        """The ready user whose first record comes first, left first."""
+        in_order, ready, users = self._in_order, self._ready, self._ready_users
+        while in_order or ready:
+            key = in_order[0] if in_order and (not ready or in_order[0] < ready[0]) else ready[0]
             user = users.get(key)
             if user is not None and user not in self.in_flight:
                 items = self._items.get(user)
-                if items and _key(items[0]) == key:
+                if items and items[0].partition << 63 | items[0].offset == key:  # _key(items[0])
                     return user
-            users.pop(heapq.heappop(ready), None)  # copies of one key are all stale at once
+            users.pop(self._pop_first_key(), None)  # copies of one key are all stale at once
         return None
 
     def _pop(self, user: str) -> float:
-        """Take the user at the top of the heap with all its records; return their arrival."""
-        del self._ready_users[heapq.heappop(self._ready)]
+        """Take the first ready user with all its records; return their arrival."""
+        del self._ready_users[self._pop_first_key()]
         self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
         self._count -= len(self._items.pop(user))
         return self._since.pop(user)
