@@ -44,7 +44,10 @@ class BrazeUpdate:
         self.attributes = attributes
         self.events = events
         self._attribute_object = {**identity, **attributes} if attributes else None
-        self._event_objects = [{**identity, **event} for event in events] if events else []
+        if len(events) == 1:  # the common case, without a comprehension's cost
+            self._event_objects = [{**identity, **events[0]}]
+        else:
+            self._event_objects = [{**identity, **event} for event in events]
 
     def attribute_object(self) -> dict[str, Any] | None:
         """Return the attributes object for /users/track, or None when there is nothing to set.
