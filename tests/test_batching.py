@@ -291,3 +291,34 @@ def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
         mine = sorted((i.partition, i.offset, round_) for round_, i in sent if i.user_key == user)
         rounds = [round_ for *_, round_ in mine]
         assert rounds == sorted(rounds), "a later record of a user went in an earlier round"
+
+
+@given(queue_records, st.sets(st.integers(0, 2)), st.sets(st.sampled_from("abcdefgh")))
+def test_after_a_revoke_the_queue_sends_exactly_the_kept_records_once(
+    specs: list[tuple[str, int, int, bool]], revoked: set[int], busy: set[str]
+) -> None:
+    items = [
+        item(
+            n, user, partition=partition, events=events, **({"v": n} if attrs or not events else {})
+        )
+        for n, (user, partition, events, attrs) in enumerate(specs)
+    ]
+    queue = queued(items)
+    queue.in_flight.update(busy)
+    queue.drop(revoked)
+    kept = sorted((i.partition, i.offset) for i in items if i.partition not in revoked)
+    assert len(queue) == len(kept)
+    sent: list[tuple[int, int]] = []
+    while_busy = queue.take(4, Limits(75))
+    assert not {u for r in while_busy.requests for u in r.users} & busy
+    sent += [(i.partition, i.offset) for r in while_busy.requests for i in r.items()]
+    sent += [(i.partition, i.offset) for i in while_busy.oversized]
+    queue.release([*busy, *(u for r in while_busy.requests for u in r.users)])
+    for _ in range(len(items) + 1):
+        packed = queue.take(4, Limits(75))
+        sent += [(i.partition, i.offset) for r in packed.requests for i in r.items()]
+        sent += [(i.partition, i.offset) for i in packed.oversized]
+        queue.release([u for r in packed.requests for u in r.users])
+        if not queue:
+            break
+    assert sorted(sent) == kept
