@@ -369,7 +369,7 @@ class UserQueue:
         self._in_order, self._ready = deque(sorted(self._ready_users)), []
 
     def _push(self, user: str, first: Item) -> None:
-        key = first.partition << 63 | first.offset  # _key(first)
+        key = _key(first)
         self._ready_users[key] = user
         in_order = self._in_order
         if not in_order or in_order[-1] < key:
@@ -391,7 +391,7 @@ class UserQueue:
             user = users.get(key)
             if user is not None and user not in self.in_flight:
                 items = self._items.get(user)
-                if items and items[0].partition << 63 | items[0].offset == key:  # _key(items[0])
+                if items and _key(items[0]) == key:
                     return user
             users.pop(self._pop_first_key(), None)  # copies of one key are all stale at once
         return None

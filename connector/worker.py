@@ -109,16 +109,17 @@ class Worker:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
         self.taking = True
         try:
-            await self._take_all(batch)
+            taken = await self._take_all(batch)
         finally:
             self.taking = False
-        if batch:
-            self.metrics.consumed.inc(sum(len(records) for records in batch.values()))
+        if taken:
+            self.metrics.consumed.inc(taken)
             self.wake.set()
 
     async def _take_all(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
+    ) -> int:
+        """Take every record of the batch; return how many there were."""
         taken = 0
         for tp, records in batch.items():
             for record in records:
@@ -130,6 +131,7 @@ class Worker:
                     # Mapping a whole batch at once would hold the loop for a large fraction
                     # of a second: answers, the limiter's releases and heartbeats would wait.
                     await asyncio.sleep(0)
+        return taken
 
     @property
     def idle(self) -> bool:
