@@ -24,7 +24,7 @@ from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
 from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
-from connector.worker import Worker, map_source
+from connector.worker import WorkerConfig, delivering, map_source
 
 log = logging.getLogger(__name__)
 
@@ -345,37 +345,15 @@ async def deliver(
     Stops cleanly on Ctrl-C (or `stop`) and prints the `--from-offsets` that resumes the replay.
     Replaying the dead-letter topic settles each record delivered with a marker record.
     """
-    from connector.braze import AdaptiveLimiter, BrazeClient, RateBudget
-    from connector.deadletter import DeadLetters
-    from connector.metrics import WorkerMetrics
-    from connector.producer import Publisher
     from connector.signals import stop_on_signals
 
     stop = stop or stop_on_signals()
-    budget = RateBudget.parse(settings.braze_rate_limit)
-    limiter = AdaptiveLimiter(budget, share=min(rate_share, 1.0))
-    metrics = WorkerMetrics()
-    client = BrazeClient(
-        settings.braze_rest_endpoint,
-        settings.braze_api_key.get_secret_value(),
-        settings.braze_timeout_s,
-        settings.worker_max_requests_in_flight,
-    )
-    max_bytes = topics.topic_max_message_bytes
-    async with Publisher(kafka, topics.dlq_topic, max_bytes) as dlq, client:
+    config = WorkerConfig(kafka, topics, settings)
+    share = min(rate_share, 1.0)
+    async with delivering(config, consumer, mapping, plan.topic, share) as (worker, dlq):
         await dlq.wait_connected(30)
-        worker = Worker(
-            consumer,
-            client,
-            limiter,
-            DeadLetters(dlq, mapping.version),
-            mapping,
-            settings,
-            metrics,
-            plan.topic,
-        )
         settled = await _prepare(worker, plan, selection, dlq, kafka, topics)
-        return await _drive(worker, plan, stop, metrics, settled)
+        return await _drive(worker, plan, stop, worker.metrics, settled)
 
 
 async def _prepare(

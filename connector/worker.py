@@ -8,20 +8,21 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from connector.batching import Item, Limits, TrackRequest, UserQueue
-from connector.braze import Action, AdaptiveLimiter, Answer, BrazeClient
+from connector.braze import Action, AdaptiveLimiter, Answer, BrazeClient, RateBudget
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import DeadLetters, Reason, SourceRecord
 from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, map_record
 from connector.metrics import WorkerMetrics, observe_all
 from connector.offsets import PartitionOffsets
+from connector.producer import Publisher
 from connector.runtime import tune_gc
 from connector.signals import stop_on_signals
 
@@ -503,50 +504,50 @@ class WorkerConfig:
     worker: WorkerSettings
 
 
+@contextlib.asynccontextmanager
+async def delivering(
+    config: WorkerConfig, consumer: AIOKafkaConsumer, mapping: Mapping, topic: str, share: float
+) -> AsyncIterator[tuple[Worker, Publisher]]:
+    """A worker for `topic` with its Braze client, its share of the budget and the dead-letter
+    publisher (yielded too), all closed on the way out; the worker service and replay use it."""
+    settings = config.worker
+    limiter = AdaptiveLimiter(RateBudget.parse(settings.braze_rate_limit), share=share)
+    client = BrazeClient(
+        settings.braze_rest_endpoint,
+        settings.braze_api_key.get_secret_value(),
+        settings.braze_timeout_s,
+        settings.worker_max_requests_in_flight,
+    )
+    max_bytes = config.topics.topic_max_message_bytes
+    async with Publisher(config.kafka, config.topics.dlq_topic, max_bytes) as dlq, client:
+        dead_letters = DeadLetters(dlq, mapping.version)
+        metrics = WorkerMetrics()
+        yield (
+            Worker(consumer, client, limiter, dead_letters, mapping, settings, metrics, topic),
+            dlq,
+        )
+
+
 async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None:
     """Run one worker until SIGTERM/SIGINT (or `stop`): drain, commit, leave the group."""
-    from connector.braze import RateBudget
     from connector.health import health_app, start_health
     from connector.mapping import load_mapping
-    from connector.producer import Publisher
 
     settings = config.worker
     mapping = load_mapping(settings.mapping_file)
     tune_gc()
-    budget = RateBudget.parse(settings.braze_rate_limit)
-    limiter = AdaptiveLimiter(budget, share=settings.braze_rate_share)
-    metrics = WorkerMetrics()
     stop = stop or stop_on_signals()
     consumer = _consumer(config)
-    max_bytes = config.topics.topic_max_message_bytes
-    api_key = settings.braze_api_key.get_secret_value()
-    client = BrazeClient(
-        settings.braze_rest_endpoint,
-        api_key,
-        settings.braze_timeout_s,
-        settings.worker_max_requests_in_flight,
-    )
-    async with (
-        Publisher(config.kafka, config.topics.dlq_topic, max_bytes) as dlq,
-        client,
-    ):
-        worker = Worker(
-            consumer,
-            client,
-            limiter,
-            DeadLetters(dlq, mapping.version),
-            mapping,
-            settings,
-            metrics,
-            config.topics.raw_topic,
-        )
+    topic = config.topics.raw_topic
+    share = settings.braze_rate_share
+    async with delivering(config, consumer, mapping, topic, share) as (worker, _):
 
         async def ready() -> str | None:
             return worker.check_ready(stop.is_set())
 
         worker.check_ready(stop.is_set())
         runner = await start_health(
-            health_app(ready, metrics.render), settings.worker_host, settings.worker_port
+            health_app(ready, worker.metrics.render), settings.worker_host, settings.worker_port
         )
         try:
             await _consume(worker, stop, config)
