@@ -233,7 +233,7 @@ local index = 0
 
 function init(args)
   local headers = {{ ["Content-Type"] = "application/json" }}
-  for line in io.lines(body_file) do
+{authorization}  for line in io.lines(body_file) do
     if #line > 0 then
       count = count + 1
       prepared[count] = wrk.format("POST", path, headers, line)
@@ -245,18 +245,41 @@ function request()
   index = index % count + 1
   return prepared[index]
 end
-
+{stop_after}
 """
     + WRK_REPORT
 )
 
+WRK_BEARER = """\
+  headers["Authorization"] = "Bearer " .. [==[{token}]==]
+"""
 
-def wrk_script(body_file: Path, path: str) -> str:
-    """The Lua script that makes wrk post the bodies of `body_file` to `path`."""
-    for text in (str(body_file), path):
+# Defining response() makes wrk read every answer, so only a run with a limit has one.
+WRK_STOP_AFTER = """
+local answered = 0
+
+function response(status, headers, body)
+  answered = answered + 1
+  if answered >= {limit} then wrk.thread:stop() end
+end
+"""
+
+
+def wrk_script(
+    body_file: Path, path: str, *, bearer: str | None = None, stop_after: int | None = None
+) -> str:
+    """The Lua script that makes wrk post the bodies of `body_file` to `path`, with a bearer
+    token if given, stopping each thread after `stop_after` answers if given."""
+    for text in (str(body_file), path, bearer or ""):
         if "]==]" in text or "\n" in text:
             raise BenchError(f"cannot quote {text!r} in a Lua script")
-    return WRK_SCRIPT.format(body_file=body_file, path=path, marker=WRK_MARKER)
+    return WRK_SCRIPT.format(
+        body_file=body_file,
+        path=path,
+        marker=WRK_MARKER,
+        authorization="" if bearer is None else WRK_BEARER.format(token=bearer),
+        stop_after="" if stop_after is None else WRK_STOP_AFTER.format(limit=stop_after),
+    )
 
 
 @dataclass(frozen=True)
