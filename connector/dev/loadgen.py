@@ -26,7 +26,7 @@ import sys
 import time
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,8 +144,9 @@ async def worker(session: aiohttp.ClientSession, load: Load, tally: Tally, deadl
         tally.record(clock() - begin, status)
 
 
-def new_session(load: Load) -> aiohttp.ClientSession:
-    """A client session with as little per-request work as aiohttp allows."""
+def new_session(load: Load, headers: Mapping[str, str] | None = None) -> aiohttp.ClientSession:
+    """A client session with as little per-request work as aiohttp allows, sending `headers`
+    with every post."""
     connector = aiohttp.TCPConnector(limit=load.connections, limit_per_host=0, ttl_dns_cache=None)
     # No per-request timer (it costs a loop.call_at per post): run_load bounds the whole run.
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=load.timeout_s)
@@ -155,17 +156,18 @@ def new_session(load: Load) -> aiohttp.ClientSession:
         timeout=timeout,
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
+        headers=headers,
     )
 
 
-async def run_load(load: Load) -> dict[str, Any]:
+async def run_load(load: Load, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Run the load and return its summary.
 
     Posts still unanswered `timeout_s` after the end of the run are cut off and counted as
     errors, so the run ends by itself even if the server stops answering.
     """
     tally = Tally.for_capacity(load.max_requests)
-    async with new_session(load) as session:
+    async with new_session(load, headers) as session:
         started = time.perf_counter()
         deadline = started + load.duration_s
         workers = [worker(session, load, tally, deadline) for _ in range(load.connections)]
@@ -259,19 +261,20 @@ def load_from_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) 
     )
 
 
-def _run(load: Load) -> dict[str, Any]:
+def run(load: Load, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run the load on uvloop (where it exists) and return its summary."""
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is absent only on unsupported platforms
-        return asyncio.run(run_load(load))
-    result: dict[str, Any] = uvloop.run(run_load(load))
+        return asyncio.run(run_load(load, headers))
+    result: dict[str, Any] = uvloop.run(run_load(load, headers))
     return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one bounded load and print its summary as one JSON line."""
     load = load_from_args(build_parser(), argv)
-    summary = _run(load)
+    summary = run(load)
     sys.stdout.write(json.dumps(summary, separators=(",", ":")) + "\n")
     sys.stdout.flush()
     return 0
