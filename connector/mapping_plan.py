@@ -1,29 +1,38 @@
-"""A profile's rules compiled once into closures: the way every record of that profile is mapped.
+"""A profile's rules compiled once into one generated Python function: how its records are mapped.
 
-`compile_plan()` turns a `Profile` (see mapping_rules) into a `Plan`, a function from a parsed
-lead (a dict) to what `Mapping.apply` returns. The closures take the common way through each
-rule and build nothing per record but the results. Where a record leaves that way (a value that
-cannot be typed, a required value missing, a first identity candidate that is not usable text)
-the rule's own method is asked instead: the rules stay the reference, so results and failure
-reasons are theirs by construction.
+`compile_plan()` writes the source of a function from a parsed lead (a dict) to what
+`Mapping.apply` returns, and compiles it. The function reads each source at most once per record
+into a local variable, follows key paths with plain dict look-ups, types a value once where
+several rules type it alike, and builds nothing per record but the results. Where a record
+leaves the common way (a node that is not a dict, a selector, a value that cannot be typed, a
+required value missing, a first identity candidate that is not usable text) the generated code
+calls the path's walker or the rule's own method: the rules stay the reference, so results and
+failure reasons are theirs by construction.
+
+Only identifiers made here and Python literals (`repr`) enter the source; whatever the mapping
+file says reaches it as a literal or as a constant bound by name, never as code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import linecache
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
 from functools import partial
+from itertools import count
 from typing import Any
 
-from connector.mapping_paths import MISSING
-from connector.mapping_reads import UNSET, Document, Meta, Reader, Reads
+from connector.mapping_paths import MISSING, Key, Path, walker
+from connector.mapping_reads import Document, first_by_rule, keyed, typed_key
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import (
     Condition,
-    EventRule,
     FieldRule,
-    Filter,
     IdentityRule,
     Profile,
+    Source,
+    has_value,
     no_identity,
 )
 from connector.transforms import (
@@ -32,127 +41,293 @@ from connector.transforms import (
     CoercionError,
     Transform,
     text_of,
-    text_steps,
     to_array,
-    to_string,
     transform_text,
 )
 
-Test = Callable[[Document, Meta], bool]
-Found = tuple[str, dict[str, Any]]  # a user key and the identity fields
 Plan = Callable[[Document, str, int | None], BrazeUpdate | Filtered]
+
+_FAILED = object()  # a shared typed value that could not be typed: each rule says why
+_UNSET = object()  # a source not read yet in this record
+_SOLID = frozenset({int, float, bool, dict})  # values of these types always hold
+_META = {"source": "source", "received_at": "received_at_ms"}  # facts, as the plan's arguments
+_STR_METHODS = {"trim": ".strip()", "lower": ".lower()", "upper": ".upper()"}
+_plans = count()
 
 
 def compile_plan(profile: Profile) -> Plan:
     """Return a function mapping a lead as `profile` says; the same as applying its rules."""
-    name, reads = profile.name, Reads(profile)
-    dropping = _dropping(profile.filters, reads)
-    identify = _identifier(profile.identity, reads)
-    attributes = _values(profile.attributes, reads)
-    events = tuple(_event(rule, reads) for rule in profile.events)
-    keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in profile.identity}
-    shadowed = any(rule.name in keys for rule in profile.attributes)
-
-    def plan(document: Document, source: str, received_at_ms: int | None) -> BrazeUpdate | Filtered:
-        meta = {"source": source, "received_at": received_at_ms, "profile": name}
-        dropped_by = dropping(document, meta)
-        if dropped_by is not None:
-            return Filtered(dropped_by)
-        user_key, identity = identify(document, meta)
-        values = attributes(document, meta)
-        if shadowed:  # an attribute named like the identity field gives way to it
-            for field in identity:
-                values.pop(field, None)
-        if "user_alias" in identity:
-            # Braze creates an alias-only profile only when told to; events alone never do.
-            values["_update_existing_only"] = False
-        found = tuple([event(document, meta) for event in events])
-        return BrazeUpdate(user_key, identity, values, found)
-
+    writer = _Writer(profile)
+    source = writer.source()
+    filename = f"<mapping plan {next(_plans)}: {profile.name}>"
+    # Tracebacks and profilers show the generated lines.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    namespace = dict(writer.constants)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102  # our own source, see above
+    plan: Plan = namespace["plan"]
     return plan
 
 
-# --- attributes, event properties --------------------------------------------------------------
+class _Writer:
+    """Writes one profile's plan: lines, the constants they name, the locals they read into."""
 
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.lines: list[str] = []
+        self.depth = 1
+        self.constants: dict[str, Any] = {
+            "_MISSING": MISSING,
+            "_UNSET": _UNSET,
+            "_FAILED": _FAILED,
+            "_SOLID": _SOLID,
+            "_has_value": has_value,
+            "_CoercionError": CoercionError,
+            "_BrazeUpdate": BrazeUpdate,
+            "_Filtered": Filtered,
+        }
+        self._named: dict[int, str] = {}
+        self.reads: dict[Source, str] = {}  # source -> local holding what it finds
+        self.assigned: set[str] = set()  # locals surely set by now (set at the top level)
+        self.guarded: set[str] = set()  # locals that may be read before they are set
+        fields = [rule for rule in _field_rules(profile) if rule.source is not None]
+        self.typed_uses = Counter(typed_key(rule) for rule in fields)
+        self.typed: dict[Hashable, str] = {}  # typed key -> local holding the typed value
 
-def _values(rules: Sequence[FieldRule], reads: Reads) -> Callable[[Document, Meta], dict[str, Any]]:
-    """Return the values of the rules that find one, by name, in the rules' order."""
-    named = tuple((rule.name, _field(rule, reads)) for rule in rules)
+    # -- the function ---------------------------------------------------------------------------
 
-    def values(document: Document, meta: Meta) -> dict[str, Any]:
-        found = {}
-        for name, value_of in named:
-            value = value_of(document, meta)
-            if value is not MISSING:
-                found[name] = value
-        return found
+    def source(self) -> str:
+        """The whole module source: `def plan(...)` and its body."""
+        profile = self.profile
+        facts = f"'source': source, 'received_at': received_at_ms, 'profile': {profile.name!r}"
+        self.line(f"meta = {{{facts}}}")
+        for rule in profile.filters:
+            with contextlib.ExitStack() as stack:
+                for condition in rule.conditions:
+                    stack.enter_context(self.block(f"if {self.holds(condition)}:"))
+                self.line(f"return _Filtered({rule.name!r})")
+        self.identity()
+        self.values("values", profile.attributes)
+        keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in profile.identity}
+        if any(rule.name in keys for rule in profile.attributes):
+            # An attribute named like the identity field gives way to it.
+            with self.block("for field in identity:"):
+                self.line("values.pop(field, None)")
+        if "user_alias" in keys:
+            # Braze creates an alias-only profile only when told to; events alone never do.
+            with self.block("if 'user_alias' in identity:"):
+                self.line("values['_update_existing_only'] = False")
+        events = []
+        for number, event in enumerate(profile.events):
+            self.value(event.time)
+            name = f"event{number}"
+            self.line(f"{name} = {{'name': {event.name!r}, 'time': x}}")
+            if event.properties:
+                self.values("properties", event.properties)
+                with self.block("if properties:"):
+                    self.line(f"{name}['properties'] = properties")
+            events.append(name)
+        found = "".join(f"{name}, " for name in events)
+        self.line(f"return _BrazeUpdate(user_key, identity, values, ({found}))")
+        head = ["def plan(document, source, received_at_ms):"]
+        head += [f"    {name} = _UNSET" for name in sorted(self.guarded)]
+        return "\n".join(head + self.lines) + "\n"
 
-    return values
+    def line(self, text: str) -> None:
+        self.lines.append("    " * self.depth + text)
 
-
-def _field(rule: FieldRule, reads: Reads) -> Reader:
-    """Return `rule.value()`; the rule itself says why when a value is missing or wrong."""
-    fixed, required = rule.fixed, rule.required
-    if rule.source is None:
-        return lambda document, meta: fixed
-    first, convert = reads.reader(rule.source), _converter(rule.kind, rule.transforms, rule.split)
-    slot = reads.typed_slot(rule)
-    if slot is not None:
-        return _shared_field(rule, slot, first, convert)
-    if rule.kind == "string" and not rule.transforms:
-        return _text_field(rule, first)
-
-    def value(document: Document, meta: Meta) -> Any:
-        raw = first(document, meta)
-        if raw is MISSING:
-            return rule.value(document, meta) if required else fixed
+    @contextlib.contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        self.line(header)
+        self.depth += 1
         try:
-            return convert(raw)
-        except CoercionError:
-            return rule.value(document, meta)  # raises the failure, naming the path
+            yield
+        finally:
+            self.depth -= 1
 
-    return value
+    def const(self, value: Any) -> str:
+        """The name the plan knows `value` by (kept alive here, so ids stay unique)."""
+        name = self._named.get(id(value))
+        if name is None:
+            name = self._named[id(value)] = f"_c{len(self._named)}"
+            self.constants[name] = value
+        return name
+
+    # -- reading sources --------------------------------------------------------------------------
+
+    def read(self, source: Source) -> str:
+        """Make sure the source's local is set here; return its name."""
+        local = self.reads.setdefault(source, f"read{len(self.reads)}")
+        if local in self.assigned:
+            return local
+        if local in self.guarded or self.depth > 1:
+            self.guarded.add(local)
+            with self.block(f"if {local} is _UNSET:"):
+                self.read_into(source, local)
+        else:
+            self.read_into(source, local)
+        if self.depth == 1:
+            self.assigned.add(local)
+        return local
+
+    def read_into(self, source: Source, local: str) -> None:
+        """`local = reader(source)(document, meta)`: the first path holding a value, or MISSING."""
+        if not all(keyed(path) for path in source.paths):
+            # Only paths not written in a mapping file: the source's own way.
+            self.line(f"{local} = {self.const(partial(first_by_rule, source))}(document, meta)")
+            return
+        with self.block("while True:"):
+            for path in source.paths:
+                self.probe(path, local)
+            self.line(f"{local} = _MISSING")
+            self.line("break")
+
+    def probe(self, path: Path, local: str) -> None:
+        """Try one path: on a value, set `local` and leave the read's loop."""
+        if path.meta is not None:
+            fact = _META.get(path.meta)
+            self.line(f"v = {fact or repr(self.profile.name)}")
+        else:
+            first, rest = path.steps[0], path.steps[1:]
+            assert isinstance(first, Key)  # read_into() checked it
+            self.line(f"v = document.get({first.name!r})")
+        with self.block("if v is not None:"):
+            if path.meta is not None or not rest:
+                self.found(local)
+                return
+            walk = self.const(walker(rest))
+            only = rest[0]
+            if len(rest) == 1 and isinstance(only, Key):
+                self.line(f"v = v.get({only.name!r}) if type(v) is dict else {walk}(v)")
+            else:
+                self.line(f"v = {walk}(v)")  # walkers give MISSING, never None
+            with self.block("if v is not None and v is not _MISSING:"):
+                self.found(local)
+
+    def found(self, local: str) -> None:
+        """`v` holds a value unless it is blank text or an empty list."""
+        with self.block("if type(v) is str:"), self.block("if v.strip():"):
+            self.line(f"{local} = v")
+            self.line("break")
+        with self.block("elif type(v) in _SOLID or _has_value(v):"):
+            self.line(f"{local} = v")
+            self.line("break")
+
+    # -- filters ----------------------------------------------------------------------------------
+
+    def holds(self, condition: Condition) -> str:
+        """An expression saying whether `condition.holds()`."""
+        local = self.read(condition.source)
+        if condition.test == "exists":
+            return f"({local} is not _MISSING) is {condition.exists!r}"
+        return f"{self.const(_holds(condition))}({local})"
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    def identity(self) -> None:
+        """Set `user_key` and `identity` from the first identity rule that matches, or raise."""
+        rules = self.profile.identity
+        self.line("user_key = None")
+        with contextlib.ExitStack() as stack:
+            for number, rule in enumerate(rules):
+                if number:
+                    stack.enter_context(self.block("if user_key is None:"))
+                self.match(rule)
+        with self.block("if user_key is None:"):
+            self.line(f"raise {self.const(no_identity)}({self.const(rules)})")
+
+    def match(self, rule: IdentityRule) -> None:
+        """`rule.match()`: the first candidate decides unless it is not usable text."""
+        local = self.read(rule.source)
+        with self.block(f"if {local} is not _MISSING:"):
+            with self.block(f"if type({local}) is str:"):
+                self.line(f"text = {self.shaped(local + '.strip()', rule.transforms)}")
+                with self.block("if text:"):
+                    self.identify(rule)
+            with self.block("if user_key is None:"):
+                # Numbers, or a later candidate: the rule's own way.
+                self.line(f"match = {self.const(rule)}.match(document, meta)")
+                with self.block("if match is not None:"):
+                    self.line("user_key, identity = match.user_key, match.fields")
+
+    def shaped(self, text: str, transforms: tuple[Transform, ...]) -> str:
+        """An expression doing the transforms in order over the text expression."""
+        for step in transforms:
+            method = _STR_METHODS.get(step.name)
+            text = text + method if method else f"{self.const(step)}({text})"
+        return text
+
+    def identify(self, rule: IdentityRule) -> None:
+        """What `IdentityRule._identity` gives for `text`, as a user key and fields."""
+        if rule.kind == "alias":
+            alias = f"'alias_name': text, 'alias_label': {rule.label!r}"
+            self.line(f"user_key = {'alias:' + rule.label + ':'!r} + text")
+            self.line(f"identity = {{'user_alias': {{{alias}}}}}")
+        else:
+            self.line(f"user_key = {rule.kind + ':'!r} + text")
+            self.line(f"identity = {{{rule.kind!r}: text}}")
+
+    # -- attributes, event properties, event times ----------------------------------------------
+
+    def values(self, name: str, rules: tuple[FieldRule, ...]) -> None:
+        """`name = {rule.name: value}` for the rules that find a value, in the rules' order."""
+        self.line(f"{name} = {{}}")
+        for rule in rules:
+            if rule.source is None:
+                if rule.fixed is not MISSING:
+                    self.line(f"{name}[{rule.name!r}] = {self.const(rule.fixed)}")
+                continue
+            self.value(rule)
+            with self.block("if x is not _MISSING:"):
+                self.line(f"{name}[{rule.name!r}] = x")
+
+    def value(self, rule: FieldRule) -> None:
+        """`x = rule.value()`; the rule itself says why when a value is missing or wrong."""
+        if rule.source is None:
+            self.line(f"x = {self.const(rule.fixed)}")
+            return
+        key = typed_key(rule)
+        typed = self.typed.get(key)
+        if typed is None:
+            typed = f"typed{len(self.typed)}" if self.typed_uses[key] > 1 else "x"
+            if typed != "x":
+                self.typed[key] = typed
+            self.typing(rule, self.read(rule.source), typed)
+        if typed != "x":
+            self.line(f"x = {typed}")
+        with self.block("if x is _FAILED:"):
+            self.line(f"x = {self.const(rule)}.value(document, meta)")  # raises, naming the path
+        missing = f"{self.const(rule)}.value(document, meta)" if rule.required else None
+        if missing is None and rule.fixed is not MISSING:
+            missing = self.const(rule.fixed)
+        if missing is not None:
+            with self.block("elif x is _MISSING:"):
+                self.line(f"x = {missing}")
+
+    def typing(self, rule: FieldRule, local: str, typed: str) -> None:
+        """`typed` = the source's value typed as the rule says, MISSING, or _FAILED."""
+        convert = self.const(_converter(rule.kind, rule.transforms, rule.split))
+        self.line(f"{typed} = {local}")
+        if not rule.transforms and rule.kind == "string":
+            common = f"type({typed}) is str"  # text as it is, cut to Braze's length
+            with self.block(f"if {common} and len({typed}) > {MAX_TEXT}:"):
+                self.line(f"{typed} = {typed}[:{MAX_TEXT}]")
+            otherwise = f"elif not {common} and {typed} is not _MISSING:"
+        elif not rule.transforms and rule.kind in ("number", "integer"):
+            otherwise = f"if type({typed}) is not int and {typed} is not _MISSING:"
+        else:
+            otherwise = f"if {typed} is not _MISSING:"
+        with self.block(otherwise):
+            with self.block("try:"):
+                self.line(f"{typed} = {convert}({typed})")
+            with self.block("except _CoercionError:"):
+                self.line(f"{typed} = _FAILED")
 
 
-def _text_field(rule: FieldRule, first: Reader) -> Reader:
-    """`rule.value()` for text without transforms, the most common field: text as it is."""
-    fixed, required = rule.fixed, rule.required
-
-    def value(document: Document, meta: Meta) -> Any:
-        raw = first(document, meta)
-        if type(raw) is str:
-            return raw if len(raw) <= MAX_TEXT else raw[:MAX_TEXT]
-        if raw is MISSING:
-            return rule.value(document, meta) if required else fixed
-        try:
-            return to_string(raw)
-        except CoercionError:
-            return rule.value(document, meta)  # raises the failure, naming the path
-
-    return value
-
-
-def _shared_field(
-    rule: FieldRule, slot: str, first: Reader, convert: Callable[[Any], Any]
-) -> Reader:
-    """`rule.value()` for fields typed alike: the typed value is kept in the record's slot."""
-    fixed, required = rule.fixed, rule.required
-
-    def value(document: Document, meta: Meta) -> Any:
-        found = meta.get(slot, UNSET)
-        if found is UNSET:
-            found = first(document, meta)
-            if found is not MISSING:
-                try:
-                    found = convert(found)
-                except CoercionError:
-                    return rule.value(document, meta)  # raises the failure, naming the path
-            meta[slot] = found
-        if found is MISSING:
-            return rule.value(document, meta) if required else fixed
-        return found
-
-    return value
+def _field_rules(profile: Profile) -> Iterator[FieldRule]:
+    yield from profile.attributes
+    for event in profile.events:
+        yield event.time
+        yield from event.properties
 
 
 def _converter(
@@ -165,106 +340,18 @@ def _converter(
     return lambda raw: convert(transform_text(raw, transforms))
 
 
-def _event(rule: EventRule, reads: Reads) -> Callable[[Document, Meta], dict[str, Any]]:
-    """Return `rule.event()`."""
-    name, time, properties = rule.name, _field(rule.time, reads), _values(rule.properties, reads)
-
-    def event(document: Document, meta: Meta) -> dict[str, Any]:
-        built: dict[str, Any] = {"name": name, "time": time(document, meta)}
-        values = properties(document, meta)
-        if values:
-            built["properties"] = values
-        return built
-
-    return event
-
-
-# --- identity ----------------------------------------------------------------------------------
-
-
-def _identifier(rules: tuple[IdentityRule, ...], reads: Reads) -> Callable[[Document, Meta], Found]:
-    """Return the user key and identity fields of the first rule that matches, as `identify`."""
-    matchers = tuple(_matcher(rule, reads) for rule in rules)
-
-    def identify(document: Document, meta: Meta) -> Found:
-        for match in matchers:
-            found = match(document, meta)
-            if found is not None:
-                return found
-        raise no_identity(rules)
-
-    return identify
-
-
-def _matcher(rule: IdentityRule, reads: Reads) -> Callable[[Document, Meta], Found | None]:
-    """Return `rule.match()`: the first candidate decides unless it is not usable text."""
-    first, shape, identity = reads.reader(rule.source), text_steps(rule.transforms), _identity(rule)
-
-    def match(document: Document, meta: Meta) -> Found | None:
-        value = first(document, meta)
-        if value is MISSING:
-            return None
-        if type(value) is str:
-            text = shape(value.strip())
-            if text:
-                return identity(text)
-        found = rule.match(document, meta)  # numbers, or a later candidate: the rule's own way
-        return None if found is None else (found.user_key, found.fields)
-
-    return match
-
-
-def _identity(rule: IdentityRule) -> Callable[[str], Found]:
-    """What `IdentityRule._identity` gives, as a user key and fields."""
-    kind, label = rule.kind, rule.label
-    if kind == "alias":
-        return lambda text: (
-            f"alias:{label}:{text}",
-            {"user_alias": {"alias_name": text, "alias_label": label}},
-        )
-    prefix = f"{kind}:"
-    return lambda text: (prefix + text, {kind: text})
-
-
-# --- filters -----------------------------------------------------------------------------------
-
-
-def _dropping(filters: tuple[Filter, ...], reads: Reads) -> Callable[[Document, Meta], str | None]:
-    """Return `Profile.dropping_filter()`: the name of the first filter whose tests all hold."""
-    compiled = tuple(
-        (rule.name, tuple(_test(condition, reads) for condition in rule.conditions))
-        for rule in filters
-    )
-
-    def dropping(document: Document, meta: Meta) -> str | None:
-        for name, tests in compiled:
-            for test in tests:
-                if not test(document, meta):
-                    break
-            else:
-                return name
-        return None
-
-    return dropping
-
-
-def _test(condition: Condition, reads: Reads) -> Test:
-    """Return `condition.holds()`."""
-    first = reads.reader(condition.source)
-    if condition.test == "exists":
-        exists = condition.exists
-        return lambda document, meta: (first(document, meta) is not MISSING) == exists
+def _holds(condition: Condition) -> Callable[[Any], bool]:
+    """`condition.holds()` of what its source found (a text test; `exists` is written inline)."""
     passes = _passes(condition)
 
-    def test(document: Document, meta: Meta) -> bool:
-        value = first(document, meta)
+    def holds(value: Any) -> bool:
         if value is MISSING:
             return False
         if isinstance(value, list):
             return any(map(passes, value))
         return passes(value)
 
-    return test
+    return holds
 
 
 def _passes(condition: Condition) -> Callable[[Any], bool]:

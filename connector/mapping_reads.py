@@ -1,19 +1,16 @@
-"""Reading a lead's sources: one function per source, and values shared by rules within a record.
+"""Reading a lead's sources: `Source.first()` as a function of a dict lead giving the value alone.
 
-`reader()` makes `Source.first()` a function of a dict lead that gives the value alone. A
-profile's `Reads` work out what several of its rules read or type alike once per record: such
-values are kept in the record's meta dict under keys no path can name ("#0", "#1", ...).
+Compiled plans (see mapping_plan) write their reads inline; `reader()` serves the rest, such as
+choosing a profile by content id.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Hashable, Iterator
-from functools import partial
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from connector.mapping_paths import MISSING, Key, Path, walker
-from connector.mapping_rules import FieldRule, Profile, Source, has_value
+from connector.mapping_rules import FieldRule, Source, has_value
 
 Document = dict[str, Any]
 Meta = dict[str, Any]
@@ -21,13 +18,12 @@ Reader = Callable[[Document, Meta], Any]
 
 # Values of these types always hold; text must not be blank and lists not empty.
 _SOLID = frozenset({int, float, bool, dict})
-UNSET = object()  # not yet worked out in this record
 
 
 def reader(source: Source) -> Reader:
     """Return the value `source.first()` finds, without its path, or MISSING."""
-    if not all(_keyed(path) for path in source.paths):
-        return partial(_first_by_rule, source)  # only paths not written in a mapping file
+    if not all(keyed(path) for path in source.paths):
+        return lambda document, meta: first_by_rule(source, document, meta)
     probes = tuple(_probe(path) for path in source.paths)
 
     def first(document: Document, meta: Meta) -> Any:
@@ -58,55 +54,15 @@ def _probe(path: Path) -> tuple[str, Callable[[Any], Any] | None, bool]:
     return first.name, walker(tuple(rest)) if rest else None, False
 
 
-def _keyed(path: Path) -> bool:
+def keyed(path: Path) -> bool:
     """Whether a path is a fact or starts with a key, as every path a mapping file has does."""
     return path.meta is not None or (bool(path.steps) and isinstance(path.steps[0], Key))
 
 
-def _first_by_rule(source: Source, document: Document, meta: Meta) -> Any:
+def first_by_rule(source: Source, document: Document, meta: Meta) -> Any:
+    """What `source.first()` finds, without its path, or MISSING."""
     found = source.first(document, meta)
     return MISSING if found is None else found[1]
-
-
-def remembered(slot: str, compute: Reader) -> Reader:
-    """Return `compute`'s value, worked out at most once per record (per meta dict)."""
-
-    def remember(document: Document, meta: Meta) -> Any:
-        value = meta.get(slot, UNSET)
-        if value is UNSET:
-            value = meta[slot] = compute(document, meta)
-        return value
-
-    return remember
-
-
-class Reads:
-    """The readers of one profile, and which sources and typed values its rules share."""
-
-    def __init__(self, profile: Profile) -> None:
-        fields = [rule for rule in _field_rules(profile) if rule.source is not None]
-        self._typed = Counter(typed_key(rule) for rule in fields)
-        distinct = {typed_key(rule): rule.source for rule in fields}
-        sources = [
-            *(condition.source for rule in profile.filters for condition in rule.conditions),
-            *(rule.source for rule in profile.identity),
-            *distinct.values(),
-        ]
-        self._read = Counter(source for source in sources if source is not None)
-        self._slots: dict[Hashable, str] = {}
-
-    def reader(self, source: Source) -> Reader:
-        """`reader(source)`, remembered within a record when several rules read the source."""
-        first = reader(source)
-        return remembered(self._slot(source), first) if self._read[source] > 1 else first
-
-    def typed_slot(self, rule: FieldRule) -> str | None:
-        """Where a field's typed value is kept within a record, if other fields type it alike."""
-        key = typed_key(rule)
-        return self._slot(key) if self._typed[key] > 1 else None
-
-    def _slot(self, key: Hashable) -> str:
-        return self._slots.setdefault(key, f"#{len(self._slots)}")
 
 
 def typed_key(rule: FieldRule) -> Hashable:
@@ -114,10 +70,3 @@ def typed_key(rule: FieldRule) -> Hashable:
     if rule.kind == "array" or rule.source is None:
         return id(rule)
     return (rule.source, rule.kind, rule.transforms, rule.split)
-
-
-def _field_rules(profile: Profile) -> Iterator[FieldRule]:
-    yield from profile.attributes
-    for event in profile.events:
-        yield event.time
-        yield from event.properties

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -274,3 +276,48 @@ def test_readers_of_paths_not_from_a_file_ask_the_source() -> None:
     assert reader(source)({"a": 1}, {}) == 1
     assert reader(source)({"a": " "}, {}) is MISSING
     assert reader(manual)({"a": 1}, {}) == {"a": 1}
+
+
+HOSTILE = r"""
+version: 1
+identity:
+  - alias: {label: "l'a\"b\\c\nd", from: 'x'') or __import__(''os'') #.k'}
+filters:
+  - name: "f'\n\"g"
+    drop_if: {from: "q'", equals: "stop"}
+attributes:
+  "a'b\"c\\d\ne": 'p''.q\'
+  "{0}": {value: "'; raise SystemExit #"}
+events:
+  - name: "e')\n"
+    time: {value: 2024-05-01T10:20:30Z}
+    properties:
+      "p'": 'p''.q\'
+"""
+
+
+def test_names_and_keys_from_the_file_are_literals_in_the_plan(tmp_path: Path) -> None:
+    path = tmp_path / "mapping.yaml"
+    path.write_text(HOSTILE, encoding="utf-8")
+    mapping = load_mapping(path)
+    document = {"x') or __import__('os') #": {"k": "U1"}, "p'": {"q\\": "v"}, "q'": "go"}
+    result = mapping.apply(document, source="default", received_at_ms=1)
+    assert result == mapping.apply_rules(document, source="default", received_at_ms=1)
+    assert isinstance(result, BrazeUpdate)
+    assert result.user_key == "alias:l'a\"b\\c\nd:U1"
+    assert result.attributes == {
+        "a'b\"c\\d\ne": "v",
+        "{0}": "'; raise SystemExit #",
+        "_update_existing_only": False,
+    }
+    assert result.events[0]["name"] == "e')\n"
+    assert result.events[0]["properties"] == {"p'": "v"}
+    stopped = {**document, "q'": " STOP "}
+    assert mapping.apply(stopped, source="default", received_at_ms=1) == Filtered("f'\n\"g")
+
+
+def test_a_plan_shows_its_own_lines_in_tracebacks(default: Mapping) -> None:
+    plan = default.plans[default.fallback.name]
+    lines = inspect.getsource(plan)
+    assert lines.startswith("def plan(document, source, received_at_ms):")
+    assert "'outgrow_quiz_score'" in lines
