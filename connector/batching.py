@@ -37,6 +37,7 @@ class Item(NamedTuple):
     partition: int
     offset: int
     update: Update
+    received_at_ms: int | None = None  # when the receiver took it, for end-to-end latency
 
     @property
     def user_key(self) -> str:

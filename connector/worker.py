@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -23,7 +25,7 @@ from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, ma
 from connector.metrics import WorkerMetrics, observe_all
 from connector.offsets import PartitionOffsets
 from connector.producer import Publisher
-from connector.runtime import tune_gc
+from connector.runtime import WORKER_YOUNG_OBJECTS, tune_gc
 from connector.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,7 @@ class Worker:
         self.limits = Limits(settings.braze_max_objects, settings.braze_legacy_object_limit)
         self.halt = Halt()
         self.trackers: dict[int, PartitionOffsets] = {}
-        self.sources: dict[Key, SourceRecord] = {}
+        self.sources: dict[Key, ConsumerRecord[bytes, bytes]] = {}  # queued or in flight
         self.queue = UserQueue()
         self.hold_timer: asyncio.TimerHandle | None = None  # for a request kept back
         self.hold_until = 0.0  # when it is due (time.monotonic()): uvloop's handles cannot say
@@ -101,6 +103,7 @@ class Worker:
         self.exhausted: set[TopicPartition] = set()  # read to their end: never resumed
         self.skipped = 0
         self.taking = False  # while a fetched batch is being mapped
+        self.mapped = 0  # records of the batch being taken that were queued, counted at its end
 
     # -- intake ---------------------------------------------------------------------------
 
@@ -116,6 +119,9 @@ class Worker:
         if taken:
             self.metrics.consumed.inc(taken)
             self.wake.set()
+        if self.mapped:
+            self.metrics.mapped.inc(self.mapped)
+            self.mapped = 0
 
     async def _take_all(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -156,33 +162,40 @@ class Worker:
         self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
     ) -> tuple[SourceRecord, Reason] | None:
         """Map one record and queue what it gives; return it with the reason if it fails."""
-        tracker = self.trackers.get(tp.partition)
+        partition, offset = tp.partition, record.offset
+        tracker = self.trackers.get(partition)
         if tracker is None:
-            tracker = self.trackers[tp.partition] = PartitionOffsets()
-        tracker.track(record.offset)
-        source = SourceRecord.consumed(tp, record)
-        key = (tp.partition, record.offset)
-        if not self.admit(source):
+            tracker = self.trackers[partition] = PartitionOffsets()
+        tracker.track(offset)
+        key = (partition, offset)
+        if self.admit is not _always and not self.admit(SourceRecord.consumed(tp, record)):
             self.skipped += 1
             self._finish_one(key)
             return None
+        content_type, label, received_at_ms = record_facts(record.headers)
         try:
-            result = map_source(self.mapping, source)
+            result = map_record(
+                self.mapping,
+                record.value or b"",
+                content_type,
+                source=label,
+                received_at_ms=received_at_ms,
+            )
         except MappingFailure as failure:
-            return source, Reason(failure.stage, failure.reason)
-        if isinstance(result, Filtered) or not _has_objects(result):
+            return SourceRecord.consumed(tp, record), Reason(failure.stage, failure.reason)
+        if type(result) is not BrazeUpdate or not (result.attributes or result.events):
             if isinstance(result, Filtered):
                 self.metrics.filtered.labels(result.rule).inc()
             self._finish_one(key)
             return None
-        shaped = self.shape(result)
+        shaped = self.shape(result) if self.shape is not _unchanged else result
         if shaped is None:
             self.skipped += 1
             self._finish_one(key)
             return None
-        self.metrics.mapped.inc()
-        self.sources[key] = source
-        self.queue.add(Item(tp.partition, record.offset, shaped))
+        self.mapped += 1
+        self.sources[key] = record
+        self.queue.add(Item(partition, offset, shaped, received_at_ms))
         return None
 
     async def _dead_letter_one(self, source: SourceRecord, why: Reason) -> None:
@@ -253,7 +266,7 @@ class Worker:
 
     async def _fail_items(self, items: list[Item], reason: Reason) -> None:
         keys = [(i.partition, i.offset) for i in items]
-        await self._dead_letter([(self.sources[k], reason) for k in keys if k in self.sources])
+        await self._dead_letter([(self._source(k), reason) for k in keys if k in self.sources])
         self._finish(keys)
 
     # -- delivery ---------------------------------------------------------------------------
@@ -266,13 +279,13 @@ class Worker:
             delivered = keys
             if delivery.failures:
                 failed = [
-                    (self.sources[k], r) for k, r in delivery.failures.items() if k in self.sources
+                    (self._source(k), r) for k, r in delivery.failures.items() if k in self.sources
                 ]
                 await self._dead_letter(failed)
                 delivered = [k for k in keys if k not in delivery.failures]
             if self.on_delivered is not None:
-                await self.on_delivered([self.sources[k] for k in delivered if k in self.sources])
-            self._record_delivered(delivered)
+                await self.on_delivered([self._source(k) for k in delivered if k in self.sources])
+            self._record_delivered(request, len(delivered), delivery)
             self._finish(keys)
         finally:
             self.queue.release(request.users)
@@ -345,17 +358,21 @@ class Worker:
             self.metrics.dead_lettered.labels(why.stage).inc()
         await self.dead_letters.send_all(records)
 
-    def _record_delivered(self, keys: list[Key]) -> None:
+    def _record_delivered(self, request: TrackRequest, count: int, delivery: Delivery) -> None:
+        if count:
+            self.metrics.delivered.inc(count)
         now_ms = time.time_ns() // 1_000_000
-        if keys:
-            self.metrics.delivered.inc(len(keys))
-        latencies_s = []
-        for key in keys:
-            source = self.sources.get(key)
-            received = source.header("received-at") if source else None
-            if received and received.isdigit():
-                latencies_s.append(max(now_ms - int(received), 0) / 1000)
+        failed = delivery.failures
+        latencies_s = [
+            max(now_ms - item.received_at_ms, 0) / 1000
+            for item in request.records
+            if item.received_at_ms is not None and (item.partition, item.offset) not in failed
+        ]
         observe_all(self.metrics.end_to_end, latencies_s)
+
+    def _source(self, key: Key) -> SourceRecord:
+        record = self.sources[key]
+        return SourceRecord.consumed(TopicPartition(record.topic, key[0]), record)
 
     def _finish(self, keys: Iterable[Key]) -> None:
         for key in keys:
@@ -469,17 +486,46 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.assigned()
 
 
-def map_source(mapping: Mapping, record: SourceRecord) -> BrazeUpdate | Filtered:
+class RawRecord(Protocol):
+    """A raw topic's record as a consumer or the dead-letter topic gives it."""
+
+    @property
+    def value(self) -> bytes | None: ...
+
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+
+
+def map_source(mapping: Mapping, record: RawRecord) -> BrazeUpdate | Filtered:
     """Map a raw or dead-lettered record with the headers the receiver wrote."""
-    headers = dict(reversed(record.headers))  # the first of each name, as record.header() reads
-    received = headers.get("received-at", b"").decode("utf-8", "replace")
+    content_type, source, received_at_ms = record_facts(record.headers)
     return map_record(
-        mapping,
-        record.value,
-        headers.get("content-type", b"").decode("utf-8", "replace") or "application/json",
-        source=headers.get("source", b"").decode("utf-8", "replace") or "default",
-        received_at_ms=int(received) if received.isdigit() else None,
+        mapping, record.value or b"", content_type, source=source, received_at_ms=received_at_ms
     )
+
+
+def record_facts(headers: Iterable[tuple[str, bytes]]) -> tuple[str, str, int | None]:
+    """The content type, source label and received-at time (epoch ms) the receiver wrote; the
+    first header of each name counts, as `SourceRecord.header()` reads."""
+    content_type = source = received = None
+    for name, value in headers:
+        if name == "content-type":
+            content_type = value if content_type is None else content_type
+        elif name == "source":
+            source = value if source is None else source
+        elif name == "received-at" and received is None:
+            received = value
+    return (
+        _text(content_type) or "application/json",
+        _text(source) or "default",
+        int(received) if received and len(received) < 20 and received.isdigit() else None,
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _text(value: bytes | None) -> str:
+    # A topic holds a handful of content types and source labels: each is decoded once.
+    return value.decode("utf-8", "replace") if value else ""
 
 
 def _always(record: SourceRecord) -> bool:
@@ -488,11 +534,6 @@ def _always(record: SourceRecord) -> bool:
 
 def _unchanged(update: BrazeUpdate) -> BrazeUpdate | None:
     return update
-
-
-def _has_objects(update: BrazeUpdate) -> bool:
-    # What attribute_object() and event_objects() would say, without building the objects.
-    return bool(update.attributes) or bool(update.events)
 
 
 @dataclass(frozen=True)
@@ -535,7 +576,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
 
     settings = config.worker
     mapping = load_mapping(settings.mapping_file)
-    tune_gc()
+    tune_gc(WORKER_YOUNG_OBJECTS)
     stop = stop or stop_on_signals()
     consumer = _consumer(config)
     topic = config.topics.raw_topic
