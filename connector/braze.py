@@ -233,7 +233,10 @@ class BrazeClient:
             "Content-Type": "application/json",
         }
         self._session = aiohttp.ClientSession(
-            connector=connector, headers=headers, timeout=self._timeout
+            connector=connector,
+            headers=headers,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),  # Braze's REST API sets none: skip the work
         )
         return self
 

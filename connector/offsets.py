@@ -26,12 +26,18 @@ class PartitionOffsets:
 
     def finish(self, offset: int) -> None:
         """Note a record delivered, dead-lettered or filtered."""
-        if offset not in self._unfinished:
+        unfinished = self._unfinished
+        if offset not in unfinished:
             raise ValueError(f"offset {offset} is not pending")
-        self._unfinished.discard(offset)
-        self._finished.add(offset)
-        while self._pending and self._pending[0] in self._finished:
-            self._finished.discard(self._pending.popleft())
+        unfinished.remove(offset)
+        pending = self._pending
+        if pending[0] != offset:  # an earlier record is still out: wait for it
+            self._finished.add(offset)
+            return
+        pending.popleft()
+        finished = self._finished
+        while pending and pending[0] in finished:
+            finished.remove(pending.popleft())
 
     @property
     def in_flight(self) -> int:

@@ -7,7 +7,6 @@ e-mail address or a phone number.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import re
@@ -164,9 +163,6 @@ def to_time(value: Any) -> str:
     return _to_time(value)
 
 
-# A lead's time is usually read twice (an attribute and the event's time); parsing is the
-# costliest step of mapping it. Refusals raise anew each time: lru_cache keeps only results.
-@functools.lru_cache(maxsize=4_096)
 def _text_to_time(text: str) -> str:
     if _CANONICAL_TIME.fullmatch(text) and _real_time(text):
         return text  # already what _to_time writes, as JavaScript's toISOString() does

@@ -275,17 +275,16 @@ class Worker:
         delivery = Delivery()
         try:
             await self._send(request, delivery)
-            keys = [(i.partition, i.offset) for i in request.items()]
+            failures = delivery.failures
+            keys = [(item.partition, item.offset) for item in request.records]
             delivered = keys
-            if delivery.failures:
-                failed = [
-                    (self._source(k), r) for k, r in delivery.failures.items() if k in self.sources
-                ]
+            if failures:
+                failed = [(self._source(k), r) for k, r in failures.items() if k in self.sources]
                 await self._dead_letter(failed)
-                delivered = [k for k in keys if k not in delivery.failures]
+                delivered = [k for k in keys if k not in failures]
             if self.on_delivered is not None:
                 await self.on_delivered([self._source(k) for k in delivered if k in self.sources])
-            self._record_delivered(request, len(delivered), delivery)
+            self._record_delivered(request, len(delivered), failures)
             self._finish(keys)
         finally:
             self.queue.release(request.users)
@@ -358,15 +357,17 @@ class Worker:
             self.metrics.dead_lettered.labels(why.stage).inc()
         await self.dead_letters.send_all(records)
 
-    def _record_delivered(self, request: TrackRequest, count: int, delivery: Delivery) -> None:
+    def _record_delivered(
+        self, request: TrackRequest, count: int, failures: dict[Key, Reason]
+    ) -> None:
         if count:
             self.metrics.delivered.inc(count)
         now_ms = time.time_ns() // 1_000_000
-        failed = delivery.failures
         latencies_s = [
             max(now_ms - item.received_at_ms, 0) / 1000
             for item in request.records
-            if item.received_at_ms is not None and (item.partition, item.offset) not in failed
+            if item.received_at_ms is not None
+            and (not failures or (item.partition, item.offset) not in failures)
         ]
         observe_all(self.metrics.end_to_end, latencies_s)
 
@@ -375,15 +376,19 @@ class Worker:
         return SourceRecord.consumed(TopicPartition(record.topic, key[0]), record)
 
     def _finish(self, keys: Iterable[Key]) -> None:
+        pop, trackers = self.sources.pop, self.trackers
         for key in keys:
-            self._finish_one(key)
+            pop(key, None)
+            tracker = trackers.get(key[0])
+            if tracker is not None:  # a revoked partition's tracker is gone: nothing to commit
+                tracker.finish(key[1])
         if self.halt.active is False:
             self.metrics.halted.set(0)
 
     def _finish_one(self, key: Key) -> None:
         self.sources.pop(key, None)
         tracker = self.trackers.get(key[0])
-        if tracker is not None:  # a revoked partition's tracker is gone: nothing to commit
+        if tracker is not None:
             tracker.finish(key[1])
 
     # -- commits and rebalances -----------------------------------------------------------------
