@@ -54,7 +54,7 @@ def test_pinning_and_the_cpu_plan() -> None:
     assert CpuPlan(None, None).describe().startswith("not pinned")
     plan = CpuPlan.detect()
     if shutil.which("taskset"):
-        assert plan.sandbox is not None and len(plan.sandbox) == 1
+        assert plan.server is not None and len(plan.server) == 1
 
 
 def test_load_commands_are_bounded_in_time_and_count(tmp_path: Path) -> None:

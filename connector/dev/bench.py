@@ -291,10 +291,17 @@ class LoadPlan:
     connections: int
     body_file: Path
     script: Path
+    cores: tuple[int, ...] | None = None  # where the load tool runs (None: anywhere)
 
 
 def load_command(plan: LoadPlan, seconds: float) -> list[str]:
     """The command line of one run of the chosen tool."""
+    from connector.dev.sandbox.bench import pinned
+
+    return pinned(_tool_command(plan, seconds), plan.cores)
+
+
+def _tool_command(plan: LoadPlan, seconds: float) -> list[str]:
     if plan.tool == "wrk":
         return [
             "wrk",
@@ -399,13 +406,18 @@ def receiver_env(bootstrap: str, port: int, token: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def receiver_process(bootstrap: str, workdir: Path) -> Iterator[Receiver]:
-    """Start `python -m connector receiver`, yield it, and always stop it with SIGTERM."""
+def receiver_process(
+    bootstrap: str, workdir: Path, cores: tuple[int, ...] | None = None
+) -> Iterator[Receiver]:
+    """Start `python -m connector receiver` (on `cores` if given), yield it, and always stop it
+    with SIGTERM."""
+    from connector.dev.sandbox.bench import pinned
+
     port, token = free_port(), secrets.token_urlsafe(24)
     log_file = workdir / "receiver.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "connector", "receiver"],
+            pinned([sys.executable, "-m", "connector", "receiver"], cores),
             env=receiver_env(bootstrap, port, token),
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -496,6 +508,7 @@ class BenchReport:
     warmup_s: float
     bootstrap_servers: str
     raw_topic: str
+    cpus: str = "not pinned"
     runs: list[RunResult] = field(default_factory=list)
     warmup: RunResult | None = None
     records_added: int = 0
@@ -534,6 +547,7 @@ class BenchReport:
             "connections": self.connections,
             "duration_s": self.duration_s,
             "warmup_s": self.warmup_s,
+            "cpus": self.cpus,
             "runs": [asdict(run) for run in self.runs],
             "median": {name: self.median(name) for name in ("rps", "p50_ms", "p99_ms")},
             "non_2xx": sum(sum(run.non_2xx.values()) for run in self.all_runs),
@@ -553,6 +567,7 @@ def format_table(report: BenchReport) -> str:
         f"bench {report.target}: tool {tool}, {report.connections} connections, "
         f"{len(report.runs)} x {report.duration_s:g} s after {report.warmup_s:g} s warm-up",
         f"1 receiver process; {PRODUCER} ({report.bootstrap_servers})",
+        f"{report.cpus}, broker unpinned",
         "",
         f"{'run':<8}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>11}"
         f"{'non-2xx':>9}{'errors':>8}",
@@ -617,7 +632,10 @@ def _measure(report: BenchReport, plan: LoadPlan, runs: int) -> None:
 
 def _bench_receiver(args: argparse.Namespace, tool: str) -> BenchReport:
     from connector.dev.kafka import provide_broker
+    from connector.dev.sandbox.bench import CpuPlan
 
+    # The receiver gets a core of its own, as a deployment would, away from the load tool.
+    cpus = CpuPlan.detect()
     topic = load(TopicSettings).raw_topic
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="outgrow-bench-")))
@@ -625,16 +643,23 @@ def _bench_receiver(args: argparse.Namespace, tool: str) -> BenchReport:
         broker = stack.enter_context(provide_broker())
         bootstrap = broker.bootstrap_servers
         _say(f"broker at {bootstrap}; starting the receiver")
-        receiver = stack.enter_context(receiver_process(bootstrap, workdir))
+        receiver = stack.enter_context(receiver_process(bootstrap, workdir, cpus.server))
         wait_ready(receiver)
         _say(f"receiver ready at {receiver.base_url}")
         body_file = write_bodies(workdir / "bodies.jsonl")
         script = workdir / "post.lua"
         script.write_text(wrk_script(body_file, receiver.webhook_path), encoding="utf-8")
         url = receiver.base_url + receiver.webhook_path
-        plan = LoadPlan(tool, url, args.connections, body_file, script)
+        plan = LoadPlan(tool, url, args.connections, body_file, script, cpus.load)
         report = BenchReport(
-            args.target, tool, args.connections, args.duration, args.warmup, bootstrap, topic
+            args.target,
+            tool,
+            args.connections,
+            args.duration,
+            args.warmup,
+            bootstrap,
+            topic,
+            cpus.describe("receiver"),
         )
         before = records_in(bootstrap, topic)
         _measure(report, plan, args.runs)

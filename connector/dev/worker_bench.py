@@ -375,7 +375,7 @@ def _run_scenario(
 ) -> None:
     scenario = report.scenario
     log_file = workdir / f"sandbox-{scenario.name}.log"
-    with sandbox_process(scenario, args.latency_ms, cpus.sandbox, log_file) as sandbox:
+    with sandbox_process(scenario, args.latency_ms, cpus.server, log_file) as sandbox:
         _say(f"scenario {scenario.name}: sandbox at {sandbox.base_url}, {scenario.budget_text}")
         for number in range(1, args.runs + 1):
             plan = WorkerPlan(
@@ -400,10 +400,10 @@ def _run_scenario(
 
 
 def _describe_cpus(plan: CpuPlan) -> str:
-    if plan.sandbox is None:
+    if plan.server is None:
         return "not pinned (taskset not found)"
     worker = f"worker on core(s) {','.join(map(str, plan.load))}" if plan.load else "worker too"
-    return f"sandbox pinned to core {plan.sandbox[0]}, {worker}, broker unpinned"
+    return f"sandbox pinned to core {plan.server[0]}, {worker}, broker unpinned"
 
 
 def _bench(args: argparse.Namespace) -> WorkerBenchReport:

@@ -78,25 +78,25 @@ def wrk_script(body_file: Path, api_key: str, limit: int) -> str:
 
 @dataclass(frozen=True)
 class CpuPlan:
-    """Which cores the sandbox and the load tool may use (None: not pinned)."""
+    """Which cores the server under test and the load may use (None: not pinned)."""
 
-    sandbox: tuple[int, ...] | None
+    server: tuple[int, ...] | None
     load: tuple[int, ...] | None
 
     @classmethod
     def detect(cls) -> CpuPlan:
-        """One core for the sandbox and the rest for the load, when taskset exists."""
+        """One core for the server and the rest for the load, when taskset exists."""
         if not shutil.which("taskset"):
             return cls(None, None)
         cpus = tuple(sorted(os.sched_getaffinity(0)))
         return cls(cpus[:1], cpus[1:] or None)
 
-    def describe(self) -> str:
+    def describe(self, server: str = "sandbox") -> str:
         """A short sentence for the report."""
-        if self.sandbox is None:
+        if self.server is None:
             return "not pinned (taskset not found)"
         load = f"load on cores {_cores(self.load)}" if self.load else "load unpinned, same core"
-        return f"sandbox pinned to core {_cores(self.sandbox)}, {load}"
+        return f"{server} pinned to core {_cores(self.server)}, {load}"
 
 
 def _cores(cpus: tuple[int, ...] | None) -> str:
@@ -348,7 +348,7 @@ def _bench(args: argparse.Namespace, tool: str) -> SandboxBenchReport:
     with contextlib.ExitStack() as stack:
         files = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-bench-")))
         write_track_bodies(files / "bodies.jsonl")
-        sandbox = stack.enter_context(sandbox_process(files, plan.sandbox))
+        sandbox = stack.enter_context(sandbox_process(files, plan.server))
         _say(f"sandbox ready at {sandbox.base_url} ({report.cpus})")
 
         def once(seconds: float) -> RunResult:
