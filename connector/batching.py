@@ -38,6 +38,8 @@ class Item(NamedTuple):
     offset: int
     update: Update
     received_at_ms: int | None = None  # when the receiver took it, for end-to-end latency
+    record: Any = None  # the consumed record, for a dead letter (the worker's business)
+    owner: Any = None  # what tracks its partition's offsets (the worker's business)
 
     @property
     def user_key(self) -> str:
@@ -59,9 +61,18 @@ class UserObjects:
         "user_key",
     )
 
-    def __init__(self, user_key: str, items: Iterable[Item] = ()) -> None:
+    def __init__(self, user_key: str, items: Sequence[Item] = ()) -> None:
         """Fold the user's records in, in offset order."""
         self.user_key = user_key
+        if len(items) == 1:  # most users have one record waiting: take its objects as they are
+            item = items[0]
+            update = item.update
+            self.attributes = update.attribute_object()
+            self.attribute_items = [] if self.attributes is None else [item]
+            self.event_objects = update.event_objects()
+            self.event_items = [item] * len(self.event_objects)
+            self.records = [item] if self.attributes is not None or self.event_objects else []
+            return
         attributes: dict[str, Any] | None = None
         attribute_items: list[Item] = []
         event_objects: list[dict[str, Any]] = []
@@ -353,10 +364,14 @@ class UserQueue:
             if items:
                 self._push(user, items[0])
 
-    def drop(self, partitions: set[int]) -> None:
-        """Forget the records of (revoked) partitions."""
+    def drop(self, partitions: set[int]) -> dict[int, int]:
+        """Forget the records of (revoked) partitions; say how many each partition had."""
+        dropped: dict[int, int] = {}
         for user, items in list(self._items.items()):
             kept = [item for item in items if item.partition not in partitions]
+            for item in items:
+                if item.partition in partitions:
+                    dropped[item.partition] = dropped.get(item.partition, 0) + 1
             if kept:
                 self._items[user] = kept
             else:
@@ -368,6 +383,7 @@ class UserQueue:
             if user not in self.in_flight
         }
         self._in_order, self._ready = deque(sorted(self._ready_users)), []
+        return dropped
 
     def _push(self, user: str, first: Item) -> None:
         key = _key(first)

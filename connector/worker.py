@@ -88,7 +88,7 @@ class Worker:
         self.limits = Limits(settings.braze_max_objects, settings.braze_legacy_object_limit)
         self.halt = Halt()
         self.trackers: dict[int, PartitionOffsets] = {}
-        self.sources: dict[Key, ConsumerRecord[bytes, bytes]] = {}  # queued or in flight
+        self.dropped: dict[int, int] = {}  # queued records of partitions being revoked
         self.queue = UserQueue()
         self.hold_timer: asyncio.TimerHandle | None = None  # for a request kept back
         self.hold_until = 0.0  # when it is due (time.monotonic()): uvloop's handles cannot say
@@ -167,10 +167,9 @@ class Worker:
         if tracker is None:
             tracker = self.trackers[partition] = PartitionOffsets()
         tracker.track(offset)
-        key = (partition, offset)
         if self.admit is not _always and not self.admit(SourceRecord.consumed(tp, record)):
             self.skipped += 1
-            self._finish_one(key)
+            tracker.finish(offset)
             return None
         content_type, label, received_at_ms = record_facts(record.headers)
         try:
@@ -186,21 +185,21 @@ class Worker:
         if type(result) is not BrazeUpdate or not (result.attributes or result.events):
             if isinstance(result, Filtered):
                 self.metrics.filtered.labels(result.rule).inc()
-            self._finish_one(key)
+            tracker.finish(offset)
             return None
         shaped = self.shape(result) if self.shape is not _unchanged else result
         if shaped is None:
             self.skipped += 1
-            self._finish_one(key)
+            tracker.finish(offset)
             return None
         self.mapped += 1
-        self.sources[key] = record
-        self.queue.add(Item(partition, offset, shaped, received_at_ms))
+        self.queue.add(Item(partition, offset, shaped, received_at_ms, record, tracker))
         return None
 
     async def _dead_letter_one(self, source: SourceRecord, why: Reason) -> None:
+        tracker = self.trackers[source.partition]  # not revoked: nothing awaited since _take
         await self._dead_letter([(source, why)])
-        self._finish_one((source.partition, source.offset))
+        tracker.finish(source.offset)
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -265,9 +264,8 @@ class Worker:
         task.add_done_callback(self.tasks.discard)
 
     async def _fail_items(self, items: list[Item], reason: Reason) -> None:
-        keys = [(i.partition, i.offset) for i in items]
-        await self._dead_letter([(self._source(k), reason) for k in keys if k in self.sources])
-        self._finish(keys)
+        await self._dead_letter([(_source(item), reason) for item in self._owned(items)])
+        _finish(items)
 
     # -- delivery ---------------------------------------------------------------------------
 
@@ -276,16 +274,21 @@ class Worker:
         try:
             await self._send(request, delivery)
             failures = delivery.failures
-            keys = [(item.partition, item.offset) for item in request.records]
-            delivered = keys
+            delivered = request.records
             if failures:
-                failed = [(self._source(k), r) for k, r in failures.items() if k in self.sources]
+                failed = [
+                    (_source(item), failures[(item.partition, item.offset)])
+                    for item in self._owned(request.records)
+                    if (item.partition, item.offset) in failures
+                ]
                 await self._dead_letter(failed)
-                delivered = [k for k in keys if k not in failures]
+                delivered = [i for i in delivered if (i.partition, i.offset) not in failures]
             if self.on_delivered is not None:
-                await self.on_delivered([self._source(k) for k in delivered if k in self.sources])
-            self._record_delivered(request, len(delivered), failures)
-            self._finish(keys)
+                await self.on_delivered([_source(item) for item in self._owned(delivered)])
+            self._record_delivered(delivered)
+            _finish(request.records)
+            if self.halt.active is False:
+                self.metrics.halted.set(0)
         finally:
             self.queue.release(request.users)
             # Free the slot before waking the dispatcher, which counts slots by live tasks.
@@ -357,39 +360,21 @@ class Worker:
             self.metrics.dead_lettered.labels(why.stage).inc()
         await self.dead_letters.send_all(records)
 
-    def _record_delivered(
-        self, request: TrackRequest, count: int, failures: dict[Key, Reason]
-    ) -> None:
-        if count:
-            self.metrics.delivered.inc(count)
+    def _record_delivered(self, items: list[Item]) -> None:
+        if items:
+            self.metrics.delivered.inc(len(items))
         now_ms = time.time_ns() // 1_000_000
         latencies_s = [
             max(now_ms - item.received_at_ms, 0) / 1000
-            for item in request.records
+            for item in items
             if item.received_at_ms is not None
-            and (not failures or (item.partition, item.offset) not in failures)
         ]
         observe_all(self.metrics.end_to_end, latencies_s)
 
-    def _source(self, key: Key) -> SourceRecord:
-        record = self.sources[key]
-        return SourceRecord.consumed(TopicPartition(record.topic, key[0]), record)
-
-    def _finish(self, keys: Iterable[Key]) -> None:
-        pop, trackers = self.sources.pop, self.trackers
-        for key in keys:
-            pop(key, None)
-            tracker = trackers.get(key[0])
-            if tracker is not None:  # a revoked partition's tracker is gone: nothing to commit
-                tracker.finish(key[1])
-        if self.halt.active is False:
-            self.metrics.halted.set(0)
-
-    def _finish_one(self, key: Key) -> None:
-        self.sources.pop(key, None)
-        tracker = self.trackers.get(key[0])
-        if tracker is not None:
-            tracker.finish(key[1])
+    def _owned(self, items: list[Item]) -> list[Item]:
+        """The items of partitions this worker still holds (not revoked since they were taken)."""
+        trackers = self.trackers
+        return [item for item in items if trackers.get(item.partition) is item.owner]
 
     # -- commits and rebalances -----------------------------------------------------------------
 
@@ -442,16 +427,24 @@ class Worker:
         await self.commit(partitions)
 
     def _busy(self, partitions: set[int] | None) -> bool:
-        trackers = [t for p, t in self.trackers.items() if partitions is None or p in partitions]
-        return any(t.in_flight for t in trackers)
+        """Whether records of the partitions are queued or in flight (dropped ones aside)."""
+        dropped = self.dropped
+        return any(
+            tracker.in_flight > dropped.get(partition, 0)
+            for partition, tracker in self.trackers.items()
+            if partitions is None or partition in partitions
+        )
 
     async def revoked(self, partitions: set[int]) -> None:
         """Finish what can be finished of revoked partitions, commit it, forget the rest."""
-        self.queue.drop(partitions)
-        await self.drain(partitions, self.settings.worker_drain_timeout_s)
+        # Queued records are left to the partitions' next owner; requests in flight may finish.
+        self.dropped = self.queue.drop(partitions)
+        try:
+            await self.drain(partitions, self.settings.worker_drain_timeout_s)
+        finally:
+            self.dropped = {}
         for partition in partitions:
             self.trackers.pop(partition, None)
-        self.sources = {k: v for k, v in self.sources.items() if k[0] not in partitions}
         # After the trackers: update_lag() reports only partitions that have one.
         self.metrics.forget_partitions(partitions)
 
@@ -489,6 +482,18 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.worker.paused = False
         self.worker.assigned()
+
+
+def _source(item: Item) -> SourceRecord:
+    """The consumed record behind an item, as the dead-letter topic keeps it."""
+    record = item.record
+    return SourceRecord.consumed(TopicPartition(record.topic, item.partition), record)
+
+
+def _finish(items: Iterable[Item]) -> None:
+    """Note the items' records done; a revoked partition's tracker takes it, unread."""
+    for item in items:
+        item.owner.finish(item.offset)
 
 
 class RawRecord(Protocol):

@@ -18,22 +18,26 @@ from connector.braze import Action, AdaptiveLimiter, Answer, RateBudget
 from connector.config import WorkerSettings, load
 from connector.mapping import BrazeUpdate, load_mapping
 from connector.metrics import WorkerMetrics
+from connector.offsets import PartitionOffsets
 from connector.worker import Worker
 
 
 class Braze:
-    """Accepts every request and remembers its size."""
+    """Accepts every request and remembers its size; refuses the objects in `refuse`."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse: tuple[dict[str, Any], ...] = ()) -> None:
         self.sizes: list[int] = []
+        self.refuse = refuse
 
     async def track(self, body: dict[str, Any]) -> Answer:
         self.sizes.append(sum(len(body.get(array, [])) for array in ("attributes", "events")))
-        return Answer(201, Action.DONE, "success")
+        return Answer(201, Action.DONE, "success", self.refuse)
 
 
-def worker(braze: Braze, window_ms: int) -> Worker:
-    settings = load(WorkerSettings, {"worker_batch_window_ms": window_ms})
+def worker(braze: Braze, window_ms: int, drain_s: float = 30.0) -> Worker:
+    settings = load(
+        WorkerSettings, {"worker_batch_window_ms": window_ms, "worker_drain_timeout_s": drain_s}
+    )
     limiter = AdaptiveLimiter(RateBudget(1_000_000, 1.0))
     return Worker(
         None,  # type: ignore[arg-type]  # the dispatcher never touches the consumer
@@ -47,9 +51,13 @@ def worker(braze: Braze, window_ms: int) -> Worker:
     )
 
 
-def add(line: Worker, offset: int, user: str) -> None:
+def add(line: Worker, offset: int, user: str, partition: int = 0) -> PartitionOffsets:
+    """Queue a record the way intake does, its offset tracked; return the tracker."""
+    tracker = line.trackers.setdefault(partition, PartitionOffsets())
+    tracker.track(offset)
     update = BrazeUpdate(f"external_id:{user}", {"external_id": user}, {"score": offset})
-    line.queue.add(Item(0, offset, update))
+    line.queue.add(Item(partition, offset, update, None, None, tracker))
+    return tracker
 
 
 async def _held_then_sent() -> tuple[list[int], list[int]]:
@@ -84,3 +92,40 @@ async def _flushed() -> list[int]:
 
 def test_flush_sends_at_once() -> None:
     assert asyncio.run(_flushed()) == [1]
+
+
+async def _finished_after_reassignment() -> tuple[int, int | None, list[int]]:
+    braze = Braze(refuse=({"input_array": "attributes", "index": 0, "type": "bad"},))
+    line = worker(braze, window_ms=0)
+    line.commits = False
+    add(line, 5, "u5")
+    line.dispatch(flush=True)  # in flight when the partition is revoked...
+    line.trackers.pop(0)  # ...and its drain gave up on it
+    again = PartitionOffsets()
+    line.trackers[0] = again  # assigned again: offset 5 is read anew
+    again.track(5)
+    await asyncio.sleep(0.05)
+    return again.in_flight, again.safe_offset(), braze.sizes
+
+
+def test_a_request_of_a_lost_partition_leaves_its_new_tracker_alone() -> None:
+    # The old request's answer neither finishes the record read anew nor dead-letters it
+    # (this worker has no dead-letter publisher: using it would fail the delivery).
+    in_flight, safe, sizes = asyncio.run(_finished_after_reassignment())
+    assert sizes == [1]
+    assert (in_flight, safe) == (1, 5)
+
+
+async def _revoked_with_queued_records(line: Worker) -> tuple[int, bool, int]:
+    line.commits = False
+    tracker = add(line, 0, "u0", partition=3)
+    add(line, 1, "u1", partition=3)
+    await asyncio.wait_for(line.revoked({3}), 10)  # TimeoutError if it waits out the drain
+    return tracker.in_flight, 3 in line.trackers, len(line.queue)
+
+
+def test_a_revoke_drops_queued_records_without_waiting_out_the_drain() -> None:
+    # Only requests in flight are waited for: the 30 s drain would exceed wait_for's 10 s.
+    line = worker(Braze(), window_ms=0, drain_s=30.0)
+    in_flight, still_tracked, queued = asyncio.run(_revoked_with_queued_records(line))
+    assert (in_flight, still_tracked, queued) == (2, False, 0)  # left to the next owner
