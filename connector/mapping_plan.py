@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import linecache
-from collections import Counter
+from collections import Counter, abc
 from collections.abc import Callable, Hashable, Iterator
 from functools import partial
 from itertools import count
 from typing import Any
 
-from connector.mapping_paths import MISSING, Key, Path, walker
+from connector.mapping_paths import MISSING, Key, Path, Select, Step, matches, walker
 from connector.mapping_reads import Document, first_by_rule, keyed, typed_key
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import (
@@ -84,6 +84,8 @@ class _Writer:
             "_CoercionError": CoercionError,
             "_BrazeUpdate": BrazeUpdate,
             "_Filtered": Filtered,
+            "_matches": matches,
+            "_Mapping": abc.Mapping,
         }
         self._named: dict[int, str] = {}
         self.reads: dict[Source, str] = {}  # source -> local holding what it finds
@@ -98,8 +100,9 @@ class _Writer:
     def source(self) -> str:
         """The whole module source: `def plan(...)` and its body."""
         profile = self.profile
+        # The record's facts as the rules take them, made only where a rule is asked.
         facts = f"'source': source, 'received_at': received_at_ms, 'profile': {profile.name!r}"
-        self.line(f"meta = {{{facts}}}")
+        self.meta = f"{{{facts}}}"
         for rule in profile.filters:
             with contextlib.ExitStack() as stack:
                 for condition in rule.conditions:
@@ -173,7 +176,8 @@ class _Writer:
         """`local = reader(source)(document, meta)`: the first path holding a value, or MISSING."""
         if not all(keyed(path) for path in source.paths):
             # Only paths not written in a mapping file: the source's own way.
-            self.line(f"{local} = {self.const(partial(first_by_rule, source))}(document, meta)")
+            first = self.const(partial(first_by_rule, source))
+            self.line(f"{local} = {first}(document, {self.meta})")
             return
         with self.block("while True:"):
             for path in source.paths:
@@ -186,22 +190,57 @@ class _Writer:
         if path.meta is not None:
             fact = _META.get(path.meta)
             self.line(f"v = {fact or repr(self.profile.name)}")
+            rest: tuple[Step, ...] = ()
         else:
             first, rest = path.steps[0], path.steps[1:]
             assert isinstance(first, Key)  # read_into() checked it
             self.line(f"v = document.get({first.name!r})")
         with self.block("if v is not None:"):
-            if path.meta is not None or not rest:
-                self.found(local)
-                return
-            walk = self.const(walker(rest))
-            only = rest[0]
-            if len(rest) == 1 and isinstance(only, Key):
-                self.line(f"v = v.get({only.name!r}) if type(v) is dict else {walk}(v)")
-            else:
-                self.line(f"v = {walk}(v)")  # walkers give MISSING, never None
-            with self.block("if v is not None and v is not _MISSING:"):
-                self.found(local)
+            self.follow(rest, local)
+
+    def follow(self, steps: tuple[Step, ...], local: str) -> None:
+        """From the node in `v` (neither None nor MISSING), take the steps, then `found()`.
+
+        Keys and selectors of dicts are written out; anything else (a node that is not a dict
+        or list, a list position, `[*]`) goes to the walker of the steps left, as `walk` would.
+        """
+        if not steps:
+            self.found(local)
+            return
+        step, rest = steps[0], steps[1:]
+        if isinstance(step, Key):
+            with self.block("if type(v) is dict:"):
+                self.line(f"v = v.get({step.name!r})")
+                with self.block("if v is not None:"):
+                    self.follow(rest, local)
+            with self.block("else:"):
+                self.walk(steps, local)
+        elif isinstance(step, Select):
+            field, wanted = repr(step.field), repr(step.value)
+            with self.block("if isinstance(v, list):"):
+                self.line("hit = _MISSING")
+                with self.block("for item in v:"):
+                    with self.block("if type(item) is dict:"):
+                        self.line(f"text = item.get({field})")
+                        same = f"text.strip().casefold() == {wanted}"
+                        test = f"{same} if type(text) is str else _matches(text, {wanted})"
+                        with self.block(f"if {test}:"):
+                            self.line("hit = item")
+                            self.line("break")
+                    other = f"_matches(item.get({field}), {wanted})"
+                    with self.block(f"elif isinstance(item, _Mapping) and {other}:"):
+                        self.line("hit = item")
+                        self.line("break")
+                with self.block("if hit is not _MISSING:"):
+                    self.line("v = hit")
+                    self.follow(rest, local)
+        else:
+            self.walk(steps, local)
+
+    def walk(self, steps: tuple[Step, ...], local: str) -> None:
+        self.line(f"v = {self.const(walker(steps))}(v)")
+        with self.block("if v is not _MISSING:"):  # walkers give MISSING, never None
+            self.found(local)
 
     def found(self, local: str) -> None:
         """`v` holds a value unless it is blank text or an empty list."""
@@ -219,7 +258,19 @@ class _Writer:
         local = self.read(condition.source)
         if condition.test == "exists":
             return f"({local} is not _MISSING) is {condition.exists!r}"
-        return f"{self.const(_holds(condition))}({local})"
+        holds = f"{self.const(_holds(condition))}({local})"
+        text = f"{local}.strip()"
+        if condition.pattern is not None:
+            test = f"{self.const(condition.pattern)}.search({text}) is not None"
+        elif condition.test == "equals":
+            test = f"{text}.casefold() in {self.const(condition.operands)}"
+        elif condition.test in ("starts_with", "ends_with"):
+            method = "startswith" if condition.test == "starts_with" else "endswith"
+            test = f"{text}.casefold().{method}({self.const(condition.operands)})"
+        else:
+            return holds
+        # Text, the common case, tested inline; anything else the condition's own way.
+        return f"({test} if type({local}) is str else {holds})"
 
     # -- identity ---------------------------------------------------------------------------------
 
@@ -245,7 +296,7 @@ class _Writer:
                     self.identify(rule)
             with self.block("if user_key is None:"):
                 # Numbers, or a later candidate: the rule's own way.
-                self.line(f"match = {self.const(rule)}.match(document, meta)")
+                self.line(f"match = {self.const(rule)}.match(document, {self.meta})")
                 with self.block("if match is not None:"):
                     self.line("user_key, identity = match.user_key, match.fields")
 
@@ -295,8 +346,9 @@ class _Writer:
         if typed != "x":
             self.line(f"x = {typed}")
         with self.block("if x is _FAILED:"):
-            self.line(f"x = {self.const(rule)}.value(document, meta)")  # raises, naming the path
-        missing = f"{self.const(rule)}.value(document, meta)" if rule.required else None
+            # Raises, naming the path.
+            self.line(f"x = {self.const(rule)}.value(document, {self.meta})")
+        missing = f"{self.const(rule)}.value(document, {self.meta})" if rule.required else None
         if missing is None and rule.fixed is not MISSING:
             missing = self.const(rule.fixed)
         if missing is not None:
