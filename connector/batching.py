@@ -264,6 +264,28 @@ def _add_user(request: TrackRequest, user: UserObjects) -> None:
     request.records += user.records
 
 
+def _add_one(request: TrackRequest, user: str, item: Item, limits: Limits) -> bool:
+    """Add a user's only record to the request if its objects fit: what `_add_user` does with
+    `UserObjects(user, [item])`, without making one. Say whether it was added."""
+    update = item.update
+    found = update.attribute_object()
+    events = update.event_objects()
+    count = (found is not None) + len(events)
+    if not count or limits.per_array:
+        return False
+    if len(request.attributes) + len(request.events) + count > limits.max_objects:
+        return False
+    request.users.append(user)
+    if found is not None:
+        request.attributes.append(found)
+        request.attribute_items.append([item])
+    if events:
+        request.events += events
+        request.event_items += [item] * len(events)
+    request.records.append(item)
+    return True
+
+
 def _position(item: Item) -> tuple[int, int]:
     return item.partition, item.offset
 
@@ -324,7 +346,11 @@ class UserQueue:
         packed, current, deferred = Packed(), TrackRequest(), []
         arrivals: dict[str, float] = {}  # of the users in `current`
         while max_requests > 0 and (user := self._next_ready()) is not None:
-            objects = UserObjects(user, self._items[user])
+            waiting = self._items[user]
+            if len(waiting) == 1 and _add_one(current, user, waiting[0], limits):
+                arrivals[user] = self._pop(user)  # the common case: one record, room for it
+                continue
+            objects = UserObjects(user, waiting)
             fits = limits.takes(current, objects)
             if not fits and current.records:
                 filled = self._fill(current, objects, limits)
@@ -347,14 +373,26 @@ class UserQueue:
             else:
                 deferred.append(user)
         if current.records:
-            held_until = min(arrivals.values()) + wait_s
-            if held_until <= self._clock() or _full(current, limits):
-                packed.requests.append(current)
-            else:
-                self._restore(current, arrivals)
-                packed.held_until = held_until
+            self._last(packed, current, arrivals, limits, wait_s)
         self.release(deferred)  # nothing of theirs is in flight; `pack` leaves them for later
         return packed
+
+    def _last(
+        self,
+        packed: Packed,
+        request: TrackRequest,
+        arrivals: dict[str, float],
+        limits: Limits,
+        wait_s: float,
+    ) -> None:
+        """Send the last request if it is full or its oldest record waited `wait_s`, else
+        queue its records again and say when it may go."""
+        held_until = min(arrivals.values()) + wait_s
+        if held_until <= self._clock() or _full(request, limits):
+            packed.requests.append(request)
+        else:
+            self._restore(request, arrivals)
+            packed.held_until = held_until
 
     def release(self, users: Iterable[str]) -> None:
         """The users' requests are done: their waiting records may be sent."""

@@ -129,15 +129,17 @@ class Worker:
         """Take every record of the batch; return how many there were."""
         taken = 0
         for tp, records in batch.items():
-            for record in records:
-                taken += 1
-                failed = self._take(tp, record)
-                if failed is not None:
-                    await self._dead_letter_one(*failed)
-                if taken % YIELD_EVERY == 0:
-                    # Mapping a whole batch at once would hold the loop for a large fraction
-                    # of a second: answers, the limiter's releases and heartbeats would wait.
-                    await asyncio.sleep(0)
+            for start in range(0, len(records), YIELD_EVERY):
+                failed = self._take_some(tp, records[start : start + YIELD_EVERY])
+                if failed:
+                    tracker = self.trackers[tp.partition]  # nothing awaited since the take
+                    await self._dead_letter(failed)
+                    for source, _ in failed:
+                        tracker.finish(source.offset)  # a revoked one's tracker takes it, unread
+                # Mapping a whole batch at once would hold the loop for a large fraction of a
+                # second: answers, the limiter's releases and heartbeats would wait.
+                await asyncio.sleep(0)
+            taken += len(records)
         return taken
 
     @property
@@ -158,48 +160,51 @@ class Worker:
             self.consumer.resume(*(self.consumer.assignment() - self.exhausted))
             self.paused = False
 
-    def _take(
-        self, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]
-    ) -> tuple[SourceRecord, Reason] | None:
-        """Map one record and queue what it gives; return it with the reason if it fails."""
-        partition, offset = tp.partition, record.offset
+    def _take_some(
+        self, tp: TopicPartition, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[tuple[SourceRecord, Reason]]:
+        """Map records of one partition, in offset order, and queue what they give; return
+        those that fail, with the reason. The worker's hottest loop: names are bound once."""
+        partition = tp.partition
         tracker = self.trackers.get(partition)
         if tracker is None:
             tracker = self.trackers[partition] = PartitionOffsets()
-        tracker.track(offset)
-        if self.admit is not _always and not self.admit(SourceRecord.consumed(tp, record)):
-            self.skipped += 1
-            tracker.finish(offset)
-            return None
-        content_type, label, received_at_ms = record_facts(record.headers)
-        try:
-            result = map_record(
-                self.mapping,
-                record.value or b"",
-                content_type,
-                source=label,
-                received_at_ms=received_at_ms,
-            )
-        except MappingFailure as failure:
-            return SourceRecord.consumed(tp, record), Reason(failure.stage, failure.reason)
-        if type(result) is not BrazeUpdate or not (result.attributes or result.events):
-            if isinstance(result, Filtered):
-                self.metrics.filtered.labels(result.rule).inc()
-            tracker.finish(offset)
-            return None
-        shaped = self.shape(result) if self.shape is not _unchanged else result
-        if shaped is None:
-            self.skipped += 1
-            tracker.finish(offset)
-            return None
-        self.mapped += 1
-        self.queue.add(Item(partition, offset, shaped, received_at_ms, record, tracker))
-        return None
-
-    async def _dead_letter_one(self, source: SourceRecord, why: Reason) -> None:
-        tracker = self.trackers[source.partition]  # not revoked: nothing awaited since _take
-        await self._dead_letter([(source, why)])
-        tracker.finish(source.offset)
+        track, finish, add = tracker.track, tracker.finish, self.queue.add
+        mapping, admit, shape = self.mapping, self.admit, self.shape
+        failed = []
+        for record in records:
+            offset = record.offset
+            track(offset)
+            if admit is not _always and not admit(SourceRecord.consumed(tp, record)):
+                self.skipped += 1
+                finish(offset)
+                continue
+            content_type, label, received_at_ms = record_facts(record.headers)
+            try:
+                result = map_record(
+                    mapping,
+                    record.value or b"",
+                    content_type,
+                    source=label,
+                    received_at_ms=received_at_ms,
+                )
+            except MappingFailure as failure:
+                why = Reason(failure.stage, failure.reason)
+                failed.append((SourceRecord.consumed(tp, record), why))
+                continue
+            if type(result) is not BrazeUpdate or not (result.attributes or result.events):
+                if isinstance(result, Filtered):
+                    self.metrics.filtered.labels(result.rule).inc()
+                finish(offset)
+                continue
+            shaped = result if shape is _unchanged else shape(result)
+            if shaped is None:
+                self.skipped += 1
+                finish(offset)
+                continue
+            self.mapped += 1
+            add(Item(partition, offset, shaped, received_at_ms, record, tracker))
+        return failed
 
     # -- dispatch ---------------------------------------------------------------------------
 
