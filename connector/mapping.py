@@ -61,6 +61,7 @@ class Mapping:
     content_id: Source = field(repr=False)
     # Each profile's rules compiled once, by profile name (names are unique in a file).
     plans: dict[str, Plan] = field(init=False, repr=False, compare=False)
+    plan: Plan | None = field(init=False, repr=False, compare=False)
     _content_id: Callable[[dict[str, Any], dict[str, Any]], Any] = field(
         init=False, repr=False, compare=False
     )
@@ -68,6 +69,8 @@ class Mapping:
     def __post_init__(self) -> None:
         plans = {profile.name: compile_plan(profile) for profile in (*self.profiles, self.fallback)}
         object.__setattr__(self, "plans", plans)
+        # With one profile, every dict lead is mapped by its plan: no choosing per record.
+        object.__setattr__(self, "plan", None if self.profiles else plans[self.fallback.name])
         object.__setattr__(self, "_content_id", reader(self.content_id))
 
     def profile_for(self, document: abc.Mapping[str, Any], source: str) -> Profile:

@@ -12,8 +12,8 @@ from aiohttp import ClientSession
 from connector.deadletter import SourceRecord
 from connector.dev.sandbox.app import Sandbox
 from connector.dev.sandbox.state import SandboxConfig
-from connector.mapping import BrazeUpdate, load_mapping
-from connector.worker import map_source
+from connector.mapping import BrazeUpdate, MappingFailure, load_mapping
+from connector.worker import map_source, map_value, record_facts
 from tests.kafka_support import end_offsets
 from tests.test_receiver import running_receiver
 from tests.worker_support import lead, pipeline, sandbox_settings, wait_for
@@ -235,3 +235,46 @@ def test_map_source_reads_the_first_header_of_each_name() -> None:
     bare = map_source(load_mapping(), SourceRecord("raw", 0, 8, 0, None, body, ()))
     assert isinstance(bare, BrazeUpdate)
     assert bare.events[0]["properties"]["source"] == "default"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # The receiver's order, read the short way; a later repeat changes nothing.
+        (
+            ("content-type", b"application/json"),
+            ("received-at", b"17"),
+            ("source", b"acme"),
+            ("source", b"later"),
+        ),
+        # Any other order, read header by header.
+        (("source", b"acme"), ("content-type", b"application/json"), ("received-at", b"17")),
+    ],
+)
+def test_record_facts_are_the_first_of_each_header_in_any_order(
+    headers: tuple[tuple[str, bytes], ...],
+) -> None:
+    assert record_facts(headers) == ("application/json", "acme", 17)
+
+
+@pytest.mark.parametrize("received", [b"", b"-5", b"1.5", "\u00b2".encode(), b"9" * 25])
+def test_a_received_at_that_is_not_plain_digits_is_no_time(received: bytes) -> None:
+    headers = (("content-type", b"application/json"), ("received-at", received), ("source", b"s"))
+    assert record_facts(headers)[2] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"", "the body is empty"),
+        (b"{", "the body is not valid JSON"),
+        (b"[1]", "the body is JSON but not an object"),
+    ],
+)
+def test_json_that_is_no_object_fails_the_parse_stage_the_short_way_too(
+    body: bytes, reason: str
+) -> None:
+    with pytest.raises(MappingFailure) as caught:
+        map_value(load_mapping(), body, "application/json", "default", None)
+    assert caught.value.stage == "parse"
+    assert caught.value.reason.startswith(reason)
