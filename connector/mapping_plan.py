@@ -47,7 +47,6 @@ from connector.transforms import (
 
 Plan = Callable[[Document, str, int | None], BrazeUpdate | Filtered]
 
-_FAILED = object()  # a shared typed value that could not be typed: each rule says why
 _UNSET = object()  # a source not read yet in this record
 _SOLID = frozenset({int, float, bool, dict})  # values of these types always hold
 _META = {"source": "source", "received_at": "received_at_ms"}  # facts, as the plan's arguments
@@ -78,7 +77,6 @@ class _Writer:
         self.constants: dict[str, Any] = {
             "_MISSING": MISSING,
             "_UNSET": _UNSET,
-            "_FAILED": _FAILED,
             "_SOLID": _SOLID,
             "_has_value": has_value,
             "_CoercionError": CoercionError,
@@ -94,6 +92,7 @@ class _Writer:
         fields = [rule for rule in _field_rules(profile) if rule.source is not None]
         self.typed_uses = Counter(typed_key(rule) for rule in fields)
         self.typed: dict[Hashable, str] = {}  # typed key -> local holding the typed value
+        self.locals = count()
 
     # -- the function ---------------------------------------------------------------------------
 
@@ -121,9 +120,9 @@ class _Writer:
                 self.line("values['_update_existing_only'] = False")
         events = []
         for number, event in enumerate(profile.events):
-            self.value(event.time)
+            time = self.value(event.time)
             name = f"event{number}"
-            self.line(f"{name} = {{'name': {event.name!r}, 'time': x}}")
+            self.line(f"{name} = {{'name': {event.name!r}, 'time': {time}}}")
             if event.properties:
                 self.values("properties", event.properties)
                 with self.block("if properties:"):
@@ -189,13 +188,13 @@ class _Writer:
         """Try one path: on a value, set `local` and leave the read's loop."""
         if path.meta is not None:
             fact = _META.get(path.meta)
-            self.line(f"v = {fact or repr(self.profile.name)}")
+            start = fact or repr(self.profile.name)
             rest: tuple[Step, ...] = ()
         else:
             first, rest = path.steps[0], path.steps[1:]
             assert isinstance(first, Key)  # read_into() checked it
-            self.line(f"v = document.get({first.name!r})")
-        with self.block("if v is not None:"):
+            start = f"document.get({first.name!r})"
+        with self.block(f"if (v := {start}) is not None:"):
             self.follow(rest, local)
 
     def follow(self, steps: tuple[Step, ...], local: str) -> None:
@@ -244,10 +243,8 @@ class _Writer:
 
     def found(self, local: str) -> None:
         """`v` holds a value unless it is blank text or an empty list."""
-        with self.block("if type(v) is str:"), self.block("if v.strip():"):
-            self.line(f"{local} = v")
-            self.line("break")
-        with self.block("elif type(v) in _SOLID or _has_value(v):"):
+        holds = "v.strip() if type(v) is str else type(v) in _SOLID or _has_value(v)"
+        with self.block(f"if {holds}:"):
             self.line(f"{local} = v")
             self.line("break")
 
@@ -323,40 +320,43 @@ class _Writer:
         """`name = {rule.name: value}` for the rules that find a value, in the rules' order."""
         self.line(f"{name} = {{}}")
         for rule in rules:
-            if rule.source is None:
-                if rule.fixed is not MISSING:
-                    self.line(f"{name}[{rule.name!r}] = {self.const(rule.fixed)}")
+            if rule.source is None and rule.fixed is MISSING:
                 continue
-            self.value(rule)
-            with self.block("if x is not _MISSING:"):
-                self.line(f"{name}[{rule.name!r}] = x")
+            value = self.value(rule)
+            store = f"{name}[{rule.name!r}] = {value}"
+            if rule.source is None or rule.required or rule.fixed is not MISSING:
+                self.line(store)  # never MISSING
+            else:
+                with self.block(f"if {value} is not _MISSING:"):
+                    self.line(store)
 
-    def value(self, rule: FieldRule) -> None:
-        """`x = rule.value()`; the rule itself says why when a value is missing or wrong."""
+    def value(self, rule: FieldRule) -> str:
+        """An expression for `rule.value()` (a constant or a local, set here as needed); the
+        rule itself says why when a value is missing or wrong."""
         if rule.source is None:
-            self.line(f"x = {self.const(rule.fixed)}")
-            return
+            return self.const(rule.fixed)
         key = typed_key(rule)
         typed = self.typed.get(key)
         if typed is None:
-            typed = f"typed{len(self.typed)}" if self.typed_uses[key] > 1 else "x"
-            if typed != "x":
+            # Typed once; where typing fails the first rule asking raises, so no rule after it
+            # ever sees that value.
+            typed = f"typed{next(self.locals)}"
+            if self.typed_uses[key] > 1:
                 self.typed[key] = typed
             self.typing(rule, self.read(rule.source), typed)
-        if typed != "x":
-            self.line(f"x = {typed}")
-        with self.block("if x is _FAILED:"):
-            # Raises, naming the path.
-            self.line(f"x = {self.const(rule)}.value(document, {self.meta})")
-        missing = f"{self.const(rule)}.value(document, {self.meta})" if rule.required else None
-        if missing is None and rule.fixed is not MISSING:
-            missing = self.const(rule.fixed)
-        if missing is not None:
-            with self.block("elif x is _MISSING:"):
-                self.line(f"x = {missing}")
+        if not rule.required and rule.fixed is MISSING:
+            return typed
+        # A local of its own: `typed` may be shared with rules that treat a miss otherwise.
+        missing = self.fallback(rule) if rule.required else self.const(rule.fixed)
+        self.line(f"x = {missing} if {typed} is _MISSING else {typed}")
+        return "x"
+
+    def fallback(self, rule: FieldRule) -> str:
+        """The rule's own way to its value: it raises, naming the rule and the path."""
+        return f"{self.const(rule)}.value(document, {self.meta})"
 
     def typing(self, rule: FieldRule, local: str, typed: str) -> None:
-        """`typed` = the source's value typed as the rule says, MISSING, or _FAILED."""
+        """`typed` = the source's value typed as the rule says, or MISSING."""
         convert = self.const(_converter(rule.kind, rule.transforms, rule.split))
         self.line(f"{typed} = {local}")
         if not rule.transforms and rule.kind == "string":
@@ -372,7 +372,7 @@ class _Writer:
             with self.block("try:"):
                 self.line(f"{typed} = {convert}({typed})")
             with self.block("except _CoercionError:"):
-                self.line(f"{typed} = _FAILED")
+                self.line(f"{typed} = {self.fallback(rule)}")
 
 
 def _field_rules(profile: Profile) -> Iterator[FieldRule]:
