@@ -44,7 +44,7 @@ def lookup(document: Any, path: Sequence[str]) -> Any:
     """Follow a path through nested objects (and list indexes); None where it leads nowhere."""
     node = document
     for part in path:
-        if isinstance(node, Mapping):
+        if type(node) is dict or isinstance(node, Mapping):  # JSON's dicts, without the ABC check
             node = node.get(part)
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
@@ -55,6 +55,8 @@ def lookup(document: Any, path: Sequence[str]) -> Any:
 
 def _text(value: Any) -> str | None:
     """A scalar as trimmed text; objects, lists, booleans and blanks are not identities."""
+    if type(value) is str:  # the common case, first
+        return value.strip() or None
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float | str):
