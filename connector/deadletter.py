@@ -33,7 +33,7 @@ class SourceRecord(NamedTuple):
     timestamp_ms: int
     key: bytes | None
     value: bytes
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]  # Kafka allows a header without a value
 
     @classmethod
     def consumed(cls, tp: TopicPartition, record: ConsumerRecord[bytes, bytes]) -> SourceRecord:
@@ -50,10 +50,11 @@ class SourceRecord(NamedTuple):
         )
 
     def header(self, name: str) -> str | None:
-        """The first header of that name, decoded, or None."""
+        """The first header of that name, decoded ("" when Kafka holds it without a value), or
+        None when there is none."""
         for key, value in self.headers:
             if key == name:
-                return value.decode("utf-8", "replace")
+                return value.decode("utf-8", "replace") if value is not None else ""
         return None
 
 
@@ -70,7 +71,7 @@ class Reason:
 
 def dead_letter_headers(
     record: SourceRecord, why: Reason, mapping_version: str
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, bytes | None]]:
     """The original headers, then ours: where the record came from and what went wrong."""
     ours = {
         "original-topic": record.topic,
@@ -123,6 +124,6 @@ class DeadLetters:
         await asyncio.gather(*(self.send(record, why) for record, why in records))
 
 
-def _minimal(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+def _minimal(headers: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
     keep = {"dlq-original-topic", "dlq-original-partition", "dlq-original-offset", "dlq-stage"}
     return [(k, v) for k, v in headers if k in keep]

@@ -22,7 +22,7 @@ from connector.kafka_security import KafkaRefused, client_kwargs, connect_failur
 
 log = logging.getLogger(__name__)
 
-Headers = Sequence[tuple[str, bytes]]
+Headers = Sequence[tuple[str, bytes | None]]  # Kafka allows a header without a value
 
 _CONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _READY_CACHE_S = 1.0

@@ -505,7 +505,7 @@ class RawRecord(Protocol):
     def value(self) -> bytes | None: ...
 
     @property
-    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
 
 
 def map_source(mapping: Mapping, record: RawRecord) -> BrazeUpdate | Filtered:
@@ -529,7 +529,7 @@ def map_value(
     return map_record(mapping, value, content_type, source=source, received_at_ms=received_at_ms)
 
 
-def record_facts(headers: Sequence[tuple[str, bytes]]) -> tuple[str, str, int | None]:
+def record_facts(headers: Sequence[tuple[str, bytes | None]]) -> tuple[str, str, int | None]:
     """The content type, source label and received-at time (epoch ms) the receiver wrote; the
     first header of each name counts, as `SourceRecord.header()` reads."""
     if len(headers) >= 3:  # the receiver writes these three first, in this order

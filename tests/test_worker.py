@@ -278,3 +278,15 @@ def test_json_that_is_no_object_fails_the_parse_stage_the_short_way_too(
         map_value(load_mapping(), body, "application/json", "default", None)
     assert caught.value.stage == "parse"
     assert caught.value.reason.startswith(reason)
+
+
+def test_a_header_kafka_holds_without_a_value_is_read_as_empty_text() -> None:
+    body = orjson.dumps({"email": "a@b.co", "created_at": "2024-05-01T10:20:30.000Z"})
+    headers = (("content-type", None), ("received-at", None), ("source", None), ("x", b"1"))
+    record = SourceRecord("raw", 0, 7, 0, None, body, headers)
+    assert record.header("source") == ""
+    assert record.header("missing") is None
+    assert record_facts(headers) == ("application/json", "default", None)
+    update = map_source(load_mapping(), record)
+    assert isinstance(update, BrazeUpdate)
+    assert update.user_key == "email:a@b.co"
