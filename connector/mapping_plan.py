@@ -93,15 +93,15 @@ class _Writer:
         self.typed_uses = Counter(typed_key(rule) for rule in fields)
         self.typed: dict[Hashable, str] = {}  # typed key -> local holding the typed value
         self.locals = count()
+        # The record's facts as the rules take them: built only where a rule is asked.
+        facts = f"'source': source, 'received_at': received_at_ms, 'profile': {profile.name!r}"
+        self.meta = f"{{{facts}}}"
 
     # -- the function ---------------------------------------------------------------------------
 
     def source(self) -> str:
         """The whole module source: `def plan(...)` and its body."""
         profile = self.profile
-        # The record's facts as the rules take them, made only where a rule is asked.
-        facts = f"'source': source, 'received_at': received_at_ms, 'profile': {profile.name!r}"
-        self.meta = f"{{{facts}}}"
         for rule in profile.filters:
             with contextlib.ExitStack() as stack:
                 for condition in rule.conditions:
