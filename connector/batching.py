@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
@@ -61,18 +61,9 @@ class UserObjects:
         "user_key",
     )
 
-    def __init__(self, user_key: str, items: Sequence[Item] = ()) -> None:
+    def __init__(self, user_key: str, items: Iterable[Item] = ()) -> None:
         """Fold the user's records in, in offset order."""
         self.user_key = user_key
-        if len(items) == 1:  # most users have one record waiting: take its objects as they are
-            item = items[0]
-            update = item.update
-            self.attributes = update.attribute_object()
-            self.attribute_items = [] if self.attributes is None else [item]
-            self.event_objects = update.event_objects()
-            self.event_items = [item] * len(self.event_objects)
-            self.records = [item] if self.attributes is not None or self.event_objects else []
-            return
         attributes: dict[str, Any] | None = None
         attribute_items: list[Item] = []
         event_objects: list[dict[str, Any]] = []
@@ -270,10 +261,7 @@ def _add_one(request: TrackRequest, user: str, item: Item, limits: Limits) -> bo
     update = item.update
     found = update.attribute_object()
     events = update.event_objects()
-    count = (found is not None) + len(events)
-    if not count or limits.per_array:
-        return False
-    if len(request.attributes) + len(request.events) + count > limits.max_objects:
+    if (found is None and not events) or not limits.fits(request, found is not None, len(events)):
         return False
     request.users.append(user)
     if found is not None:
@@ -404,12 +392,14 @@ class UserQueue:
 
     def drop(self, partitions: set[int]) -> dict[int, int]:
         """Forget the records of (revoked) partitions; say how many each partition had."""
-        dropped: dict[int, int] = {}
+        dropped = Counter(
+            item.partition
+            for items in self._items.values()
+            for item in items
+            if item.partition in partitions
+        )
         for user, items in list(self._items.items()):
             kept = [item for item in items if item.partition not in partitions]
-            for item in items:
-                if item.partition in partitions:
-                    dropped[item.partition] = dropped.get(item.partition, 0) + 1
             if kept:
                 self._items[user] = kept
             else:
@@ -421,7 +411,7 @@ class UserQueue:
             if user not in self.in_flight
         }
         self._in_order, self._ready = deque(sorted(self._ready_users)), []
-        return dropped
+        return dict(dropped)
 
     def _push(self, user: str, first: Item) -> None:
         key = _key(first)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -234,16 +235,22 @@ queue_records = st.lists(
 )
 
 
-@given(queue_records, st.sets(st.sampled_from("abcdefgh")), st.integers(1, 4), st.integers(2, 75))
-def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
-    specs: list[tuple[str, int, int, bool]], busy: set[str], free: int, max_objects: int
-) -> None:
-    items = [
+def items_of(specs: list[tuple[str, int, int, bool]]) -> list[Item]:
+    """Records from (user, partition, events, attributes) specs; one without events always has
+    attributes, so that every record gives an object."""
+    return [
         item(
             n, user, partition=partition, events=events, **({"v": n} if attrs or not events else {})
         )
         for n, (user, partition, events, attrs) in enumerate(specs)
     ]
+
+
+@given(queue_records, st.sets(st.sampled_from("abcdefgh")), st.integers(1, 4), st.integers(2, 75))
+def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
+    specs: list[tuple[str, int, int, bool]], busy: set[str], free: int, max_objects: int
+) -> None:
+    items = items_of(specs)
     limits = Limits(max_objects)
     queue = queued(items)
     queue.in_flight.update(busy)
@@ -264,12 +271,7 @@ def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
 def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
     specs: list[tuple[str, int, int, bool]], free: int, max_objects: int, wait_s: float
 ) -> None:
-    items = [
-        item(
-            n, user, partition=partition, events=events, **({"v": n} if attrs or not events else {})
-        )
-        for n, (user, partition, events, attrs) in enumerate(specs)
-    ]
+    items = items_of(specs)
     now = [0.0]
     queue = UserQueue(clock=lambda: now[0])
     for one in items:
@@ -297,16 +299,12 @@ def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
 def test_after_a_revoke_the_queue_sends_exactly_the_kept_records_once(
     specs: list[tuple[str, int, int, bool]], revoked: set[int], busy: set[str]
 ) -> None:
-    items = [
-        item(
-            n, user, partition=partition, events=events, **({"v": n} if attrs or not events else {})
-        )
-        for n, (user, partition, events, attrs) in enumerate(specs)
-    ]
+    items = items_of(specs)
     queue = queued(items)
     queue.in_flight.update(busy)
-    queue.drop(revoked)
+    dropped = queue.drop(revoked)
     kept = sorted((i.partition, i.offset) for i in items if i.partition not in revoked)
+    assert dropped == dict(Counter(i.partition for i in items if i.partition in revoked))
     assert len(queue) == len(kept)
     sent: list[tuple[int, int]] = []
     while_busy = queue.take(4, Limits(75))
