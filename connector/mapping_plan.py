@@ -24,7 +24,7 @@ from itertools import count
 from typing import Any
 
 from connector.mapping_paths import MISSING, Key, Path, Select, Step, matches, walker
-from connector.mapping_reads import Document, first_by_rule, keyed, typed_key
+from connector.mapping_reads import SOLID, Document, first_by_rule, keyed, typed_key
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import (
     Condition,
@@ -40,7 +40,6 @@ from connector.transforms import (
     MAX_TEXT,
     CoercionError,
     Transform,
-    text_of,
     to_array,
     transform_text,
 )
@@ -48,7 +47,6 @@ from connector.transforms import (
 Plan = Callable[[Document, str, int | None], BrazeUpdate | Filtered]
 
 _UNSET = object()  # a source not read yet in this record
-_SOLID = frozenset({int, float, bool, dict})  # values of these types always hold
 _META = {"source": "source", "received_at": "received_at_ms"}  # facts, as the plan's arguments
 _STR_METHODS = {"trim": ".strip()", "lower": ".lower()", "upper": ".upper()"}
 _plans = count()
@@ -77,7 +75,7 @@ class _Writer:
         self.constants: dict[str, Any] = {
             "_MISSING": MISSING,
             "_UNSET": _UNSET,
-            "_SOLID": _SOLID,
+            "_SOLID": SOLID,
             "_has_value": has_value,
             "_CoercionError": CoercionError,
             "_BrazeUpdate": BrazeUpdate,
@@ -255,7 +253,7 @@ class _Writer:
         local = self.read(condition.source)
         if condition.test == "exists":
             return f"({local} is not _MISSING) is {condition.exists!r}"
-        holds = f"{self.const(_holds(condition))}({local})"
+        holds = f"{local} is not _MISSING and {self.const(condition)}.holds_for({local})"
         text = f"{local}.strip()"
         if condition.pattern is not None:
             test = f"{self.const(condition.pattern)}.search({text}) is not None"
@@ -390,46 +388,3 @@ def _converter(
     if not transforms:
         return convert
     return lambda raw: convert(transform_text(raw, transforms))
-
-
-def _holds(condition: Condition) -> Callable[[Any], bool]:
-    """`condition.holds()` of what its source found (a text test; `exists` is written inline)."""
-    passes = _passes(condition)
-
-    def holds(value: Any) -> bool:
-        if value is MISSING:
-            return False
-        if isinstance(value, list):
-            return any(map(passes, value))
-        return passes(value)
-
-    return holds
-
-
-def _passes(condition: Condition) -> Callable[[Any], bool]:
-    """Return `condition._passes()`: a scalar's trimmed text tested against the operands."""
-    check = _check(condition)
-
-    def passes(value: Any) -> bool:
-        text = value if type(value) is str else text_of(value)
-        return text is not None and check(text.strip())
-
-    return passes
-
-
-def _check(condition: Condition) -> Callable[[str], bool]:
-    pattern, operands = condition.pattern, condition.operands
-    if pattern is not None:
-        return lambda text: pattern.search(text) is not None
-    if condition.test == "equals":
-        return lambda text: text.casefold() in operands
-    if condition.test == "starts_with":
-        return lambda text: text.casefold().startswith(operands)
-    if condition.test == "ends_with":
-        return lambda text: text.casefold().endswith(operands)
-
-    def contains(text: str) -> bool:
-        folded = text.casefold()
-        return any(operand in folded for operand in operands)
-
-    return contains

@@ -17,7 +17,7 @@ Meta = dict[str, Any]
 Reader = Callable[[Document, Meta], Any]
 
 # Values of these types always hold; text must not be blank and lists not empty.
-_SOLID = frozenset({int, float, bool, dict})
+SOLID = frozenset({int, float, bool, dict})
 
 
 def reader(source: Source) -> Reader:
@@ -38,7 +38,7 @@ def reader(source: Source) -> Reader:
             if type(value) is str:
                 if value.strip():
                     return value
-            elif type(value) in _SOLID or has_value(value):
+            elif type(value) in SOLID or has_value(value):
                 return value
         return MISSING
 

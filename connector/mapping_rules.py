@@ -166,10 +166,12 @@ class Condition:
         found = self.source.first(document, meta)
         if self.test == "exists":
             return (found is not None) == self.exists
-        if found is None:
-            return False
-        values = found[1] if isinstance(found[1], list) else [found[1]]
-        return any(self._passes(value) for value in values)
+        return found is not None and self.holds_for(found[1])
+
+    def holds_for(self, value: Any) -> bool:
+        """Whether the test holds for a value the source found (any element of a list)."""
+        values = value if isinstance(value, list) else [value]
+        return any(self._passes(one) for one in values)
 
     def _passes(self, value: Any) -> bool:
         text = text_of(value)

@@ -283,27 +283,6 @@ class Transform:
         return text + self.argument
 
 
-_STR_METHODS: dict[str, Callable[[str], str]] = {
-    "trim": str.strip,
-    "lower": str.lower,
-    "upper": str.upper,
-}
-
-
-def text_steps(transforms: Sequence[Transform]) -> Callable[[str], str]:
-    """Return one function of text doing the transforms in order, as `transform_text` does."""
-    steps = tuple(_STR_METHODS.get(step.name, step) for step in transforms)
-    if len(steps) == 1:
-        return steps[0]
-
-    def run(text: str) -> str:
-        for step in steps:
-            text = step(text)
-        return text
-
-    return run
-
-
 def transform_text(value: Any, transforms: Sequence[Transform]) -> Any:
     """Run the transforms over a scalar's text; without transforms the value is left alone."""
     if not transforms:

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 from connector.dev.bench import lead
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, load_mapping
 from connector.mapping_paths import MISSING, parse_path
+from connector.mapping_plan import _Writer
 from connector.mapping_reads import reader
 from connector.mapping_rules import Source
+from connector.transforms import Transform, transform_text
 
 EVERYTHING = """\
 version: 1
@@ -321,3 +323,20 @@ def test_a_plan_shows_its_own_lines_in_tracebacks(default: Mapping) -> None:
     lines = inspect.getsource(plan)
     assert lines.startswith("def plan(document, source, received_at_ms):")
     assert "'outgrow_quiz_score'" in lines
+
+
+transforms = st.lists(
+    st.sampled_from(["trim", "lower", "upper", "sha256"]).map(Transform)
+    | st.builds(Transform, st.sampled_from(["prefix", "suffix"]), st.text(max_size=3)),
+    max_size=4,
+)
+
+
+@given(st.text(max_size=20), transforms)
+def test_identity_text_is_shaped_as_transform_text_shapes_it(
+    default: Mapping, text: str, steps: list[Transform]
+) -> None:
+    writer = _Writer(default.fallback)
+    expression = writer.shaped("text", tuple(steps))
+    shaped = eval(expression, dict(writer.constants), {"text": text})  # noqa: S307  # our own
+    assert shaped == transform_text(text, steps)

@@ -19,7 +19,6 @@ from connector.transforms import (
     _to_time,
     coerce,
     text_of,
-    text_steps,
     to_array,
     to_boolean,
     to_integer,
@@ -305,19 +304,6 @@ def test_no_transforms_leave_values_alone() -> None:
 def test_transforms_refuse_non_scalars() -> None:
     with pytest.raises(CoercionError, match="is a list, not text"):
         transform_text([1], (Transform("trim"),))
-
-
-transforms = st.lists(
-    st.sampled_from(["trim", "lower", "upper", "sha256"]).map(Transform)
-    | st.builds(Transform, st.sampled_from(["prefix", "suffix"]), st.text(max_size=3)),
-    min_size=1,
-    max_size=4,
-)
-
-
-@given(st.text(max_size=20), transforms)
-def test_text_steps_do_what_transform_text_does(text: str, steps: list[Transform]) -> None:
-    assert text_steps(steps)(text) == transform_text(text, steps)
 
 
 canonical_times = st.from_regex(
