@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,9 @@ from connector.dev import bench
 from connector.dev.bench import RunResult
 from connector.dev.sandbox import bench as sandbox_bench
 from connector.dev.sandbox.bench import (
-    CpuPlan,
     SandboxBenchReport,
     SandboxProcess,
     load_command,
-    pinned,
     problems,
     track_body,
     wrk_script,
@@ -44,17 +41,6 @@ def test_the_wrk_script_sends_the_key_and_stops_at_the_limit(tmp_path: Path) -> 
     assert bench.WRK_MARKER in script
     with pytest.raises(bench.BenchError):
         wrk_script(tmp_path / "b.jsonl", "bad]==]key", 1)
-
-
-def test_pinning_and_the_cpu_plan() -> None:
-    assert pinned(["x"], (0,)) == ["taskset", "-c", "0", "x"]
-    assert pinned(["x"], None) == ["x"]
-    assert CpuPlan((0,), (1, 2)).describe() == "sandbox pinned to core 0, load on cores 1,2"
-    assert CpuPlan((0,), None).describe().endswith("load unpinned, same core")
-    assert CpuPlan(None, None).describe().startswith("not pinned")
-    plan = CpuPlan.detect()
-    if shutil.which("taskset"):
-        assert plan.server is not None and len(plan.server) == 1
 
 
 def test_load_commands_are_bounded_in_time_and_count(tmp_path: Path) -> None:

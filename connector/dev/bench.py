@@ -296,8 +296,6 @@ class LoadPlan:
 
 def load_command(plan: LoadPlan, seconds: float) -> list[str]:
     """The command line of one run of the chosen tool."""
-    from connector.dev.sandbox.bench import pinned
-
     return pinned(_tool_command(plan, seconds), plan.cores)
 
 
@@ -347,6 +345,41 @@ def run_load(plan: LoadPlan, seconds: float) -> RunResult:
         raise BenchError(f"{plan.tool} failed ({done.returncode}): {_tail(done.stderr)}")
     parse = parse_wrk_output if plan.tool == "wrk" else parse_loadgen_output
     return parse(done.stdout)
+
+
+# --------------------------------------------------------------------------- cores
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which cores the server under test and the load may use (None: not pinned)."""
+
+    server: tuple[int, ...] | None
+    load: tuple[int, ...] | None
+
+    @classmethod
+    def detect(cls) -> CpuPlan:
+        """One core for the server and the rest for the load, when taskset exists."""
+        if not shutil.which("taskset"):
+            return cls(None, None)
+        cpus = tuple(sorted(os.sched_getaffinity(0)))
+        return cls(cpus[:1], cpus[1:] or None)
+
+    def describe(self, server: str = "sandbox", load: str = "load") -> str:
+        """A short sentence for the report, naming the server and the load as given."""
+        if self.server is None:
+            return "not pinned (taskset not found)"
+        where = f"on cores {_cores(self.load)}" if self.load else "unpinned, same core"
+        return f"{server} pinned to core {_cores(self.server)}, {load} {where}"
+
+
+def _cores(cpus: tuple[int, ...] | None) -> str:
+    return ",".join(str(cpu) for cpu in cpus or ())
+
+
+def pinned(command: list[str], cpus: tuple[int, ...] | None) -> list[str]:
+    """The command run under `taskset -c` when cores are given."""
+    return ["taskset", "-c", _cores(cpus), *command] if cpus else command
 
 
 # --------------------------------------------------------------------------- receiver process
@@ -411,8 +444,6 @@ def receiver_process(
 ) -> Iterator[Receiver]:
     """Start `python -m connector receiver` (on `cores` if given), yield it, and always stop it
     with SIGTERM."""
-    from connector.dev.sandbox.bench import pinned
-
     port, token = free_port(), secrets.token_urlsafe(24)
     log_file = workdir / "receiver.log"
     with log_file.open("wb") as log:
@@ -632,7 +663,6 @@ def _measure(report: BenchReport, plan: LoadPlan, runs: int) -> None:
 
 def _bench_receiver(args: argparse.Namespace, tool: str) -> BenchReport:
     from connector.dev.kafka import provide_broker
-    from connector.dev.sandbox.bench import CpuPlan
 
     # The receiver gets a core of its own, as a deployment would, away from the load tool.
     cpus = CpuPlan.detect()

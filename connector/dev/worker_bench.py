@@ -43,9 +43,9 @@ from typing import Any
 from connector.braze import RateBudget
 from connector.config import ALL_GROUPS, TopicSettings, env_name
 from connector.dev.backlog import bench_topics, fill, records_and_commits
-from connector.dev.bench import BenchError, free_port, stop_process
+from connector.dev.bench import BenchError, CpuPlan, free_port, pinned, stop_process
 from connector.dev.loadgen import positive_float, positive_int
-from connector.dev.sandbox.bench import CpuPlan, cpu_seconds, pinned, read_first_line
+from connector.dev.sandbox.bench import cpu_seconds, read_first_line
 from connector.dev.worker_report import (
     SCENARIOS,
     Accounting,
@@ -399,13 +399,6 @@ def _run_scenario(
             )
 
 
-def _describe_cpus(plan: CpuPlan) -> str:
-    if plan.server is None:
-        return "not pinned (taskset not found)"
-    worker = f"worker on core(s) {','.join(map(str, plan.load))}" if plan.load else "worker too"
-    return f"sandbox pinned to core {plan.server[0]}, {worker}, broker unpinned"
-
-
 def _bench(args: argparse.Namespace) -> WorkerBenchReport:
     from connector.dev.kafka import provide_broker
 
@@ -413,7 +406,7 @@ def _bench(args: argparse.Namespace) -> WorkerBenchReport:
     cpus = CpuPlan.detect()
     report = WorkerBenchReport(
         args.events, args.users, args.max_seconds, args.latency_ms, args.in_flight,
-        _describe_cpus(cpus),
+        cpus.describe("sandbox", "worker") + ", broker unpinned",
     )  # fmt: skip
     with contextlib.ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="worker-bench-")))

@@ -18,7 +18,6 @@ import math
 import os
 import secrets
 import select
-import shutil
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.dev import bench
-from connector.dev.bench import BenchError, RunResult
+from connector.dev.bench import BenchError, CpuPlan, RunResult, pinned
 from connector.signals import sigterm_as_interrupt
 
 TRACK_PATH = "/users/track"
@@ -74,38 +73,6 @@ def wrk_script(body_file: Path, api_key: str, limit: int) -> str:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class CpuPlan:
-    """Which cores the server under test and the load may use (None: not pinned)."""
-
-    server: tuple[int, ...] | None
-    load: tuple[int, ...] | None
-
-    @classmethod
-    def detect(cls) -> CpuPlan:
-        """One core for the server and the rest for the load, when taskset exists."""
-        if not shutil.which("taskset"):
-            return cls(None, None)
-        cpus = tuple(sorted(os.sched_getaffinity(0)))
-        return cls(cpus[:1], cpus[1:] or None)
-
-    def describe(self, server: str = "sandbox") -> str:
-        """A short sentence for the report."""
-        if self.server is None:
-            return "not pinned (taskset not found)"
-        load = f"load on cores {_cores(self.load)}" if self.load else "load unpinned, same core"
-        return f"{server} pinned to core {_cores(self.server)}, {load}"
-
-
-def _cores(cpus: tuple[int, ...] | None) -> str:
-    return ",".join(str(cpu) for cpu in cpus or ())
-
-
-def pinned(command: list[str], cpus: tuple[int, ...] | None) -> list[str]:
-    """The command run under `taskset -c` when cores are given."""
-    return ["taskset", "-c", _cores(cpus), *command] if cpus else command
 
 
 @dataclass(frozen=True)
