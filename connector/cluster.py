@@ -20,7 +20,7 @@ from aiokafka.errors import CommitFailedError, KafkaError, for_code
 
 from connector.config import KafkaSettings
 from connector.errors import ConfigError, ConnectorError, KafkaUnavailable
-from connector.kafka_security import client_kwargs, connect_failure
+from connector.kafka_security import client_kwargs, connect_failure, unreachable
 
 T = TypeVar("T")
 
@@ -79,11 +79,6 @@ class Cluster:
         await self._consumer.stop()
         await self._admin.close()
 
-    def _unreachable(self, exc: BaseException) -> KafkaUnavailable:
-        return KafkaUnavailable(
-            f"cannot reach Kafka at {self.kafka.kafka_bootstrap_servers}: {exc}"
-        )
-
     async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run one Kafka call, retrying transient errors (a coordinator still loading) a while."""
         deadline = time.monotonic() + self._timeout_s
@@ -93,7 +88,7 @@ class Cluster:
             except (KafkaError, TimeoutError) as exc:
                 retriable = isinstance(exc, TimeoutError) or exc.retriable
                 if not retriable or time.monotonic() >= deadline:
-                    raise self._unreachable(exc) from None
+                    raise unreachable(self.kafka, exc) from None
             await asyncio.sleep(_RETRY_PAUSE_S)
 
     # -- topics ----------------------------------------------------------------------------------
@@ -149,7 +144,7 @@ class Cluster:
             async for record in self._drain(reader, left):
                 yield record
         except KafkaError as exc:
-            raise self._unreachable(exc) from None
+            raise unreachable(self.kafka, exc) from None
         finally:
             await reader.stop()
 
@@ -211,6 +206,6 @@ class Cluster:
         except CommitFailedError:
             raise GroupBusy(f"Kafka refused the offsets: group {group} has live members") from None
         except KafkaError as exc:
-            raise self._unreachable(exc) from None
+            raise unreachable(self.kafka, exc) from None
         finally:
             await committer.stop()

@@ -118,10 +118,14 @@ def _reason(exc: OSError) -> str:
 async def connect_failure(kafka: KafkaSettings, exc: BaseException) -> ConnectorError:
     """Say why a client could not start: KafkaRefused if a broker refused it, else unreachable."""
     refusal = await _refusal(kafka) if kafka.kafka_security_protocol != "PLAINTEXT" else None
-    if refusal is not None:
-        return refusal
-    message = f"cannot reach Kafka at {kafka.kafka_bootstrap_servers}: {exc}"
-    return KafkaUnavailable(scrub(message, kafka))
+    return refusal if refusal is not None else unreachable(kafka, exc)
+
+
+def unreachable(kafka: KafkaSettings, exc: BaseException) -> KafkaUnavailable:
+    """Kafka did not answer (or failed) a client: where it was sought and why, password hidden."""
+    return KafkaUnavailable(
+        scrub(f"cannot reach Kafka at {kafka.kafka_bootstrap_servers}: {exc}", kafka)
+    )
 
 
 async def start_consumer(consumer: AIOKafkaConsumer, kafka: KafkaSettings) -> None:
