@@ -26,7 +26,7 @@ def records(count: int, *, fresh_times: bool = False, users: int = USERS) -> lis
     """Raw records as the receiver writes them, one per bench lead (of `users` people).
 
     Bench leads repeat their `created_at` every hour of leads; `fresh_times` gives each its own,
-    as real leads have, so that no cache of parsed times helps.
+    as real leads have.
     """
     headers = (
         ("content-type", b"application/json"),
