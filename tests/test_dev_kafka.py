@@ -26,6 +26,7 @@ from connector.dev.kafka import (
     prepare_jars,
     render_server_properties,
     run_local_kafka,
+    server_properties,
 )
 
 TWO_MIB = 2 * 1024 * 1024
@@ -112,7 +113,7 @@ async def test_jar_broker_restarts_on_the_same_address_and_keeps_its_data() -> N
 
 def test_server_properties_describe_a_fast_single_node_kraft_broker(tmp_path: Path) -> None:
     text = render_server_properties(
-        broker_port=19092, controller_port=19093, log_dir=tmp_path / "kraft"
+        server_properties(broker_port=19092, controller_port=19093, log_dir=tmp_path / "kraft")
     )
     props = dict(line.split("=", 1) for line in text.splitlines())
     assert props["process.roles"] == "broker,controller"

@@ -404,22 +404,8 @@ def _scram_arguments(users: Mapping[str, str]) -> list[str]:
     ]
 
 
-def render_server_properties(
-    *,
-    broker_port: int,
-    controller_port: int,
-    log_dir: Path,
-    sasl_port: int | None = None,
-    sasl_users: Mapping[str, str] | None = None,
-) -> str:
-    """Return `server.properties` text for a single-node broker on the given ports."""
-    settings = server_properties(
-        broker_port=broker_port,
-        controller_port=controller_port,
-        log_dir=log_dir,
-        sasl_port=sasl_port,
-        sasl_users=sasl_users,
-    )
+def render_server_properties(settings: Mapping[str, str]) -> str:
+    """Return `server.properties` text for settings such as `server_properties()` gives."""
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
@@ -664,11 +650,13 @@ class JarBroker:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties.write_text(
             render_server_properties(
-                broker_port=broker_port,
-                controller_port=controller_port,
-                log_dir=self._kraft_dir,
-                sasl_port=self._sasl_port,
-                sasl_users=self._sasl_users,
+                server_properties(
+                    broker_port=broker_port,
+                    controller_port=controller_port,
+                    log_dir=self._kraft_dir,
+                    sasl_port=self._sasl_port,
+                    sasl_users=self._sasl_users,
+                )
             ),
             encoding="utf-8",
         )
