@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import enum
 import re
+import ssl
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 import orjson
 from aiolimiter import AsyncLimiter
 
 from connector.errors import ConfigError
+from connector.http1 import NoAnswer, Origin, Pool, request_head
 
 TRACK_PATH = "/users/track"
+USER_AGENT = "outgrow-braze"
 
 
 class Action(enum.StrEnum):
@@ -217,27 +219,27 @@ def retry_after(headers: Any, now: float | None = None) -> float | None:
 
 
 class BrazeClient:
-    """POST /users/track bodies over one keep-alive session."""
+    """POST /users/track bodies over keep-alive connections (`connector.http1`)."""
 
-    def __init__(self, endpoint: str, api_key: str, timeout_s: float, connections: int) -> None:
-        self._url = endpoint.rstrip("/") + TRACK_PATH
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str,
+        timeout_s: float,
+        connections: int,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._api_key = api_key
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._connections = connections
-        self._session: aiohttp.ClientSession | None = None
+        origin = Origin.parse(endpoint)
+        headers = (
+            ("Authorization", f"Bearer {api_key}"),
+            ("Content-Type", "application/json"),
+            ("User-Agent", USER_AGENT),
+        )
+        self._head = request_head(origin, TRACK_PATH, headers)
+        self._pool = Pool(origin, limit=connections, timeout_s=timeout_s, ssl_context=ssl_context)
 
     async def __aenter__(self) -> BrazeClient:
-        connector = aiohttp.TCPConnector(limit=self._connections, ttl_dns_cache=300)
-        headers = {
-            "Authorization": f"Bearer {self._api_key}",
-            "Content-Type": "application/json",
-        }
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            headers=headers,
-            timeout=self._timeout,
-            cookie_jar=aiohttp.DummyCookieJar(),  # Braze's REST API sets none: skip the work
-        )
         return self
 
     async def __aexit__(
@@ -246,8 +248,7 @@ class BrazeClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self._pool.close()
 
     def redact(self, text: str) -> str:
         """Remove the API key, which Braze echoes in some 401 bodies."""
@@ -255,14 +256,11 @@ class BrazeClient:
 
     async def track(self, body: dict[str, Any]) -> Answer:
         """Send one request and classify the answer; never raises for HTTP or network trouble."""
-        assert self._session is not None, "use BrazeClient with async with"
         try:
-            async with self._session.post(self._url, data=orjson.dumps(body)) as response:
-                raw = await response.read()
-                return self._answer(response.status, raw, response.headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = type(exc).__name__
-            return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {reason}"))
+            reply = await self._pool.post(self._head, orjson.dumps(body))
+        except NoAnswer as exc:
+            return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {exc}"))
+        return self._answer(reply.status, reply.body, reply.headers)
 
     def _answer(self, status: int, raw: bytes, headers: Any) -> Answer:
         message, errors = _read_body(raw)
