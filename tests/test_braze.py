@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from connector.braze import Action, AdaptiveLimiter, RateBudget, action_for, retry_after
+from connector.braze import (
+    Action,
+    AdaptiveLimiter,
+    BrazeClient,
+    RateBudget,
+    action_for,
+    retry_after,
+)
 from connector.errors import ConfigError
 
 
@@ -117,3 +124,8 @@ async def test_no_window_of_the_period_exceeds_the_budget() -> None:
     )
     assert busiest <= budget.requests
     assert len(stamps) >= budget.requests  # it did let work through
+
+
+def test_client_refuses_an_endpoint_it_cannot_post_to() -> None:
+    with pytest.raises(ConfigError, match="must start with http:// or https://"):
+        BrazeClient("rest.iad-01.braze.com", "key", timeout_s=1, connections=1)
