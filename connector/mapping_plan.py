@@ -40,6 +40,7 @@ from connector.transforms import (
     MAX_TEXT,
     CoercionError,
     Transform,
+    is_canonical_time,
     to_array,
     transform_text,
 )
@@ -82,6 +83,7 @@ class _Writer:
             "_Filtered": Filtered,
             "_matches": matches,
             "_Mapping": abc.Mapping,
+            "_is_canonical_time": is_canonical_time,
         }
         self._named: dict[int, str] = {}
         self.reads: dict[Source, str] = {}  # source -> local holding what it finds
@@ -364,6 +366,10 @@ class _Writer:
             otherwise = f"elif not {common} and {typed} is not _MISSING:"
         elif not rule.transforms and rule.kind in ("number", "integer"):
             otherwise = f"if type({typed}) is not int and {typed} is not _MISSING:"
+        elif not rule.transforms and rule.kind == "time":
+            # A time already as Braze wants it, the common case, stays as it is.
+            canonical = f"type({typed}) is str and _is_canonical_time({typed})"
+            otherwise = f"if {typed} is not _MISSING and not ({canonical}):"
         else:
             otherwise = f"if {typed} is not _MISSING:"
         with self.block(otherwise):

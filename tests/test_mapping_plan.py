@@ -157,7 +157,12 @@ values = st.recursive(
     max_leaves=25,
 )
 identities = st.sampled_from(["u1", " U2 ", "", " a@B.co ", "x@outgrow.co"]) | scalars
-times = st.sampled_from(["2024-05-01T10:20:30Z", "1714558830", "Wed May 01 2024", "soon"]) | scalars
+CANONICAL_ISH = ["2024-05-01T10:20:30.000Z", "2026-02-30T10:20:30.000Z", "0000-01-01T00:00:00.000Z"]
+times = (
+    st.sampled_from(["2024-05-01T10:20:30Z", "1714558830", "Wed May 01 2024", "soon"])
+    | st.sampled_from(CANONICAL_ISH)
+    | scalars
+)
 entries = st.fixed_dictionaries(
     {},
     optional={
