@@ -301,6 +301,8 @@ class _Writer:
         """An expression doing the transforms in order over the text expression."""
         for step in transforms:
             method = _STR_METHODS.get(step.name)
+            if method == ".strip()" and text.endswith(method):
+                continue  # stripped already: stripping again changes nothing
             text = text + method if method else f"{self.const(step)}({text})"
         return text
 
@@ -360,10 +362,11 @@ class _Writer:
         convert = self.const(_converter(rule.kind, rule.transforms, rule.split))
         self.line(f"{typed} = {local}")
         if not rule.transforms and rule.kind == "string":
-            common = f"type({typed}) is str"  # text as it is, cut to Braze's length
-            with self.block(f"if {common} and len({typed}) > {MAX_TEXT}:"):
+            # Text as it is, cut to Braze's length.
+            text, long = f"if type({typed}) is str:", f"if len({typed}) > {MAX_TEXT}:"
+            with self.block(text), self.block(long):
                 self.line(f"{typed} = {typed}[:{MAX_TEXT}]")
-            otherwise = f"elif not {common} and {typed} is not _MISSING:"
+            otherwise = f"elif {typed} is not _MISSING:"
         elif not rule.transforms and rule.kind in ("number", "integer"):
             otherwise = f"if type({typed}) is not int and {typed} is not _MISSING:"
         elif not rule.transforms and rule.kind == "time":

@@ -243,6 +243,15 @@ def test_plans_give_what_the_rules_give_for_leads(
         )
 
 
+def test_plans_cut_long_text_as_the_rules_do(default: Mapping, everything: Mapping) -> None:
+    long = "é" * 300
+    document = {**lead(1), "calc_name": long, "type": long, "name": long, "note": long}
+    for mapping in (default, everything):
+        assert outcome(mapping, False, document, "default", 1) == outcome(
+            mapping, True, document, "default", 1
+        )
+
+
 def test_a_bench_lead_maps_to_an_update(default: Mapping) -> None:
     result = default.apply(lead(7), source="default", received_at_ms=1)
     assert isinstance(result, BrazeUpdate)
@@ -345,3 +354,10 @@ def test_identity_text_is_shaped_as_transform_text_shapes_it(
     expression = writer.shaped("text", tuple(steps))
     shaped = eval(expression, dict(writer.constants), {"text": text})  # noqa: S307  # our own
     assert shaped == transform_text(text, steps)
+
+
+def test_identity_text_is_stripped_once(default: Mapping) -> None:
+    writer = _Writer(default.fallback)
+    steps = tuple(map(Transform, ["trim", "trim", "lower", "trim"]))
+    assert writer.shaped("text.strip()", steps) == "text.strip().lower().strip()"
+    assert ".strip().strip()" not in writer.source()
