@@ -40,6 +40,7 @@ from connector.transforms import (
     MAX_TEXT,
     CoercionError,
     Transform,
+    is_canonical_time,
     to_array,
     transform_text,
 )
@@ -82,6 +83,7 @@ class _Writer:
             "_Filtered": Filtered,
             "_matches": matches,
             "_Mapping": abc.Mapping,
+            "_is_canonical_time": is_canonical_time,
         }
         self._named: dict[int, str] = {}
         self.reads: dict[Source, str] = {}  # source -> local holding what it finds
@@ -299,6 +301,8 @@ class _Writer:
         """An expression doing the transforms in order over the text expression."""
         for step in transforms:
             method = _STR_METHODS.get(step.name)
+            if method == ".strip()" and text.endswith(method):
+                continue  # stripped already: stripping again changes nothing
             text = text + method if method else f"{self.const(step)}({text})"
         return text
 
@@ -358,12 +362,17 @@ class _Writer:
         convert = self.const(_converter(rule.kind, rule.transforms, rule.split))
         self.line(f"{typed} = {local}")
         if not rule.transforms and rule.kind == "string":
-            common = f"type({typed}) is str"  # text as it is, cut to Braze's length
-            with self.block(f"if {common} and len({typed}) > {MAX_TEXT}:"):
+            # Text as it is, cut to Braze's length.
+            text, long = f"if type({typed}) is str:", f"if len({typed}) > {MAX_TEXT}:"
+            with self.block(text), self.block(long):
                 self.line(f"{typed} = {typed}[:{MAX_TEXT}]")
-            otherwise = f"elif not {common} and {typed} is not _MISSING:"
+            otherwise = f"elif {typed} is not _MISSING:"
         elif not rule.transforms and rule.kind in ("number", "integer"):
             otherwise = f"if type({typed}) is not int and {typed} is not _MISSING:"
+        elif not rule.transforms and rule.kind == "time":
+            # A time already as Braze wants it, the common case, stays as it is.
+            canonical = f"type({typed}) is str and _is_canonical_time({typed})"
+            otherwise = f"if {typed} is not _MISSING and not ({canonical}):"
         else:
             otherwise = f"if {typed} is not _MISSING:"
         with self.block(otherwise):

@@ -44,7 +44,11 @@ _NUMBER = re.compile(
 )
 # Nine digits or more: shorter digit strings are more likely dates such as 20240501.
 _EPOCH = re.compile(r"[+-]?[0-9]{9,16}(?:\.[0-9]+)?")
-_CANONICAL_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+# What `_to_time` writes (2025-03-14T09:12:13.589Z) as bytes, each ASCII digit read as 0.
+_CANONICAL_SHAPE = b"0000-00-00T00:00:00.000Z"
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_FIRST_YEAR, _YEAR_AFTER = f"{MIN_YEAR:04d}", f"{MAX_YEAR + 1:04d}"
+_from_iso = datetime.fromisoformat  # bound once: looked up per lead, it costs a fifth of a check
 _JS_DATE = re.compile(r"(\w{3} \w{3} \d{1,2} \d{4} \d\d:\d\d:\d\d) GMT([+-]\d{4})(?: \(.*\))?")
 
 
@@ -158,24 +162,27 @@ def to_boolean(value: Any) -> bool:
 
 def to_time(value: Any) -> str:
     """An ISO 8601 UTC time with milliseconds, from ISO text or epoch seconds or milliseconds."""
-    if isinstance(value, str):
-        return _text_to_time(value)
+    if isinstance(value, str) and is_canonical_time(value):
+        return value  # already what _to_time writes, as JavaScript's toISOString() does
     return _to_time(value)
 
 
-def _text_to_time(text: str) -> str:
-    if _CANONICAL_TIME.fullmatch(text) and _real_time(text):
-        return text  # already what _to_time writes, as JavaScript's toISOString() does
-    return _to_time(text)
-
-
-def _real_time(text: str) -> bool:
-    """Whether canonical-looking text is a real moment in the years Braze accepts."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
+def is_canonical_time(text: str) -> bool:
+    """Whether text is what `_to_time` writes for it: a real moment in the years Braze accepts,
+    written `YYYY-MM-DDTHH:MM:SS.mmmZ`, as most leads carry their times; plans ask it first.
+    """
+    # The shape compared as bytes, ASCII digits made 0: what a regular expression of the shape
+    # tests, at a third of its cost (isascii() keeps encode() from failing). Within the shape,
+    # text compares with a year's four digits as its year does.
+    if not text.isascii() or text.encode().translate(_DIGITS_AS_ZERO) != _CANONICAL_SHAPE:
         return False
-    return MIN_YEAR <= moment.year <= MAX_YEAR
+    if not _FIRST_YEAR <= text < _YEAR_AFTER:
+        return False
+    try:
+        _from_iso(text)
+    except ValueError:  # no such day or time, e.g. 2026-02-30
+        return False
+    return True
 
 
 def _to_time(value: Any) -> str:

@@ -157,7 +157,12 @@ values = st.recursive(
     max_leaves=25,
 )
 identities = st.sampled_from(["u1", " U2 ", "", " a@B.co ", "x@outgrow.co"]) | scalars
-times = st.sampled_from(["2024-05-01T10:20:30Z", "1714558830", "Wed May 01 2024", "soon"]) | scalars
+CANONICAL_ISH = ["2024-05-01T10:20:30.000Z", "2026-02-30T10:20:30.000Z", "0000-01-01T00:00:00.000Z"]
+times = (
+    st.sampled_from(["2024-05-01T10:20:30Z", "1714558830", "Wed May 01 2024", "soon"])
+    | st.sampled_from(CANONICAL_ISH)
+    | scalars
+)
 entries = st.fixed_dictionaries(
     {},
     optional={
@@ -232,6 +237,15 @@ def test_plans_give_what_the_rules_give_for_leads(
     default: Mapping, everything: Mapping, index: int, changes: dict[str, Any]
 ) -> None:
     document = {**lead(index), **changes}
+    for mapping in (default, everything):
+        assert outcome(mapping, False, document, "default", 1) == outcome(
+            mapping, True, document, "default", 1
+        )
+
+
+def test_plans_cut_long_text_as_the_rules_do(default: Mapping, everything: Mapping) -> None:
+    long = "é" * 300
+    document = {**lead(1), "calc_name": long, "type": long, "name": long, "note": long}
     for mapping in (default, everything):
         assert outcome(mapping, False, document, "default", 1) == outcome(
             mapping, True, document, "default", 1
@@ -340,3 +354,10 @@ def test_identity_text_is_shaped_as_transform_text_shapes_it(
     expression = writer.shaped("text", tuple(steps))
     shaped = eval(expression, dict(writer.constants), {"text": text})  # noqa: S307  # our own
     assert shaped == transform_text(text, steps)
+
+
+def test_identity_text_is_stripped_once(default: Mapping) -> None:
+    writer = _Writer(default.fallback)
+    steps = tuple(map(Transform, ["trim", "trim", "lower", "trim"]))
+    assert writer.shaped("text.strip()", steps) == "text.strip().lower().strip()"
+    assert ".strip().strip()" not in writer.source()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -18,6 +19,7 @@ from connector.transforms import (
     Transform,
     _to_time,
     coerce,
+    is_canonical_time,
     text_of,
     to_array,
     to_boolean,
@@ -320,3 +322,83 @@ def test_times_already_written_as_braze_wants_read_as_any_other(text: str) -> No
             to_time(text)
     else:
         assert to_time(text) == expected
+
+
+def given_back(text: str) -> bool:
+    """Whether the general way, `_to_time`, gives `text` back as it is."""
+    try:
+        return _to_time(text) == text
+    except CoercionError:
+        return False
+
+
+# Characters a near-canonical time may have instead of its own: other digits (Arabic-Indic,
+# superscript, full-width), separators of other ISO forms, case, space, a lone surrogate.
+STAND_INS_LISTED = [*"0123456789\u0663\u00b2\uff10-:.,TtZz +/\x00\u00e9", "", "00", "\udc80"]
+STAND_INS = st.sampled_from(STAND_INS_LISTED)
+written = st.datetimes(min_value=datetime(1, 1, 1)).map(
+    lambda moment: moment.isoformat(timespec="milliseconds") + "Z"
+)
+
+
+@st.composite
+def near_canonical_times(draw: st.DrawFn) -> str:
+    """Text shaped as `_to_time` writes times (of any year, or of no real day), up to two
+    characters changed."""
+    text = draw(written | canonical_times | st.sampled_from(["0000-01-01T00:00:00.000Z"]))
+    for _ in range(draw(st.integers(0, 2))):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(STAND_INS) + text[at + draw(st.integers(0, 1)) :]
+    return text
+
+
+@given(st.text() | near_canonical_times())
+def test_canonical_times_are_the_texts_the_general_way_gives_back(text: str) -> None:
+    assert is_canonical_time(text) is given_back(text)
+
+
+def one_change_away(text: str) -> Iterator[str]:
+    """Every text that one stand-in makes of `text`, in place of a character or beside it."""
+    for at in range(len(text) + 1):
+        for stand_in in STAND_INS_LISTED:
+            yield text[:at] + stand_in + text[at + 1 :]
+            yield text[:at] + stand_in + text[at:]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2025-03-14T09:12:13.589Z",
+        "2024-02-29T23:59:59.999Z",
+        "0001-01-01T00:00:00.000Z",
+        "3000-12-31T23:59:59.999Z",
+    ],
+)
+def test_canonical_times_one_change_away_are_the_texts_given_back(text: str) -> None:
+    for changed in one_change_away(text):
+        assert is_canonical_time(changed) is given_back(changed), changed
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("2024-02-29T23:59:59.999Z", True),
+        ("0001-01-01T00:00:00.000Z", True),
+        ("3000-12-31T23:59:59.999Z", True),
+        ("3001-01-01T00:00:00.000Z", False),
+        ("0000-01-01T00:00:00.000Z", False),
+        ("2026-02-30T10:20:30.000Z", False),
+        ("2024-05-01T24:00:00.000Z", False),
+        ("2024-05-01T10:20:60.000Z", False),
+        ("2024-05-01t10:20:30.000Z", False),
+        ("2024-05-01 10:20:30.000Z", False),
+        ("2024-05-01T10:20:30,000Z", False),
+        ("2024-05-01T10:20:30.000z", False),
+        ("2024-05-01T10:20:30.000+00:00", False),
+        ("2024-05-0\u0661T10:20:30.000Z", False),
+        (" 2024-05-01T10:20:30.000Z", False),
+    ],
+)
+def test_canonical_times(text: str, canonical: bool) -> None:
+    assert is_canonical_time(text) is canonical
+    assert given_back(text) is canonical
