@@ -105,6 +105,8 @@ def to_number(value: Any) -> int | float:
     """A JSON number as it is, or a number read from text like `$1,234.50`, `75%` or `-3e2`."""
     if type(value) is int:  # the common case, first; bools are not of type int
         return value
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) <= MAX_NUMBER_TEXT:
+        return int(value)  # plain digits, as forms send scores: what the pattern makes of them
     if isinstance(value, bool):
         raise CoercionError("is a boolean, not a number")
     if isinstance(value, int):

@@ -17,6 +17,7 @@ from connector.transforms import (
     MAX_TEXT,
     CoercionError,
     Transform,
+    _parse_number,
     _to_time,
     coerce,
     is_canonical_time,
@@ -142,6 +143,25 @@ def test_integers_round_trip_through_text(number: int) -> None:
     assert to_number(f"{number:,}") == number
     assert to_integer(f"{number:,}") == number
     assert to_number(f"{number}%") == number
+
+
+@given(
+    st.text(alphabet="0123456789", min_size=1, max_size=70)
+    | st.text(alphabet=st.characters(categories=["Nd", "No"]), min_size=1, max_size=4)
+    | st.text(alphabet="0123456789 ٣²-+.,", min_size=1, max_size=6)
+)
+def test_digit_text_reads_as_the_pattern_reads_it(text: str) -> None:
+    """Plain digits skip the number pattern; what they give must be what it gives, and other
+    digits (Arabic-Indic, superscript), too many digits and anything else still go through it."""
+    try:
+        expected: int | float | str = _parse_number(text)
+    except CoercionError as exc:
+        expected = f"refused: {exc}"
+    try:
+        got: int | float | str = to_number(text)
+    except CoercionError as exc:
+        got = f"refused: {exc}"
+    assert got == expected and type(got) is type(expected)
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
