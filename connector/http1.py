@@ -203,11 +203,17 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self.waiter is None
         self.waiter = waiter = loop.create_future()
         self.keep_alive = False
-        self.transport.writelines((head, b"%d\r\n\r\n" % len(body), body))
+        try:
+            self.transport.writelines((head, b"%d\r\n\r\n" % len(body), body))
+        except (OSError, RuntimeError):  # closed under us (uvloop says so with RuntimeError)
+            self._fail("connection closed before the request went")
+            self.abort()
         return waiter
 
     def reusable(self) -> bool:
-        return self.keep_alive and not self.closed and self.waiter is None
+        transport = self.transport
+        closing = transport is None or transport.is_closing()  # closed, not yet told so
+        return self.keep_alive and not self.closed and not closing and self.waiter is None
 
     def expire(self) -> None:
         self._fail("timed out waiting for the answer")
@@ -235,8 +241,8 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.waiter is not None and self.headers_done and not self.framed:
-            self.on_message_complete()  # the body ran to the end of the connection
+        if exc is None and self.waiter is not None and self.headers_done and not self.framed:
+            self.on_message_complete()  # the body ran to a clean end of the connection
         self._fail("connection closed before the answer")
 
     # -- httptools' callbacks -------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -264,6 +266,18 @@ async def test_garbage_is_no_answer() -> None:
         assert (await _no_answer(url)).startswith("unreadable answer")
 
 
+async def test_body_running_to_a_reset_is_no_answer() -> None:
+    async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b'HTTP/1.1 201 Created\r\n\r\n{"message":"succ')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    async with raw_server(reset) as url:
+        assert await _no_answer(url) == "connection closed before the answer"
+
+
 # -- connections -------------------------------------------------------------------------------
 
 
@@ -300,6 +314,24 @@ async def test_connection_the_server_dropped_while_idle_is_not_reused() -> None:
         await asyncio.sleep(0.05)
         assert (await pool.post(_head(url), BODY)).status == 201
         assert seen[1].remote != seen[0].remote
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_connection_closing_but_not_yet_told_is_not_reused(loop: str) -> None:
+    async def main() -> tuple[int, int]:
+        async with (
+            aiohttp_server(_created) as (url, seen),
+            Pool(Origin.parse(url), limit=1, timeout_s=5) as pool,
+        ):
+            assert (await pool.post(_head(url), BODY)).status == 201
+            idle = pool._idle[0]
+            assert idle.transport is not None
+            idle.transport.close()  # closing now; connection_lost comes on a later turn
+            reply = await pool.post(_head(url), BODY)
+            return reply.status, len({request.remote for request in seen})
+
+    run = uvloop.run if loop == "uvloop" else asyncio.run
+    assert run(main()) == (201, 2)
 
 
 async def test_cancelled_request_drops_its_connection_and_the_pool_goes_on() -> None:
