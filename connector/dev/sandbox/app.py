@@ -17,6 +17,7 @@ from aiohttp import web
 from connector.config import SandboxSettings
 from connector.dev.sandbox import admin, api
 from connector.dev.sandbox.state import STATE, SandboxConfig, SandboxState
+from connector.runtime import SANDBOX_YOUNG_OBJECTS, tune_gc
 from connector.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ async def serve(
     """Run the sandbox until SIGTERM/SIGINT (or `stop`); call `ready` with its URL once up."""
     config = SandboxConfig.from_settings(settings)
     stop = stop or stop_on_signals()
+    tune_gc(SANDBOX_YOUNG_OBJECTS)
     async with Sandbox(config) as sandbox:
         log.info("sandbox listening", extra={"url": sandbox.base_url})
         if ready is not None:

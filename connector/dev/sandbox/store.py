@@ -250,6 +250,8 @@ def _count(tallies: dict[str, Occurrences], name: str, when: datetime) -> None:
 def _preferred(candidates: list[Profile]) -> Profile | None:
     """Of several profiles sharing an e-mail or phone: the latest updated one with an external
     id, else the latest updated one (the identifier FAQ of the `/users/track` page)."""
+    if len(candidates) == 1:  # the common case: one profile has the e-mail or phone
+        return candidates[0]
     identified = [profile for profile in candidates if profile.external_id is not None]
     pool = identified or candidates
     return max(pool, key=lambda profile: profile.touched) if pool else None
