@@ -638,6 +638,25 @@ def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
     )
 
 
+async def unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """Await `work`, cancelling it once `stop` is set first.
+
+    Taking a fetched batch waits for its dead letters, without end while Kafka will not take
+    them; SIGTERM must not wait with it. A record whose dead letter was cut short stays
+    unfinished, so no commit passes it and the next owner of its partition reads it again.
+    """
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def _consume(worker: Worker, stop: asyncio.Event, config: WorkerConfig) -> None:
     consumer = worker.consumer
     await start_consumer(consumer, config.kafka)
@@ -646,7 +665,7 @@ async def _consume(worker: Worker, stop: asyncio.Event, config: WorkerConfig) ->
     last_commit = time.monotonic()
     try:
         while not stop.is_set():
-            await worker.fetch_once()
+            await unless_stopped(worker.fetch_once(), stop)
             worker.check_ready(stop.is_set())  # kept current for scrapes, not only for probes
             if time.monotonic() - last_commit >= worker.settings.worker_commit_interval_s:
                 await worker.commit()

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientSession
+from aiohttp import ClientConnectorError, ClientSession
 
 from connector.deadletter import SourceRecord
 from connector.dev.sandbox.app import Sandbox
 from connector.dev.sandbox.state import SandboxConfig
 from connector.mapping import BrazeUpdate, MappingFailure, load_mapping
-from connector.worker import map_source, map_value, record_facts
+from connector.worker import WorkerConfig, map_source, map_value, record_facts, serve
 from tests.kafka_support import end_offsets
 from tests.test_receiver import running_receiver
 from tests.worker_support import lead, pipeline, sandbox_settings, wait_for
@@ -81,6 +82,30 @@ async def test_unmappable_records_are_dead_lettered_with_the_map_stage(
     assert line.profile(1) is not None
 
 
+async def test_a_dead_letter_kafka_will_not_take_does_not_hold_up_a_stop(
+    bootstrap_servers: str,
+) -> None:
+    """The dead-letter topic is missing (auto-creation is off): the unmappable record's dead
+    letter retries without end, yet the worker stops within its grace period and commits
+    nothing past that record, so the next worker reads it again."""
+    async with pipeline(bootstrap_servers, partitions=1) as line:
+        await line.produce([{"id": "anonymous", "results": []}])
+        await line.produce([lead(1, 0)])
+        settings = line.worker_settings(worker_drain_timeout_s=1)
+        topics = line.topics.topics.model_copy(update={"dlq_topic": f"missing-{uuid.uuid4().hex}"})
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(WorkerConfig(line.topics.kafka, topics, settings), stop))
+        letter = 'outgrow_worker_records_dead_lettered_total{stage="map"}'
+        async with asyncio.timeout(60):  # the worker took the record and is retrying its letter
+            while (await _metrics_when_up(settings.worker_port)).get(letter, 0) < 1:
+                await asyncio.sleep(0.2)
+        await asyncio.sleep(1)
+        assert not task.done()
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+        assert await line.committed() == {0: 0}
+
+
 RATE = "outgrow_worker_rate_limit_per_second"
 BUDGET = "outgrow_worker_rate_budget_per_second"
 
@@ -93,6 +118,14 @@ async def _metrics(port: int) -> dict[str, float]:
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     samples = (line.rsplit(" ", 1) for line in lines)
     return {name: float(value) for name, value in samples}
+
+
+async def _metrics_when_up(port: int) -> dict[str, float]:
+    """The worker's samples, or none while its health server is not listening yet."""
+    try:
+        return await _metrics(port)
+    except ClientConnectorError:
+        return {}
 
 
 def _lag_partitions(samples: dict[str, float]) -> set[str]:
