@@ -69,6 +69,14 @@ values = st.one_of(
 )
 
 
+def outcome(check: Any, *args: Any) -> Any:
+    """What a check gives, or the type of what it raises (too large a number for orjson)."""
+    try:
+        return check(*args)
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
 def reference_check_attributes(item: dict[str, Any]) -> contract.Problem:
     problem = contract._check_flags(item, ("_update_existing_only", "_merge_objects"))
     for key, value in item.items():
@@ -114,7 +122,7 @@ def reference_identify(item: dict[str, Any]) -> Identity | str:
 
 @given(st.dictionaries(names, values, max_size=6))
 def test_attributes_fast_path_agrees_with_the_rules(item: dict[str, Any]) -> None:
-    assert check_attributes(item) == reference_check_attributes(item)
+    assert outcome(check_attributes, item) == outcome(reference_check_attributes, item)
 
 
 @given(
@@ -125,8 +133,8 @@ def test_properties_fast_path_agrees_with_the_rules(
     properties: Any, reserved: frozenset[str]
 ) -> None:
     for max_bytes in (10, 100_000):
-        expected = reference_check_properties(properties, reserved, max_bytes)
-        assert check_properties(properties, reserved, max_bytes) == expected
+        args = (properties, reserved, max_bytes)
+        assert outcome(check_properties, *args) == outcome(reference_check_properties, *args)
 
 
 identifiers = st.one_of(

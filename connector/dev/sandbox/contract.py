@@ -297,21 +297,31 @@ def check_attributes(item: Mapping[str, Any]) -> Problem:
     for key, value in item.items():
         if problem is not None:
             break
-        if key not in META_KEYS and not _plain_custom(key, value):
-            problem = check_attribute(key, value)
+        if key in META_KEYS:
+            continue
+        # Most attributes are custom ones of short text or numbers under a name seen before,
+        # passed here without a call: what `check_attribute` surely accepts.
+        kind = type(value)
+        if (kind in _PLAIN_TYPES or (kind is str and len(value) <= MAX_CHARS)) and (
+            (key in _KNOWN_CUSTOM_NAMES and type(key) is str) or _custom_name(key)
+        ):
+            continue
+        problem = check_attribute(key, value)
     return problem
 
 
 _PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+MAX_KNOWN_NAMES = 4096  # per rule: a workspace's names are few, but bodies may be hostile
+_KNOWN_CUSTOM_NAMES: set[str] = set()
 
 
-def _plain_custom(key: str, value: Any) -> bool:
-    """True for what `check_attribute` surely accepts without a look at its rules: a custom
-    attribute with a short name holding a number, a boolean, null or short text (most are)."""
-    if type(key) is not str or not 0 < len(key) <= MAX_CHARS or key in STANDARD_CHECKS:
-        return False
-    kind = type(value)
-    return kind in _PLAIN_TYPES or (kind is str and len(value) <= MAX_CHARS)
+def _custom_name(key: Any) -> bool:
+    """True for a custom attribute name `check_attribute` takes as such: 1-255 characters,
+    no standard field with rules of its own. Remembers it (up to a bound) for the next time."""
+    plain = type(key) is str and 0 < len(key) <= MAX_CHARS and key not in STANDARD_CHECKS
+    if plain and len(_KNOWN_CUSTOM_NAMES) < MAX_KNOWN_NAMES:
+        _KNOWN_CUSTOM_NAMES.add(key)
+    return plain
 
 
 def _check_flags(item: Mapping[str, Any], names: tuple[str, ...]) -> Problem:
@@ -591,12 +601,14 @@ def check_properties(properties: Any, reserved: frozenset[str], max_bytes: int) 
     if not isinstance(properties, dict):
         return "'properties' must be an object"
     nested = False
+    known = _KNOWN_PROPERTY_NAMES.get(reserved)
     for key, value in properties.items():
+        # Most properties are short text or numbers under a name seen before, passed here
+        # without a call: what `_check_property` surely accepts, and nothing nested.
         kind = type(value)
-        # Most properties are short text or numbers under plain names, passed here without a
-        # call: the checks of `_check_property` that such a property can meet, in short.
-        if ((kind is str and len(value) <= MAX_CHARS) or kind in _PLAIN_TYPES) and _plain_name(
-            key, reserved
+        if (kind in _PLAIN_TYPES or (kind is str and len(value) <= MAX_CHARS)) and (
+            (known is not None and key in known and type(key) is str)
+            or _plain_name(key, reserved, known)
         ):
             continue
         problem = _check_property(key, value, reserved)
@@ -608,9 +620,20 @@ def check_properties(properties: Any, reserved: frozenset[str], max_bytes: int) 
     return None
 
 
-def _plain_name(key: Any, reserved: frozenset[str]) -> bool:
-    """True for a property name `_check_property` accepts: 1-255 characters, no $, not reserved."""
-    return type(key) is str and 0 < len(key) <= MAX_CHARS and key[0] != "$" and key not in reserved
+# Property names found plain, by the reserved names they were checked against.
+_KNOWN_PROPERTY_NAMES: dict[frozenset[str], set[str]] = {
+    RESERVED_EVENT_PROPERTIES: set(),
+    RESERVED_PURCHASE_PROPERTIES: set(),
+}
+
+
+def _plain_name(key: Any, reserved: frozenset[str], known: set[str] | None) -> bool:
+    """True for a property name `_check_property` accepts: 1-255 characters, no $, not
+    reserved. Remembers it in `known` (up to a bound) for the next time."""
+    plain = type(key) is str and 0 < len(key) <= MAX_CHARS and key[0] != "$" and key not in reserved
+    if plain and known is not None and len(known) < MAX_KNOWN_NAMES:
+        known.add(key)
+    return plain
 
 
 def _check_property(key: str, value: Any, reserved: frozenset[str]) -> Problem:
