@@ -7,6 +7,7 @@ names the Braze page it comes from; the pages are listed once below.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -205,11 +206,18 @@ def check_object(array: str, index: int, item: Any) -> Accepted | str:
 
 def identify(item: Mapping[str, Any]) -> Identity | str:
     """TRACK_DOC: exactly one primary identifier, else e-mail (which wins), else phone."""
+    if item.get("user_alias") is None and item.get("braze_id") is None:
+        # The common case, taken without the list below: an external id, or none of the three.
+        external_id = item.get("external_id")
+        return _contact(item) if external_id is None else _primary("external_id", external_id)
     primaries = [name for name in PRIMARY_IDS if item.get(name) is not None]
     if len(primaries) > 1:
         return "give only one of 'external_id', 'user_alias' and 'braze_id' per object"
-    if primaries:
-        return _primary(primaries[0], item[primaries[0]])
+    return _primary(primaries[0], item[primaries[0]])
+
+
+def _contact(item: Mapping[str, Any]) -> Identity | str:
+    """An object without a primary identifier: its e-mail (which wins), else its phone."""
     email = item.get("email")
     if email is not None:
         return Identity("email", email) if valid_email(email) else _BAD_EMAIL
@@ -249,7 +257,14 @@ def _alias_part(value: Any) -> TypeGuard[str]:
 
 def valid_email(value: Any) -> bool:
     """True for a plausible e-mail address (one @, a dotted domain, no spaces)."""
-    return isinstance(value, str) and len(value) <= MAX_CHARS and bool(_EMAIL.match(value))
+    return isinstance(value, str) and len(value) <= MAX_CHARS and _email_matches(value)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _email_matches(value: str) -> bool:
+    """The e-mail pattern, remembered: the same addresses come back in request after request
+    (as identifier and as the `email` attribute), and a cache hit costs a fifth of a match."""
+    return bool(_EMAIL.match(value))
 
 
 def valid_phone(value: Any) -> bool:
@@ -282,9 +297,31 @@ def check_attributes(item: Mapping[str, Any]) -> Problem:
     for key, value in item.items():
         if problem is not None:
             break
-        if key not in META_KEYS:
-            problem = check_attribute(key, value)
+        if key in META_KEYS:
+            continue
+        # Most attributes are custom ones of short text or numbers under a name seen before,
+        # passed here without a call: what `check_attribute` surely accepts.
+        kind = type(value)
+        if (kind in _PLAIN_TYPES or (kind is str and len(value) <= MAX_CHARS)) and (
+            (key in _KNOWN_CUSTOM_NAMES and type(key) is str) or _custom_name(key)
+        ):
+            continue
+        problem = check_attribute(key, value)
     return problem
+
+
+_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+MAX_KNOWN_NAMES = 4096  # per rule: a workspace's names are few, but bodies may be hostile
+_KNOWN_CUSTOM_NAMES: set[str] = set()
+
+
+def _custom_name(key: Any) -> bool:
+    """True for a custom attribute name `check_attribute` takes as such: 1-255 characters,
+    no standard field with rules of its own. Remembers it (up to a bound) for the next time."""
+    plain = type(key) is str and 0 < len(key) <= MAX_CHARS and key not in STANDARD_CHECKS
+    if plain and len(_KNOWN_CUSTOM_NAMES) < MAX_KNOWN_NAMES:
+        _KNOWN_CUSTOM_NAMES.add(key)
+    return plain
 
 
 def _check_flags(item: Mapping[str, Any], names: tuple[str, ...]) -> Problem:
@@ -478,6 +515,13 @@ def parse_time(value: Any) -> datetime | None:
     """EVENT_DOC: an ISO 8601 time, or yyyy-MM-dd'T'HH:mm:ss:SSSZ; UTC when no zone is given."""
     if not isinstance(value, str) or len(value) > 64:
         return None
+    return _parse_text(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_text(value: str) -> datetime | None:
+    """`parse_time` of text, remembered: an event's time is read when it is checked and again
+    when it is applied, a few dozen objects later. Datetimes are immutable, so sharing is safe."""
     moment = _from_iso(value)
     if moment is None:
         match = _COLON_MILLIS.match(value)
@@ -557,7 +601,16 @@ def check_properties(properties: Any, reserved: frozenset[str], max_bytes: int) 
     if not isinstance(properties, dict):
         return "'properties' must be an object"
     nested = False
+    known = _KNOWN_PROPERTY_NAMES.get(reserved)
     for key, value in properties.items():
+        # Most properties are short text or numbers under a name seen before, passed here
+        # without a call: what `_check_property` surely accepts, and nothing nested.
+        kind = type(value)
+        if (kind in _PLAIN_TYPES or (kind is str and len(value) <= MAX_CHARS)) and (
+            (known is not None and key in known and type(key) is str)
+            or _plain_name(key, reserved, known)
+        ):
+            continue
         problem = _check_property(key, value, reserved)
         if problem is not None:
             return problem
@@ -565,6 +618,22 @@ def check_properties(properties: Any, reserved: frozenset[str], max_bytes: int) 
     if nested and len(orjson.dumps(properties)) > max_bytes:
         return f"'properties' is larger than {max_bytes // 1000} KB"
     return None
+
+
+# Property names found plain, by the reserved names they were checked against.
+_KNOWN_PROPERTY_NAMES: dict[frozenset[str], set[str]] = {
+    RESERVED_EVENT_PROPERTIES: set(),
+    RESERVED_PURCHASE_PROPERTIES: set(),
+}
+
+
+def _plain_name(key: Any, reserved: frozenset[str], known: set[str] | None) -> bool:
+    """True for a property name `_check_property` accepts: 1-255 characters, no $, not
+    reserved. Remembers it in `known` (up to a bound) for the next time."""
+    plain = type(key) is str and 0 < len(key) <= MAX_CHARS and key[0] != "$" and key not in reserved
+    if plain and known is not None and len(known) < MAX_KNOWN_NAMES:
+        known.add(key)
+    return plain
 
 
 def _check_property(key: str, value: Any, reserved: frozenset[str]) -> Problem:

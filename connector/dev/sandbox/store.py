@@ -150,7 +150,9 @@ class ProfileStore:
             return self._by_braze_id.get(str(value))
         if kind == "user_alias":
             return self._by_alias.get(value) if isinstance(value, tuple) else None
-        return _preferred(self.by_contact(kind, str(value)))
+        key = _contact_key(kind, str(value))
+        holders = self._by_contact.get(key) if key else None
+        return _preferred(holders) if holders else None  # no copy: _preferred only reads
 
     # ----------------------------------------------------------------------- updates
 
@@ -193,17 +195,29 @@ class ProfileStore:
                 continue
             if key in STANDARD_FIELDS:
                 self._set_field(profile, key, value)
+            elif type(value) in _SCALARS:
+                profile.custom[key] = value  # what set_custom does with a scalar, called less
             else:
                 set_custom(profile.custom, key, value, merge)
 
     def _set_field(self, profile: Profile, key: str, value: Any) -> None:
-        if key in ("email", "phone"):
+        if key in ("email", "phone") and not self._sole_holder(profile, key, value):
             self._unindex(profile, key, profile.fields.get(key))
             self._index(profile, key, value)
         if value is None:
             profile.fields.pop(key, None)
         else:
             profile.fields[key] = value
+
+    def _sole_holder(self, profile: Profile, kind: str, value: Any) -> bool:
+        """True when `value` is the profile's e-mail or phone already and it alone holds it:
+        unindexing and indexing again would leave the index as it is. Objects identified by
+        e-mail carry it as an attribute too, so this is the common case."""
+        if type(value) is not str or profile.fields.get(kind) != value:
+            return False
+        key = _contact_key(kind, value)
+        holders = self._by_contact.get(key) if key else None
+        return holders is not None and len(holders) == 1 and holders[0] is profile
 
     def _index(self, profile: Profile, kind: str, value: Any) -> None:
         key = _contact_key(kind, value)
@@ -237,6 +251,9 @@ _APPLY: dict[str, Callable[[ProfileStore, Profile, dict[str, Any]], None]] = {
     "events": ProfileStore._apply_event,
     "purchases": ProfileStore._apply_purchase,
 }
+
+
+_SCALARS = frozenset({str, int, float, bool})
 
 
 def _count(tallies: dict[str, Occurrences], name: str, when: datetime) -> None:
