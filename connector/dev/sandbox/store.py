@@ -138,8 +138,13 @@ class ProfileStore:
 
     def by_contact(self, kind: str, value: str) -> list[Profile]:
         """Every profile with this `email` address or `phone` number."""
+        return list(self._holders(kind, value))
+
+    def _holders(self, kind: str, value: str) -> list[Profile]:
+        """The index's own list of profiles with this e-mail or phone (empty if none): read it,
+        never change it."""
         key = _contact_key(kind, value)
-        return list(self._by_contact.get(key, ())) if key else []
+        return self._by_contact.get(key, []) if key else []
 
     def find(self, identity: Identity) -> Profile | None:
         """The profile an object's identifier points at, if any."""
@@ -150,9 +155,7 @@ class ProfileStore:
             return self._by_braze_id.get(str(value))
         if kind == "user_alias":
             return self._by_alias.get(value) if isinstance(value, tuple) else None
-        key = _contact_key(kind, str(value))
-        holders = self._by_contact.get(key) if key else None
-        return _preferred(holders) if holders else None  # no copy: _preferred only reads
+        return _preferred(self._holders(kind, str(value)))
 
     # ----------------------------------------------------------------------- updates
 
@@ -215,9 +218,8 @@ class ProfileStore:
         e-mail carry it as an attribute too, so this is the common case."""
         if type(value) is not str or profile.fields.get(kind) != value:
             return False
-        key = _contact_key(kind, value)
-        holders = self._by_contact.get(key) if key else None
-        return holders is not None and len(holders) == 1 and holders[0] is profile
+        holders = self._holders(kind, value)
+        return len(holders) == 1 and holders[0] is profile
 
     def _index(self, profile: Profile, kind: str, value: Any) -> None:
         key = _contact_key(kind, value)
