@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.mapping_file import CompiledMapping, compile_mapping
+from connector.mapping_native import NativePlan, compile_native
 from connector.mapping_paths import MISSING
 from connector.mapping_plan import Plan, compile_plan
 from connector.mapping_reads import reader
@@ -62,6 +63,8 @@ class Mapping:
     # Each profile's rules compiled once, by profile name (names are unique in a file).
     plans: dict[str, Plan] = field(init=False, repr=False, compare=False)
     plan: Plan | None = field(init=False, repr=False, compare=False)
+    # With one profile, the same plan run natively from the JSON body (see mapping_native).
+    native: NativePlan | None = field(init=False, repr=False, compare=False)
     _content_id: Callable[[dict[str, Any], dict[str, Any]], Any] = field(
         init=False, repr=False, compare=False
     )
@@ -71,6 +74,7 @@ class Mapping:
         object.__setattr__(self, "plans", plans)
         # With one profile, every dict lead is mapped by its plan: no choosing per record.
         object.__setattr__(self, "plan", None if self.profiles else plans[self.fallback.name])
+        object.__setattr__(self, "native", None if self.profiles else compile_native(self.fallback))
         object.__setattr__(self, "_content_id", reader(self.content_id))
 
     def profile_for(self, document: abc.Mapping[str, Any], source: str) -> Profile:

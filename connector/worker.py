@@ -517,7 +517,12 @@ def map_source(mapping: Mapping, record: RawRecord) -> BrazeUpdate | Filtered:
 def map_value(
     mapping: Mapping, value: bytes, content_type: str, source: str, received_at_ms: int | None
 ) -> BrazeUpdate | Filtered:
-    """`map_record()`, with a JSON object from the receiver taken the short way."""
+    """`map_record()`, with a JSON object from the receiver taken the short way: natively,
+    unless the native plan declines the record, else by the Python plan."""
+    if content_type == JSON and mapping.native is not None:
+        mapped = mapping.native(value, source, received_at_ms)
+        if mapped is not None:
+            return mapped
     if content_type == JSON and mapping.plan is not None:
         try:
             document = orjson.loads(value)
