@@ -1,3 +1,4 @@
+from collections.abc import Sequence
 from typing import Any
 
 from connector.mapping_results import BrazeUpdate, Filtered
@@ -9,6 +10,9 @@ class NativePlan:
     def __call__(
         self, body: bytes, source: str, received_at_ms: int | None = None
     ) -> BrazeUpdate | Filtered | None: ...
+    def take(
+        self, headers: Sequence[tuple[str, bytes | None]], value: bytes | None
+    ) -> tuple[BrazeUpdate | Filtered, int | None] | None: ...
 
 def space_characters() -> str: ...
 def canonical_time(text: str) -> bool: ...

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.mapping_file import CompiledMapping, compile_mapping
-from connector.mapping_native import NativePlan, compile_native
+from connector.mapping_native import compile_native
 from connector.mapping_paths import MISSING
 from connector.mapping_plan import Plan, compile_plan
 from connector.mapping_reads import reader
@@ -27,6 +27,9 @@ from connector.mapping_rules import MappingFailure, Profile, Source, identify
 from connector.mapping_yaml import MappingFileError
 from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
 from connector.transforms import text_of
+
+if TYPE_CHECKING:
+    from connector._native import NativePlan
 
 __all__ = [
     "DEFAULT_MAPPING",

@@ -12,8 +12,7 @@ and the record is mapped in Python: results and failure reasons stay the rules' 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.mapping_paths import MISSING, Key, Path, Select
 from connector.mapping_reads import keyed
@@ -25,15 +24,11 @@ try:
 except ImportError:  # not built: every record is mapped in Python
     _native = None  # type: ignore[assignment]
 
-NativePlan = Callable[[bytes, str, int | None], BrazeUpdate | Filtered | None]
+if TYPE_CHECKING:
+    from connector._native import NativePlan
 
 _TESTS = ("exists", "equals", "starts_with", "ends_with", "contains")
 _TYPES = ("string", "number", "integer", "time")  # typed natively; others are Python's
-
-
-def available() -> bool:
-    """Whether the extension is built and importable."""
-    return _native is not None
 
 
 def compile_native(profile: Profile) -> NativePlan | None:

@@ -173,6 +173,7 @@ class Worker:
             tracker = self.trackers[partition] = PartitionOffsets()
         track, finish, add = tracker.track, tracker.finish, self.queue.add
         mapping, admit, shape = self.mapping, self.admit, self.shape
+        native = mapping.native.take if mapping.native is not None else None
         failed = []
         for record in records:
             offset = record.offset
@@ -181,14 +182,20 @@ class Worker:
                 self.skipped += 1
                 finish(offset)
                 continue
-            content_type, label, received_at_ms = record_facts(record.headers)
-            try:
-                value = record.value or b""
-                result = map_value(mapping, value, content_type, label, received_at_ms)
-            except MappingFailure as failure:
-                why = Reason(failure.stage, failure.reason)
-                failed.append((SourceRecord.consumed(tp, record), why))
-                continue
+            # The receiver's records, mapped natively from their headers on; what that declines,
+            # and anything else, in Python.
+            taken = native(record.headers, record.value) if native is not None else None
+            if taken is not None:
+                result, received_at_ms = taken
+            else:
+                content_type, label, received_at_ms = record_facts(record.headers)
+                try:
+                    value = record.value or b""
+                    result = map_python(mapping, value, content_type, label, received_at_ms)
+                except MappingFailure as failure:
+                    why = Reason(failure.stage, failure.reason)
+                    failed.append((SourceRecord.consumed(tp, record), why))
+                    continue
             if type(result) is not BrazeUpdate or not (result.attributes or result.events):
                 if isinstance(result, Filtered):
                     self.metrics.filtered.labels(result.rule).inc()
@@ -523,6 +530,13 @@ def map_value(
         mapped = mapping.native(value, source, received_at_ms)
         if mapped is not None:
             return mapped
+    return map_python(mapping, value, content_type, source, received_at_ms)
+
+
+def map_python(
+    mapping: Mapping, value: bytes, content_type: str, source: str, received_at_ms: int | None
+) -> BrazeUpdate | Filtered:
+    """`map_record()`, with a JSON object from the receiver taken by the Python plan."""
     if content_type == JSON and mapping.plan is not None:
         try:
             document = orjson.loads(value)

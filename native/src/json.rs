@@ -4,9 +4,9 @@
 //! Python dict built from the same text keeps the last value.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 
+use rustc_hash::FxHashSet;
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 pub enum Json<'a> {
@@ -38,7 +38,7 @@ impl<'a> Json<'a> {
 /// levels deep. Only the members named in `wanted` are kept; the others are read and checked
 /// (numbers included: out of range is an error, as for orjson) but not kept. None for anything
 /// that is not such an object.
-pub fn parse_object<'a>(body: &'a [u8], wanted: &HashSet<String>) -> Option<Json<'a>> {
+pub fn parse_object<'a>(body: &'a [u8], wanted: &FxHashSet<String>) -> Option<Json<'a>> {
     // One UTF-8 check for the whole body, rather than one per string.
     let text = std::str::from_utf8(body).ok()?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -47,7 +47,7 @@ pub fn parse_object<'a>(body: &'a [u8], wanted: &HashSet<String>) -> Option<Json
     Some(object)
 }
 
-struct TopLevel<'w>(&'w HashSet<String>);
+struct TopLevel<'w>(&'w FxHashSet<String>);
 
 impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
     type Value = Json<'de>;

@@ -4,8 +4,9 @@ mod json;
 mod plan;
 mod text;
 
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyBytes, PyDict, PyList, PySequence, PyString, PyTuple, PyType};
 
 use crate::plan::{Facts, Outcome, Plan, Run, Stop};
 
@@ -13,21 +14,30 @@ use crate::plan::{Facts, Outcome, Plan, Run, Stop};
 #[pyclass(frozen, module = "connector._native")]
 struct NativePlan {
     plan: Plan,
-    update: PyObject,
+    update: Py<PyType>,
     filtered: PyObject,
+    new_object: PyObject, // object.__new__: a BrazeUpdate is made here with its objects built
 }
 
 #[pymethods]
 impl NativePlan {
     #[new]
-    fn new(ir: &Bound<'_, PyAny>, update: PyObject, filtered: PyObject) -> PyResult<Self> {
+    fn new(ir: &Bound<'_, PyAny>, update: Py<PyType>, filtered: PyObject) -> PyResult<Self> {
+        let py = ir.py();
+        let new_object = py
+            .import("builtins")?
+            .getattr("object")?
+            .getattr("__new__")?
+            .unbind();
         Ok(NativePlan {
             plan: Plan::from_python(ir)?,
             update,
             filtered,
+            new_object,
         })
     }
 
+    /// Map a JSON body with the record's facts; None when Python is to map it.
     #[pyo3(signature = (body, source, received_at_ms=None))]
     fn __call__(
         &self,
@@ -43,26 +53,148 @@ impl NativePlan {
                 Err(_) => return Ok(py.None()),
             },
         };
-        let Some(document) = json::parse_object(body, &self.plan.wanted) else {
+        Ok(self
+            .map(py, body, source.to_str()?, received_at)?
+            .unwrap_or_else(|| py.None()))
+    }
+
+    /// Map a consumed record from its headers and value, when the receiver wrote its headers
+    /// (content-type, received-at, source first, in that order) and the content type is JSON:
+    /// `(mapped, received_at_ms)`, or None when Python is to read the record and map it.
+    #[pyo3(signature = (headers, value))]
+    fn take(
+        &self,
+        py: Python<'_>,
+        headers: &Bound<'_, PyAny>,
+        value: Option<&[u8]>,
+    ) -> PyResult<PyObject> {
+        let Some((source, received_at)) = receiver_facts(headers)? else {
             return Ok(py.None());
         };
-        let source = source.to_str()?;
+        let source = source.as_deref().unwrap_or("default");
+        match self.map(py, value.unwrap_or(b""), source, received_at)? {
+            None => Ok(py.None()),
+            Some(mapped) => Ok((mapped, received_at).into_pyobject(py)?.into_any().unbind()),
+        }
+    }
+}
+
+impl NativePlan {
+    fn map(
+        &self,
+        py: Python<'_>,
+        body: &[u8],
+        source: &str,
+        received_at: Option<i64>,
+    ) -> PyResult<Option<PyObject>> {
+        let Some(document) = json::parse_object(body, &self.plan.wanted) else {
+            return Ok(None);
+        };
         let facts = Facts::new(&self.plan, source, received_at);
         let mut run = Run::new(&self.plan, &document, &facts);
         match run.outcome(py) {
-            Ok(Outcome::Filtered(name)) => Ok(self.filtered.call1(py, (name,))?),
+            Ok(Outcome::Filtered(name)) => Ok(Some(self.filtered.call1(py, (name,))?)),
             Ok(Outcome::Update {
                 user_key,
                 identity,
                 attributes,
                 events,
-            }) => Ok(self
-                .update
-                .call1(py, (user_key, identity, attributes, events))?),
-            Err(Stop::Decline) => Ok(py.None()),
+            }) => Ok(Some(
+                self.update(py, &user_key, identity, attributes, events)?,
+            )),
+            Err(Stop::Decline) => Ok(None),
             Err(Stop::Python(error)) => Err(error),
         }
     }
+
+    /// What `BrazeUpdate(user_key, identity, attributes, events)` makes, without its __init__:
+    /// the same fields, and its /users/track objects merged the same way ({**identity, **x}).
+    fn update(
+        &self,
+        py: Python<'_>,
+        user_key: &str,
+        identity: Bound<'_, PyDict>,
+        attributes: Bound<'_, PyDict>,
+        events: Vec<Bound<'_, PyDict>>,
+    ) -> PyResult<PyObject> {
+        let update = self.new_object.bind(py).call1((self.update.bind(py),))?;
+        let attribute_object = if attributes.is_empty() {
+            py.None()
+        } else {
+            let merged = identity.copy()?;
+            merged.update(attributes.as_mapping())?;
+            merged.into_any().unbind()
+        };
+        let mut event_objects = Vec::with_capacity(events.len());
+        for event in &events {
+            let merged = identity.copy()?;
+            merged.update(event.as_mapping())?;
+            event_objects.push(merged);
+        }
+        update.setattr(intern!(py, "user_key"), user_key)?;
+        update.setattr(intern!(py, "identity"), identity)?;
+        update.setattr(intern!(py, "attributes"), attributes)?;
+        update.setattr(intern!(py, "events"), PyTuple::new(py, events)?)?;
+        update.setattr(intern!(py, "_attribute_object"), attribute_object)?;
+        update.setattr(
+            intern!(py, "_event_objects"),
+            PyList::new(py, event_objects)?,
+        )?;
+        Ok(update.unbind())
+    }
+}
+
+/// The source label and received-at time of a record whose first headers are the receiver's,
+/// read as `worker.record_facts` reads them; None for any other record, or a content type
+/// other than JSON, or a label that is not UTF-8.
+fn receiver_facts(headers: &Bound<'_, PyAny>) -> PyResult<Option<(Option<String>, Option<i64>)>> {
+    let Ok(headers) = headers.downcast::<PySequence>() else {
+        return Ok(None);
+    };
+    if headers.len()? < 3 {
+        return Ok(None);
+    }
+    let mut values: [Option<Bound<'_, PyBytes>>; 3] = [None, None, None];
+    for (position, name) in ["content-type", "received-at", "source"].iter().enumerate() {
+        let header = headers.get_item(position)?;
+        let Ok((found, value)) =
+            header.extract::<(Bound<'_, PyString>, Option<Bound<'_, PyBytes>>)>()
+        else {
+            return Ok(None);
+        };
+        if found.to_str()? != *name {
+            return Ok(None);
+        }
+        values[position] = value;
+    }
+    let [content_type, received_at, source] = values.map(|v| v.map(|b| b.as_bytes().to_vec()));
+    match content_type.as_deref() {
+        None | Some(b"") | Some(b"application/json") => {}
+        Some(_) => return Ok(None),
+    }
+    let source = match source {
+        None => None,
+        Some(bytes) if bytes.is_empty() => None,
+        Some(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => return Ok(None),
+        },
+    };
+    let received_at = match received_at {
+        Some(bytes)
+            if !bytes.is_empty() && bytes.len() < 20 && bytes.iter().all(u8::is_ascii_digit) =>
+        {
+            match std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|text| text.parse::<i64>().ok())
+            {
+                Some(ms) => Some(ms),
+                None => return Ok(None), // more than an i64 holds: Python's int() takes it
+            }
+        }
+        _ => None,
+    };
+    Ok(Some((source, received_at)))
 }
 
 /// Every character `str.isspace()` takes for white space, as this module reads it (for tests).

@@ -4,10 +4,11 @@
 //! a rule's fallback that raises), this plan declines and the record is mapped in Python.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyString};
+use rustc_hash::FxHashSet;
 use sha2::{Digest, Sha256};
 
 use crate::json::Json;
@@ -74,6 +75,7 @@ pub enum Transform {
 
 pub struct IdentityRule {
     kind: String,
+    key: Py<PyString>, // the identity field: the kind, as a Python str made once
     source: usize,
     transforms: Vec<Transform>,
     label: String,
@@ -98,14 +100,14 @@ pub struct Field {
 }
 
 pub struct Event {
-    name: String,
+    name: Py<PyString>,
     time: Field,
     properties: Vec<Field>,
 }
 
 pub struct Plan {
     profile: String,
-    pub wanted: HashSet<String>, // the document's members any path starts with
+    pub wanted: FxHashSet<String>, // the document's members any path starts with
     sources: Vec<Option<Vec<PathIr>>>, // None: a source read the rule's own way
     filters: Vec<(String, Vec<Condition>)>,
     identity: Vec<IdentityRule>,
@@ -154,6 +156,7 @@ impl Plan {
                 Ok((name, conditions))
             })
             .collect::<PyResult<_>>()?;
+        let py = ir.py();
         let identity = identity
             .into_iter()
             .map(|(kind, source, transforms, label)| {
@@ -162,6 +165,7 @@ impl Plan {
                     .map(transform_of)
                     .collect::<PyResult<_>>()?;
                 Ok(IdentityRule {
+                    key: PyString::new(py, &kind).unbind(),
                     kind,
                     source,
                     transforms,
@@ -169,7 +173,6 @@ impl Plan {
                 })
             })
             .collect::<PyResult<_>>()?;
-        let py = ir.py();
         let attributes = attributes
             .into_iter()
             .map(|f| field_of(py, f))
@@ -182,7 +185,7 @@ impl Plan {
                     .map(|f| field_of(py, f))
                     .collect::<PyResult<_>>()?;
                 Ok(Event {
-                    name,
+                    name: PyString::new(py, &name).unbind(),
                     time: field_of(py, time)?,
                     properties,
                 })
@@ -224,7 +227,7 @@ impl Plan {
     }
 }
 
-fn first_keys(sources: &[Option<Vec<PathIr>>]) -> HashSet<String> {
+fn first_keys(sources: &[Option<Vec<PathIr>>]) -> FxHashSet<String> {
     let paths = sources.iter().flatten().flatten();
     paths
         .filter_map(|path| match path {
@@ -342,13 +345,13 @@ impl Value<'_> {
 }
 
 /// What a plan gives for one record.
-pub enum Outcome {
+pub enum Outcome<'py> {
     Filtered(String),
     Update {
         user_key: String,
-        identity: PyObject,
-        attributes: PyObject,
-        events: PyObject,
+        identity: Bound<'py, PyDict>,
+        attributes: Bound<'py, PyDict>,
+        events: Vec<Bound<'py, PyDict>>,
     },
 }
 
@@ -386,7 +389,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    pub fn outcome(&mut self, py: Python<'_>) -> Step<Outcome> {
+    pub fn outcome<'py>(&mut self, py: Python<'py>) -> Step<Outcome<'py>> {
         let plan = self.plan;
         for (name, conditions) in &plan.filters {
             if self.all_hold(conditions)? {
@@ -403,7 +406,7 @@ impl<'a> Run<'a> {
             }
         }
         if plan.alias && identity.contains("user_alias")? {
-            attributes.set_item("_update_existing_only", false)?;
+            attributes.set_item(intern!(py, "_update_existing_only"), false)?;
         }
         let mut events = Vec::with_capacity(plan.events.len());
         for event in &plan.events {
@@ -412,19 +415,19 @@ impl<'a> Run<'a> {
                 return Err(Stop::Decline);
             }
             let object = PyDict::new(py);
-            object.set_item("name", event.name.as_str())?;
-            object.set_item("time", time.to_python(py))?;
+            object.set_item(intern!(py, "name"), event.name.bind(py))?;
+            object.set_item(intern!(py, "time"), time.to_python(py))?;
             let properties = self.values(py, &event.properties)?;
             if !properties.is_empty() {
-                object.set_item("properties", properties)?;
+                object.set_item(intern!(py, "properties"), properties)?;
             }
             events.push(object);
         }
         Ok(Outcome::Update {
             user_key,
-            identity: identity.into_any().unbind(),
-            attributes: attributes.into_any().unbind(),
-            events: PyTuple::new(py, events)?.into_any().unbind(),
+            identity,
+            attributes,
+            events,
         })
     }
 
@@ -517,12 +520,12 @@ impl<'a> Run<'a> {
             let fields = PyDict::new(py);
             if rule.kind == "alias" {
                 let alias = PyDict::new(py);
-                alias.set_item("alias_name", text.as_ref())?;
-                alias.set_item("alias_label", rule.label.as_str())?;
-                fields.set_item("user_alias", alias)?;
+                alias.set_item(intern!(py, "alias_name"), text.as_ref())?;
+                alias.set_item(intern!(py, "alias_label"), rule.label.as_str())?;
+                fields.set_item(intern!(py, "user_alias"), alias)?;
                 return Ok((format!("alias:{}:{}", rule.label, text), fields));
             }
-            fields.set_item(rule.kind.as_str(), text.as_ref())?;
+            fields.set_item(rule.key.bind(py), text.as_ref())?;
             return Ok((format!("{}:{}", rule.kind, text), fields));
         }
         Err(Stop::Decline) // no identity: the failure is Python's to raise
