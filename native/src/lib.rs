@@ -53,8 +53,11 @@ impl NativePlan {
                 Err(_) => return Ok(py.None()),
             },
         };
+        let Ok(source) = source.to_str() else {
+            return Ok(py.None()); // not UTF-8 (a lone surrogate): Python's to map
+        };
         Ok(self
-            .map(py, body, source.to_str()?, received_at)?
+            .map(py, body, source, received_at)?
             .unwrap_or_else(|| py.None()))
     }
 
@@ -162,7 +165,7 @@ fn receiver_facts(headers: &Bound<'_, PyAny>) -> PyResult<Option<(Option<String>
         else {
             return Ok(None);
         };
-        if found.to_str()? != *name {
+        if found.to_str().ok() != Some(*name) {
             return Ok(None);
         }
         values[position] = value;

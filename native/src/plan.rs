@@ -658,6 +658,10 @@ fn typed<'a>(found: &'a Json<'a>, kind: &Kind) -> Step<Value<'a>> {
         (Kind::Number | Kind::Integer, Json::Str(text)) => {
             Value::UInt(ascii_digits(text).ok_or(Stop::Decline)?)
         }
+        // serde_json reads `-0` as -0.0, as it reads `-0.0`; orjson makes the first the int 0.
+        (Kind::Number, Json::Float(x)) if *x == 0.0 && x.is_sign_negative() => {
+            return Err(Stop::Decline)
+        }
         (Kind::Number, Json::Float(x)) => Value::Float(*x),
         (Kind::Integer, Json::Float(x)) if x.fract() == 0.0 && x.abs() < 9.0e18 => {
             Value::Int(*x as i64)
