@@ -135,7 +135,7 @@ class Worker:
                 failed = self._take_some(tp, records[start : start + YIELD_EVERY])
                 if failed:
                     tracker = self.trackers[tp.partition]  # nothing awaited since the take
-                    await self._dead_letter(failed)
+                    await self._dead_letter_while_not_taking(failed)
                     for source, _ in failed:
                         tracker.finish(source.offset)  # a revoked one's tracker takes it, unread
                 # Mapping a whole batch at once would hold the loop for a large fraction of a
@@ -143,6 +143,19 @@ class Worker:
                 await asyncio.sleep(0)
             taken += len(records)
         return taken
+
+    async def _dead_letter_while_not_taking(
+        self, failed: list[tuple[SourceRecord, Reason]]
+    ) -> None:
+        """Write a batch's dead letters; while they wait (on a dead-letter topic Kafka will not
+        take, say), nothing is being mapped, so the dispatcher sends what is queued as usual
+        rather than keeping its last request back for records still to come."""
+        self.taking = False
+        self.wake.set()
+        try:
+            await self._dead_letter(failed)
+        finally:
+            self.taking = True
 
     @property
     def idle(self) -> bool:

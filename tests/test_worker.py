@@ -106,6 +106,28 @@ async def test_a_dead_letter_kafka_will_not_take_does_not_hold_up_a_stop(
         assert await line.committed() == {0: 0}
 
 
+async def test_a_dead_letter_kafka_will_not_take_does_not_hold_back_what_is_mapped(
+    bootstrap_servers: str,
+) -> None:
+    """While the unmappable record's dead letter waits on a missing dead-letter topic, the lead
+    mapped before it in the same batch still goes to Braze; the stop commits it, and nothing
+    past the unmappable record."""
+    async with pipeline(bootstrap_servers, partitions=1) as line:
+        await line.produce([lead(1, 0)])
+        await line.produce([{"id": "anonymous", "results": []}])
+        settings = line.worker_settings(worker_drain_timeout_s=1)
+        topics = line.topics.topics.model_copy(update={"dlq_topic": f"missing-{uuid.uuid4().hex}"})
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(WorkerConfig(line.topics.kafka, topics, settings), stop))
+        try:
+            await wait_for(lambda: line.profile(1) is not None, timeout_s=30)
+            assert not task.done()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, timeout=30)
+        assert await line.committed() == {0: 1}
+
+
 RATE = "outgrow_worker_rate_limit_per_second"
 BUDGET = "outgrow_worker_rate_budget_per_second"
 
