@@ -638,6 +638,8 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
 
     settings = config.worker
     mapping = load_mapping(settings.mapping_file)
+    if mapping.plan is not None and mapping.native is None:
+        log.warning("the native mapping plan is not built (connector._native); mapping in Python")
     tune_gc(WORKER_YOUNG_OBJECTS)
     stop = stop or stop_on_signals()
     consumer = _consumer(config)

@@ -30,6 +30,7 @@ from connector.mapping import (
     map_record,
 )
 from connector.mapping_rules import Profile
+from connector.worker import map_value, record_facts
 
 JSON = "application/json"
 RECEIVED_AT_MS = 1_714_558_830_000  # 2024-05-01T10:20:30.000Z
@@ -1076,3 +1077,17 @@ def test_a_result_where_python_fails_or_a_raise_is_a_disagreement(
     assert disagreement(lambda *_: None, mapping, b"[]", "default", RECEIVED_AT_MS) is None
     assert disagreement(lambda *_: expected, mapping, b"[]", "default", RECEIVED_AT_MS)
     assert disagreement(lambda *_: 1 / 0, mapping, body, "default", RECEIVED_AT_MS)
+
+
+def test_without_the_extension_mappings_are_mapped_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with_native = load_mapping()
+    monkeypatch.setattr(mapping_native, "_native", None)
+    without = load_mapping()
+    assert with_native.native is not None and without.native is None
+    for _, value, headers in (raw_record(i, 1_000) for i in range(50)):
+        content_type, label, received_at_ms = record_facts(headers)
+        python = map_value(without, value, content_type, label, received_at_ms)
+        native = map_value(with_native, value, content_type, label, received_at_ms)
+        assert normal(python) == normal(native)
