@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.braze import RateBudget
-from connector.config import ALL_GROUPS, TopicSettings, env_name
+from connector.config import ALL_GROUPS, TopicSettings, WorkerSettings, env_name
 from connector.dev.backlog import bench_topics, fill, records_and_commits
 from connector.dev.bench import BenchError, CpuPlan, free_port, pinned, stop_process
 from connector.dev.loadgen import positive_float, positive_int
@@ -99,7 +99,10 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of `bench worker` (the shared --runs and --json apply too)."""
     group = parser.add_argument_group("bench worker", "Options of the worker benchmark.")
     group.add_argument(
-        "--events", type=_events, default=500_000, help="leads in the backlog (500000)"
+        "--events",
+        type=_events,
+        default=800_000,
+        help="leads in the backlog (800000: more than a 30 s run at 20,000/s takes)",
     )
     group.add_argument("--users", type=positive_int, default=20_000, help="people (20000)")
     group.add_argument(
@@ -119,11 +122,12 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--latency-ms", type=positive_float, default=50.0, help="added Braze latency (50)"
     )
+    in_flight = WorkerSettings.model_fields["worker_max_requests_in_flight"].default
     group.add_argument(
         "--in-flight",
         type=positive_int,
-        default=64,
-        help="WORKER_MAX_REQUESTS_IN_FLIGHT of the worker (64)",
+        default=in_flight,
+        help=f"WORKER_MAX_REQUESTS_IN_FLIGHT of the worker ({in_flight}, the worker's default)",
     )
 
 
