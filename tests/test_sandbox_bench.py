@@ -12,6 +12,7 @@ import pytest
 from connector.dev import bench
 from connector.dev.bench import RunResult
 from connector.dev.sandbox import bench as sandbox_bench
+from connector.dev.sandbox import load as sandbox_load
 from connector.dev.sandbox.bench import (
     SandboxBenchReport,
     SandboxProcess,
@@ -51,6 +52,14 @@ def test_load_commands_are_bounded_in_time_and_count(tmp_path: Path) -> None:
     wrk = load_command("wrk", sandbox, 8, 2.0, tmp_path)
     assert wrk[:4] == ["wrk", "-t1", "-c8", "-d2s"]
     assert "wrk.thread:stop()" in (tmp_path / "track.lua").read_text()
+
+
+def test_a_key_beginning_with_a_dash_reaches_the_load_tool(tmp_path: Path) -> None:
+    # Keys are random URL-safe text: one in 64 begins with "-", which argparse took for an option.
+    sandbox = SandboxProcess(None, "http://127.0.0.1:9", "-k3y", tmp_path / "log")  # type: ignore[arg-type]
+    command = load_command("builtin", sandbox, 8, 2.0, tmp_path)
+    assert command[1:3] == ["-m", "connector.dev.sandbox.load"]
+    assert sandbox_load.build_parser().parse_args(command[3:]).api_key == "-k3y"
 
 
 def test_the_report_flags_errors_and_missing_201s() -> None:

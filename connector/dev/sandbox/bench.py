@@ -163,7 +163,7 @@ def load_command(
         *("--url", sandbox.base_url + TRACK_PATH, "--duration", f"{seconds:g}"),
         *("--connections", str(connections), "--max-requests", str(limit)),
         *("--timeout", str(bench.REQUEST_TIMEOUT_S), "--body-file", str(files / "bodies.jsonl")),
-        *("--api-key", sandbox.api_key),
+        f"--api-key={sandbox.api_key}",  # one word: a key may begin with "-"
     ]
 
 

@@ -7,6 +7,7 @@ targets this machine and stops by itself after `--duration` or `--max-requests`.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Coroutine, Sequence
@@ -25,11 +26,17 @@ def run_load(load: loadgen.Load, api_key: str) -> Coroutine[Any, Any, dict[str, 
     return loadgen.run_load(load, bearer(api_key))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one bounded, authenticated load and print its summary as one JSON line."""
+def build_parser() -> argparse.ArgumentParser:
+    """The load generator's options, and the sandbox key to send."""
     parser = loadgen.build_parser()
     parser.prog = "python -m connector.dev.sandbox.load"
     parser.add_argument("--api-key", required=True, help="the sandbox key to send")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one bounded, authenticated load and print its summary as one JSON line."""
+    parser = build_parser()
     load = loadgen.load_from_args(parser, argv)
     api_key: str = parser.parse_args(argv).api_key
     summary = loadgen.run(load, bearer(api_key))
