@@ -71,10 +71,12 @@ impl NativePlan {
         headers: &Bound<'_, PyAny>,
         value: Option<&[u8]>,
     ) -> PyResult<PyObject> {
-        let Some((source, received_at)) = receiver_facts(headers)? else {
+        let Some(headers) = receiver_headers(headers)? else {
             return Ok(py.None());
         };
-        let source = source.as_deref().unwrap_or("default");
+        let Some((source, received_at)) = receiver_facts(&headers) else {
+            return Ok(py.None());
+        };
         match self.map(py, value.unwrap_or(b""), source, received_at)? {
             None => Ok(py.None()),
             Some(mapped) => Ok((mapped, received_at).into_pyobject(py)?.into_any().unbind()),
@@ -147,21 +149,22 @@ impl NativePlan {
     }
 }
 
-/// The source label and received-at time of a record whose first headers are the receiver's,
-/// read as `worker.record_facts` reads them; None for any other record, or a content type
-/// other than JSON, or a label that is not UTF-8.
-fn receiver_facts(headers: &Bound<'_, PyAny>) -> PyResult<Option<(Option<String>, Option<i64>)>> {
+/// The values of a record's first three headers when they are the receiver's: content-type,
+/// received-at and source, in that order; None for any other record.
+fn receiver_headers<'py>(
+    headers: &Bound<'py, PyAny>,
+) -> PyResult<Option<[Option<Bound<'py, PyBytes>>; 3]>> {
     let Ok(headers) = headers.downcast::<PySequence>() else {
         return Ok(None);
     };
     if headers.len()? < 3 {
         return Ok(None);
     }
-    let mut values: [Option<Bound<'_, PyBytes>>; 3] = [None, None, None];
+    let mut values = [None, None, None];
     for (position, name) in ["content-type", "received-at", "source"].iter().enumerate() {
         let header = headers.get_item(position)?;
         let Ok((found, value)) =
-            header.extract::<(Bound<'_, PyString>, Option<Bound<'_, PyBytes>>)>()
+            header.extract::<(Bound<'py, PyString>, Option<Bound<'py, PyBytes>>)>()
         else {
             return Ok(None);
         };
@@ -170,34 +173,34 @@ fn receiver_facts(headers: &Bound<'_, PyAny>) -> PyResult<Option<(Option<String>
         }
         values[position] = value;
     }
-    let [content_type, received_at, source] = values.map(|v| v.map(|b| b.as_bytes().to_vec()));
-    match content_type.as_deref() {
-        None | Some(b"") | Some(b"application/json") => {}
-        Some(_) => return Ok(None),
+    Ok(Some(values))
+}
+
+/// The source label and received-at time the receiver's headers give, read as
+/// `worker.record_facts` reads them and borrowed from the headers; None for a content type
+/// other than JSON, a label that is not UTF-8 or a received-at beyond 64 bits (Python's to read).
+fn receiver_facts<'h>(
+    headers: &'h [Option<Bound<'_, PyBytes>>; 3],
+) -> Option<(&'h str, Option<i64>)> {
+    let [content_type, received_at, source] = headers
+        .each_ref()
+        .map(|value| value.as_ref().map(|bytes| bytes.as_bytes()));
+    if !matches!(content_type, None | Some(b"" | b"application/json")) {
+        return None;
     }
     let source = match source {
-        None => None,
-        Some(bytes) if bytes.is_empty() => None,
-        Some(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => Some(text),
-            Err(_) => return Ok(None),
-        },
+        None | Some(b"") => "default",
+        Some(bytes) => std::str::from_utf8(bytes).ok()?,
     };
     let received_at = match received_at {
-        Some(bytes)
-            if !bytes.is_empty() && bytes.len() < 20 && bytes.iter().all(u8::is_ascii_digit) =>
+        Some(digits)
+            if !digits.is_empty() && digits.len() < 20 && digits.iter().all(u8::is_ascii_digit) =>
         {
-            match std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|text| text.parse::<i64>().ok())
-            {
-                Some(ms) => Some(ms),
-                None => return Ok(None), // more than an i64 holds: Python's int() takes it
-            }
+            Some(std::str::from_utf8(digits).ok()?.parse::<i64>().ok()?)
         }
         _ => None,
     };
-    Ok(Some((source, received_at)))
+    Some((source, received_at))
 }
 
 /// Every character `str.isspace()` takes for white space, as this module reads it (for tests).
