@@ -89,20 +89,13 @@ class _Describer:
         transforms = [(step.name, step.argument) for step in rule.transforms]
         return rule.kind, self.source(rule.source), transforms, rule.label
 
-    def field(self, rule: FieldRule) -> tuple[str, str, int, bool, Any, bool, bool]:
+    def field(self, rule: FieldRule) -> tuple[str, str, int, bool, Any, bool]:
         source = -1 if rule.source is None else self.source(rule.source)
-        kind = rule.kind if rule.kind in _TYPES else "python"
+        # Typed natively only without transforms; a value found for any other is Python's.
+        native = rule.kind in _TYPES and not rule.transforms
         fixed = rule.fixed is not MISSING
-        transformed = bool(rule.transforms)
-        return (
-            rule.name,
-            kind,
-            source,
-            fixed,
-            rule.fixed if fixed else None,
-            rule.required,
-            transformed,
-        )
+        value = rule.fixed if fixed else None
+        return rule.name, rule.kind if native else "python", source, fixed, value, rule.required
 
 
 def _path(path: Path) -> tuple[str, list[tuple[str, str, str]]]:

@@ -81,7 +81,6 @@ pub struct IdentityRule {
     label: String,
 }
 
-#[derive(PartialEq)]
 pub enum Kind {
     Text,
     Number,
@@ -96,7 +95,6 @@ pub struct Field {
     source: Option<usize>,
     fixed: Option<PyObject>,
     required: bool,
-    transformed: bool,
 }
 
 pub struct Event {
@@ -118,7 +116,7 @@ pub struct Plan {
 }
 
 type PathTuple = (String, Vec<(String, String, String)>);
-type FieldTuple = (String, String, i64, bool, PyObject, bool, bool);
+type FieldTuple = (String, String, i64, bool, PyObject, bool);
 type PlanTuple = (
     String,
     Vec<Option<Vec<PathTuple>>>,
@@ -299,7 +297,7 @@ fn transform_of((name, argument): (String, String)) -> PyResult<Transform> {
 
 fn field_of(
     py: Python<'_>,
-    (name, kind, source, has_fixed, fixed, required, transformed): FieldTuple,
+    (name, kind, source, has_fixed, fixed, required): FieldTuple,
 ) -> PyResult<Field> {
     let kind = match kind.as_str() {
         "string" => Kind::Text,
@@ -315,7 +313,6 @@ fn field_of(
         source: usize::try_from(source).ok(),
         fixed: has_fixed.then_some(fixed),
         required,
-        transformed,
     })
 }
 
@@ -557,9 +554,6 @@ impl<'a> Run<'a> {
         };
         let typed = match self.read(source)? {
             None => Value::Missing,
-            Some(_) if field.transformed || field.kind == Kind::Python => {
-                return Err(Stop::Decline)
-            }
             Some(found) => typed(found, &field.kind)?,
         };
         match (typed, &field.fixed) {
@@ -644,7 +638,8 @@ fn shaped<'t>(text: &'t str, transforms: &[Transform]) -> Step<Cow<'t, str>> {
     Ok(text)
 }
 
-/// A found value typed as the plan types it inline; a decline wherever Python would coerce.
+/// A found value typed as the plan types it inline; a decline wherever Python would coerce
+/// (`Kind::Python`, whatever the value).
 fn typed<'a>(found: &'a Json<'a>, kind: &Kind) -> Step<Value<'a>> {
     Ok(match (kind, found) {
         (Kind::Text, Json::Str(text)) => Value::Text(Cow::Borrowed(truncate(text, MAX_TEXT))),
