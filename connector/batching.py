@@ -278,6 +278,10 @@ def _position(item: Item) -> tuple[int, int]:
     return item.partition, item.offset
 
 
+TOP_UP_ROOM = 3  # a request this close to full may be topped up (UserQueue)
+TOP_UP_SCAN = 8  # candidates looked at for it
+
+
 def _key(item: Item) -> int:
     """The record's (partition, offset) place as one int, which a heap compares fastest."""
     return item.partition << 63 | item.offset  # Kafka offsets are below 2**63
@@ -287,13 +291,19 @@ class UserQueue:
     """Mapped records waiting for a request, queued per user, with the users in flight.
 
     `take()` packs the same requests as `pack(coalesce(ready))`, where `ready` is every waiting
-    record of the users without a request in flight, in (partition, offset) order. It coalesces
-    only the users it packs, so a request costs the work of its own records, not of the whole
-    backlog.
+    record of the users without a request in flight, in (partition, offset) order, but for one
+    thing (`top_up`, on unless turned off): a request with room for at most `TOP_UP_ROOM` more
+    objects, which the next user would not fill exactly, is filled exactly by a later user when
+    the first records of one of the first few ready users with several records waiting do (the
+    others wait until it is released). Records of two objects each (attributes and an event)
+    would otherwise leave most requests at 74 objects of 75. It
+    coalesces only the users it packs, so a request costs the work of its own records, not of
+    the whole backlog.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, top_up: bool = True) -> None:
         self.in_flight: set[str] = set()
+        self.top_up = top_up
         self._clock = clock
         self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
         self._since: dict[str, float] = {}  # per user, when its oldest waiting record came
@@ -303,6 +313,9 @@ class UserQueue:
         self._in_order: deque[int] = deque()
         self._ready: list[int] = []
         self._ready_users: dict[int, str] = {}
+        # Ready users with several records waiting, the candidates to top a request up with, in
+        # the order they became one; entries left stale by a change are skipped and dropped.
+        self._several: dict[str, None] = {}
         self._count = 0
 
     def __len__(self) -> int:
@@ -318,9 +331,13 @@ class UserQueue:
             self._since[user] = self._clock()
         elif items[-1][:2] < item[:2]:  # (partition, offset)
             items.append(item)
+            if len(items) == 2 and user not in self.in_flight:
+                self._several[user] = None
             return
         else:  # a user whose records live in several partitions
             bisect.insort(items, item, key=_position)
+            if user not in self.in_flight:
+                self._several[user] = None
         if items[0] is item and user not in self.in_flight:
             self._push(user, item)
 
@@ -332,9 +349,15 @@ class UserQueue:
         records arriving meanwhile can fill it.
         """
         packed, current, deferred = Packed(), TrackRequest(), []
+        no_top_up = limits.per_array or not self.top_up
+        top_up_from = limits.max_objects + 1 if no_top_up else limits.max_objects - TOP_UP_ROOM
         arrivals: dict[str, float] = {}  # of the users in `current`
         while max_requests > 0 and (user := self._next_ready()) is not None:
             waiting = self._items[user]
+            if top_up_from <= current.size < limits.max_objects and self._top_up(
+                current, waiting, limits, arrivals
+            ):
+                continue  # the request is full: the next user starts the next one
             if len(waiting) == 1 and _add_one(current, user, waiting[0], limits):
                 arrivals[user] = self._pop(user)  # the common case: one record, room for it
                 continue
@@ -349,21 +372,38 @@ class UserQueue:
                 if filled:
                     continue
                 fits = limits.takes(current, objects)
-            since = self._pop(user)
-            if not fits:
-                objects, rest = _prefix_that_fits(objects, limits)
-                if not objects.records:
-                    packed.oversized.append(rest.pop(0))
-                self._put_back(user, rest, since)
-            if objects.records:
-                _add_user(current, objects)
-                arrivals[user] = since
-            else:
+            if not self._add(current, objects, fits, limits, packed, arrivals):
                 deferred.append(user)
         if current.records:
             self._last(packed, current, arrivals, limits, wait_s)
         self.release(deferred)  # nothing of theirs is in flight; `pack` leaves them for later
         return packed
+
+    def _add(
+        self,
+        request: TrackRequest,
+        user: UserObjects,
+        fits: bool,
+        limits: Limits,
+        packed: Packed,
+        arrivals: dict[str, float],
+    ) -> bool:
+        """Take the user and add what fits of its records to the request (all if it `fits`,
+        else its first records that fit an empty request; the others wait for it to be
+        released, but for a first record that alone exceeds a request, which is oversized).
+        Say whether any were added."""
+        since = self._pop(user.user_key)
+        if not fits:
+            prefix, rest = _prefix_that_fits(user, limits)
+            if not prefix.records:
+                packed.oversized.append(rest.pop(0))
+            self._put_back(user.user_key, rest, since)
+            user = prefix
+        if not user.records:
+            return False
+        _add_user(request, user)
+        arrivals[user.user_key] = since
+        return True
 
     def _last(
         self,
@@ -382,6 +422,46 @@ class UserQueue:
             self._restore(request, arrivals)
             packed.held_until = held_until
 
+    def _top_up(
+        self, request: TrackRequest, head: list[Item], limits: Limits, arrivals: dict[str, float]
+    ) -> bool:
+        """Fill a request's last few places exactly with the first records of a ready user of
+        several, when the next user (`head`, its records) would not; note the user's arrival
+        (the rest of its records wait until it is released). Say whether it was filled."""
+        room = limits.max_objects - request.size
+        if not self._several or _objects_in(head) == room:
+            return False
+        several, items_of, in_flight = self._several, self._items, self.in_flight
+        stale = []
+        found = False
+        for scanned, user in enumerate(several):
+            if scanned == TOP_UP_SCAN:
+                break
+            items = items_of.get(user)
+            if items is None or len(items) < 2 or user in in_flight:
+                stale.append(user)
+                continue
+            count = _prefix_of_size(items, room)
+            if count:
+                stale.append(user)
+                arrivals[user] = since = self._take_out(user)
+                self._put_back(user, items[count:], since)
+                _add_user(request, UserObjects(user, items[:count]))
+                found = True
+                break
+        for user in stale:
+            del several[user]
+        return found
+
+    def _take_out(self, user: str) -> float:
+        """Take a ready user with all its records, wherever it is in the ready order; return
+        their arrival. Its place in the order is left stale."""
+        items = self._items.pop(user)
+        self._ready_users.pop(_key(items[0]), None)
+        self.in_flight.add(user)
+        self._count -= len(items)
+        return self._since.pop(user)
+
     def release(self, users: Iterable[str]) -> None:
         """The users' requests are done: their waiting records may be sent."""
         for user in users:
@@ -389,6 +469,8 @@ class UserQueue:
             items = self._items.get(user)
             if items:
                 self._push(user, items[0])
+                if len(items) > 1:
+                    self._several[user] = None
 
     def drop(self, partitions: set[int]) -> dict[int, int]:
         """Forget the records of (revoked) partitions; say how many each partition had."""
@@ -411,6 +493,11 @@ class UserQueue:
             if user not in self.in_flight
         }
         self._in_order, self._ready = deque(sorted(self._ready_users)), []
+        self._several = {
+            user: None
+            for user, items in self._items.items()
+            if len(items) > 1 and user not in self.in_flight
+        }
         return dict(dropped)
 
     def _push(self, user: str, first: Item) -> None:
@@ -475,6 +562,26 @@ class UserQueue:
             self._since.pop(user, None)
             self._put_back(user, sorted(items, key=_position) + waiting, arrivals[user])
         self.release(taken)
+
+
+def _prefix_of_size(items: list[Item], size: int) -> int:
+    """How many of a user's first records give exactly `size` objects coalesced, or 0."""
+    attributes, events = False, 0
+    for count, item in enumerate(items, 1):
+        update = item.update
+        attributes = attributes or update.attribute_object() is not None
+        events += len(update.event_objects())
+        if attributes + events >= size:
+            return count if attributes + events == size else 0
+    return 0
+
+
+def _objects_in(items: list[Item]) -> int:
+    """How many objects a user's records give, coalesced."""
+    if len(items) > 1:
+        return UserObjects("", items).size
+    update = items[0].update
+    return (update.attribute_object() is not None) + len(update.event_objects())
 
 
 def _full(request: TrackRequest, limits: Limits) -> bool:

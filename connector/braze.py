@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 import re
 import ssl
 import time
@@ -113,6 +114,23 @@ class ReshapableLimiter(AsyncLimiter):
         if in_use:
             self._wake_next()
 
+    def free_now(self) -> int:
+        """How many acquisitions would pass at once: none while an `acquire()` waits, which
+        goes first."""
+        if any(not waiter[-1].done() for waiter in self._waiters):
+            return 0
+        self._leak()
+        return max(math.floor(self.max_rate - self._level), 0)
+
+    def take_now(self, amount: int) -> None:
+        """Acquire `amount` without waiting; `free_now()` said it passes."""
+        self._level += amount
+
+    def seconds_to_free(self) -> float:
+        """When one more acquisition passes, as far as the bucket's level tells."""
+        self._leak()
+        return max((self._level + 1 - self.max_rate) / self._rate_per_sec, 0.0)
+
 
 def _loop_running() -> bool:
     try:
@@ -175,6 +193,23 @@ class AdaptiveLimiter:
             await asyncio.sleep(delay)
         await self._limiter.acquire()
         return time.monotonic() - started
+
+    def free_now(self) -> int:
+        """Request slots to be had without waiting: none during a pause, or while a retry
+        waits in `acquire()` (it goes first)."""
+        if self.paused_until > time.monotonic():
+            return 0
+        return self._limiter.free_now()
+
+    def take_now(self, slots: int) -> None:
+        """Take request slots that `free_now()` offered, before any await."""
+        self._limiter.take_now(slots)
+
+    def seconds_to_free(self) -> float:
+        """How long until `free_now()` may offer a slot again (never zero: a waiting retry
+        may take the next one)."""
+        pause = self.paused_until - time.monotonic()
+        return max(pause, self._limiter.seconds_to_free(), 0.001)
 
     def throttled(self, retry_after_s: float | None) -> None:
         """Braze said 429: pause as told, then continue at half the rate.

@@ -308,10 +308,10 @@ class WorkerSettings(_Settings):
     worker_batch_window_ms: int = Field(
         20, ge=0, le=5_000, description="How long records wait to be coalesced into a request."
     )
-    # Requests per second are at most this over Braze's latency. Requests waiting on the limiter
-    # count too, and a revoke waits for them all: more lengthens rebalances under a binding budget.
+    # Requests per second are at most this over Braze's latency. A request takes its slot of the
+    # budget before it is packed: only requests being sent or retried count.
     worker_max_requests_in_flight: int = Field(
-        64, ge=1, le=1_000, description="Braze requests sent concurrently by one worker."
+        128, ge=1, le=1_000, description="Braze requests sent concurrently by one worker."
     )
     worker_max_pending_records: int = Field(
         20_000, ge=100, description="Records held in memory before fetching pauses."

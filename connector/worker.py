@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 Key = tuple[int, int]  # (partition, offset) of the raw topic
 YIELD_EVERY = 100  # records mapped between two turns of the event loop
+FETCH_RECORDS = 2_000  # records a fetch returns at most
 
 
 @dataclass
@@ -92,8 +93,9 @@ class Worker:
         self.trackers: dict[int, PartitionOffsets] = {}
         self.dropped: dict[int, int] = {}  # queued records of partitions being revoked
         self.queue = UserQueue()
-        self.hold_timer: asyncio.TimerHandle | None = None  # for a request kept back
+        self.hold_timer: asyncio.TimerHandle | None = None  # for a request kept back, or a slot
         self.hold_until = 0.0  # when it is due (time.monotonic()): uvloop's handles cannot say
+        self.starved_since: float | None = None  # when the budget last had no slot for a request
         self.tasks: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.paused = False
@@ -105,6 +107,7 @@ class Worker:
         self.exhausted: set[TopicPartition] = set()  # read to their end: never resumed
         self.skipped = 0
         self.taking = False  # while a fetched batch is being mapped
+        self.more_coming = False  # the last fetch was full: the next one is expected to be too
         self.mapped = 0  # records of the batch being taken that were queued, counted at its end
 
     # -- intake ---------------------------------------------------------------------------
@@ -112,12 +115,14 @@ class Worker:
     async def fetch_once(self) -> None:
         """Fetch a batch, or pause intake while too much is pending or Braze refuses us."""
         self._apply_backpressure()
-        batch = await self.consumer.getmany(timeout_ms=200, max_records=2_000)
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
         self.taking = True
         try:
             taken = await self._take_all(batch)
         finally:
             self.taking = False
+        # A full batch says Kafka has more: the next fetch is expected to bring records too.
+        self.more_coming = taken == FETCH_RECORDS
         if taken:
             self.metrics.consumed.inc(taken)
             self.wake.set()
@@ -241,24 +246,48 @@ class Worker:
         A last request with room left goes once its oldest record has waited the batch window
         (at once with `flush`): under a backlog more records come meanwhile and fill it.
         """
-        free = self.settings.worker_max_requests_in_flight - len(self.tasks)
-        if free <= 0 or not self.queue:
+        room = self.settings.worker_max_requests_in_flight - len(self.tasks)
+        if room <= 0 or not self.queue:
             return
-        if flush:
-            wait_s = 0.0
-        elif self.taking:
-            # A fetched batch is being mapped: its records may fill the request, and its end
-            # wakes the dispatcher again.
-            wait_s = math.inf
-        else:
-            wait_s = self.settings.worker_batch_window_ms / 1000
-        packed = self.queue.take(free, self.limits, wait_s=wait_s)
+        # A request takes its slot of the budget before it is packed, so that every request in
+        # flight is being sent: under a binding budget records wait in the queue, which a
+        # revoke drops at once, rather than in requests a revoke would wait for.
+        free = min(room, self.limiter.free_now())
+        if free == 0:
+            if self.starved_since is None:
+                self.starved_since = time.monotonic()
+            self._dispatch_at(time.monotonic() + self.limiter.seconds_to_free())
+            return
+        packed = self.queue.take(free, self.limits, wait_s=0.0 if flush else self._hold_s())
         if packed.held_until is not None and math.isfinite(packed.held_until):
             self._dispatch_at(packed.held_until)
+        if packed.requests:
+            self.limiter.take_now(len(packed.requests))
+            self._observe_limiter_wait(len(packed.requests))
+            if len(packed.requests) == free < room and self.queue:
+                # The budget ran out with records left: look again when it has a slot.
+                self._dispatch_at(time.monotonic() + self.limiter.seconds_to_free())
         for request in packed.requests:
             self._start(request)
         if packed.oversized:
             self._start_dead_letters(packed.oversized)
+
+    def _hold_s(self) -> float:
+        """How long a last request with room left may wait for its oldest record's sake."""
+        if self.taking or (self.more_coming and self.tasks):
+            # A fetched batch is being mapped, or (under a backlog) the next is being fetched
+            # while requests are in flight: their records, or the users those requests free, may
+            # fill the request, and the batch's end or a request's wakes the dispatcher again.
+            return math.inf
+        return self.settings.worker_batch_window_ms / 1000
+
+    def _observe_limiter_wait(self, requests: int) -> None:
+        """The requests just started waited for the budget since it last ran out, or not."""
+        waited = 0.0
+        if self.starved_since is not None:
+            waited, self.starved_since = time.monotonic() - self.starved_since, None
+        for _ in range(requests):
+            self.metrics.limiter_wait.observe(waited)
 
     def _dispatch_at(self, when: float) -> None:
         """Dispatch again at `when` (a time.monotonic() time), for a request kept back."""
@@ -294,7 +323,7 @@ class Worker:
     async def _deliver(self, request: TrackRequest) -> None:
         delivery = Delivery()
         try:
-            await self._send(request, delivery)
+            await self._send(request, delivery, acquired=True)
             failures = delivery.failures
             delivered = request.records
             if failures:
@@ -317,10 +346,16 @@ class Worker:
             self.tasks.discard(asyncio.current_task())  # type: ignore[arg-type, unused-ignore]
             self.wake.set()
 
-    async def _send(self, request: TrackRequest, delivery: Delivery) -> None:
+    async def _send(
+        self, request: TrackRequest, delivery: Delivery, *, acquired: bool = False
+    ) -> None:
+        """Send until Braze settles the request; its first slot of the budget is `acquired`
+        already (by the dispatcher) or not (a half of a split request)."""
         attempt = 0
         while True:
-            self.metrics.limiter_wait.observe(await self.limiter.acquire())
+            if not acquired:
+                self.metrics.limiter_wait.observe(await self.limiter.acquire())
+            acquired = False
             self.metrics.rate.set(self.limiter.requests_per_s)
             started = time.perf_counter()
             answer = await self.client.track(request.body())

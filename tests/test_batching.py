@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,11 +156,34 @@ def test_a_user_too_big_for_the_room_left_fills_it_with_its_first_records() -> N
     assert [[i.offset for i in r.items()] for r in rest] == [[38, 39, 40]]
 
 
-def queued(items: list[Item]) -> UserQueue:
-    queue = UserQueue()
+def queued(items: list[Item], *, top_up: bool = True) -> UserQueue:
+    queue = UserQueue(top_up=top_up)
     for one in items:
         queue.add(one)
     return queue
+
+
+def test_a_request_two_records_short_is_topped_up_by_a_user_of_three_objects() -> None:
+    # 2 objects a record: 37 users fill 74 places of 75. A user with two records waiting
+    # (one merged attributes object and two events) fills the last three exactly.
+    singles = [item(n, f"u{n}", events=1, score=n) for n in range(80)]
+    twice = [item(100, "w", events=1, score=1), item(101, "w", events=1, score=2)]
+    topped = queued(singles + twice).take(2, Limits())
+    plain = queued(singles + twice, top_up=False).take(2, Limits())
+    assert [r.size for r in topped.requests] == [75, 74]
+    assert "w" in topped.requests[0].users and "u36" not in topped.requests[0].users
+    assert [r.size for r in plain.requests] == [74, 74]
+    assert "w" not in {u for r in plain.requests for u in r.users}
+
+
+def test_a_user_in_flight_never_tops_a_request_up() -> None:
+    singles = [item(n, f"u{n}", events=1, score=n) for n in range(80)]
+    twice = [item(100, "w", events=1, score=1), item(101, "w", events=1, score=2)]
+    queue = queued(singles + twice)
+    queue.in_flight.add("w")
+    assert [r.size for r in queue.take(1, Limits()).requests] == [74]
+    queue.release(["w"])  # ready again: a candidate once more
+    assert [r.size for r in queue.take(1, Limits()).requests] == [75]
 
 
 def test_the_queue_takes_only_as_many_requests_as_asked() -> None:
@@ -233,6 +257,17 @@ queue_records = st.lists(
     st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 2), st.integers(0, 40), st.booleans()),
     max_size=150,
 )
+# Many users of one or two objects a record, as leads map: requests get topped up.
+lead_records = st.lists(
+    st.tuples(
+        st.sampled_from([f"u{n}" for n in range(60)]),
+        st.integers(0, 2),
+        st.integers(0, 1),
+        st.booleans() | st.just(True),
+    ),
+    min_size=20,
+    max_size=200,
+)
 
 
 def items_of(specs: list[tuple[str, int, int, bool]]) -> list[Item]:
@@ -252,7 +287,7 @@ def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
 ) -> None:
     items = items_of(specs)
     limits = Limits(max_objects)
-    queue = queued(items)
+    queue = queued(items, top_up=False)
     queue.in_flight.update(busy)
     ready = sorted(
         (i for i in items if i.user_key not in busy), key=lambda i: (i.partition, i.offset)
@@ -271,27 +306,53 @@ def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
 def test_rounds_of_the_queue_send_every_record_once_and_each_user_in_order(
     specs: list[tuple[str, int, int, bool]], free: int, max_objects: int, wait_s: float
 ) -> None:
-    items = items_of(specs)
+    _check_rounds(items_of(specs), free, max_objects, wait_s)
+
+
+@given(lead_records, st.integers(1, 4), st.sampled_from([5, 8, 9, 75]), st.sampled_from([0, 2.0]))
+def test_rounds_of_topped_up_requests_send_every_record_once_and_each_user_in_order(
+    specs: list[tuple[str, int, int, bool]], free: int, max_objects: int, wait_s: float
+) -> None:
+    _check_rounds(items_of(specs), free, max_objects, wait_s)
+
+
+def _check_rounds(items: list[Item], free: int, max_objects: int, wait_s: float) -> None:
+    """Half the records are queued at first, the rest a few a round; a round's requests are
+    in flight until the end of the next round, as answers come while more records arrive."""
     now = [0.0]
     queue = UserQueue(clock=lambda: now[0])
-    for one in items:
+    half = len(items) // 2
+    arriving = iter(items[half:])
+    for one in items[:half]:
         queue.add(one)
     sent: list[tuple[int, Item]] = []  # (round, record)
-    for round_ in range(len(items) + 4):
+    flying: list[str] = []  # the users of the last round's requests
+    for round_ in range(len(items) + 6):
         now[0] = float(round_)  # a held request goes two rounds after its oldest record came
+        for one in itertools.islice(arriving, 5):
+            queue.add(one)
         packed = queue.take(free, Limits(max_objects), wait_s=wait_s)
         taken = [i for r in packed.requests for i in r.items()] + packed.oversized
         sent += [(round_, i) for i in taken]
-        for request in packed.requests:
-            queue.release(request.users)
-        if not queue:
+        users = [u for r in packed.requests for u in r.users]
+        assert len(users) == len(set(users)), "a user in two requests of one round"
+        assert not set(users) & set(flying), "a user in two requests in flight at once"
+        assert all(r.size <= max_objects for r in packed.requests)
+        queue.release(flying)
+        flying = users
+        if not queue and len(sent) == len(items):
             break
+    queue.release(flying)
     assert not queue and not queue.in_flight
     positions = sorted((i.partition, i.offset) for _, i in sent)
     assert positions == sorted((i.partition, i.offset) for i in items)
-    for user in {i.user_key for i in items}:
-        mine = sorted((i.partition, i.offset, round_) for round_, i in sent if i.user_key == user)
-        rounds = [round_ for *_, round_ in mine]
+    for user, partition in {(i.user_key, i.partition) for i in items}:
+        mine = sorted(
+            (i.offset, round_)
+            for round_, i in sent
+            if (i.user_key, i.partition) == (user, partition)
+        )
+        rounds = [round_ for _, round_ in mine]
         assert rounds == sorted(rounds), "a later record of a user went in an earlier round"
 
 

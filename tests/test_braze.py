@@ -126,6 +126,33 @@ async def test_no_window_of_the_period_exceeds_the_budget() -> None:
     assert len(stamps) >= budget.requests  # it did let work through
 
 
+async def test_slots_taken_at_once_count_against_the_bucket() -> None:
+    limiter = AdaptiveLimiter(RateBudget(1_000, 10.0))  # a bucket of 40, 9.6 a second drip
+    assert limiter.free_now() == 40
+    limiter.take_now(40)
+    assert limiter.free_now() == 0
+    assert limiter.seconds_to_free() == pytest.approx(1 / 96, rel=0.2)
+    await asyncio.sleep(limiter.seconds_to_free() + 0.001)
+    assert limiter.free_now() >= 1  # a slow machine sleeps longer: more may have dripped
+
+
+async def test_no_slot_at_once_during_a_pause_or_while_a_retry_waits() -> None:
+    limiter = AdaptiveLimiter(RateBudget(1_000, 1.0))
+    limiter.throttled(0.2)
+    assert limiter.free_now() == 0
+    assert limiter.seconds_to_free() == pytest.approx(0.2, abs=0.05)
+    limiter.paused_until = 0.0
+    free = limiter.free_now()
+    limiter.take_now(free)
+    waiting = asyncio.ensure_future(limiter.acquire())
+    await asyncio.sleep(0)  # it waits in the bucket, first in line
+    assert not waiting.done()
+    assert limiter.free_now() == 0
+    await asyncio.wait_for(waiting, 1.0)
+    await asyncio.sleep(0.01)  # the retry went; new slots follow as the bucket drips
+    assert limiter.free_now() >= 1
+
+
 def test_client_refuses_an_endpoint_it_cannot_post_to() -> None:
     with pytest.raises(ConfigError, match="must start with http:// or https://"):
         BrazeClient("rest.iad-01.braze.com", "key", timeout_s=1, connections=1)

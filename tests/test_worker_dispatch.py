@@ -34,11 +34,19 @@ class Braze:
         return Answer(201, Action.DONE, "success", self.refuse)
 
 
-def worker(braze: Braze, window_ms: int, drain_s: float = 30.0) -> Worker:
+OPEN = RateBudget(1_000_000, 1.0)  # a budget that never binds here
+
+
+def worker(
+    braze: Braze,
+    window_ms: int,
+    drain_s: float = 30.0,
+    budget: RateBudget = OPEN,
+) -> Worker:
     settings = load(
         WorkerSettings, {"worker_batch_window_ms": window_ms, "worker_drain_timeout_s": drain_s}
     )
-    limiter = AdaptiveLimiter(RateBudget(1_000_000, 1.0))
+    limiter = AdaptiveLimiter(budget)
     return Worker(
         None,  # type: ignore[arg-type]  # the dispatcher never touches the consumer
         braze,  # type: ignore[arg-type]
@@ -129,3 +137,77 @@ def test_a_revoke_drops_queued_records_without_waiting_out_the_drain() -> None:
     line = worker(Braze(), window_ms=0, drain_s=30.0)
     in_flight, still_tracked, queued = asyncio.run(_revoked_with_queued_records(line))
     assert (in_flight, still_tracked, queued) == (2, False, 0)  # left to the next owner
+
+
+async def _under_a_binding_budget(line: Worker) -> tuple[int, int, list[int], list[int]]:
+    for offset in range(400):
+        add(line, offset, f"u{offset}")
+    line.dispatch()
+    started, queued = len(line.tasks), len(line.queue)
+    await asyncio.sleep(0)
+    first = list(line.client.sizes)  # type: ignore[attr-defined]
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(line.queue) or line.tasks:
+        assert asyncio.get_running_loop().time() < deadline, "the queue was never sent"
+        await asyncio.sleep(0.02)
+    return started, queued, first, line.client.sizes  # type: ignore[attr-defined]
+
+
+def test_requests_wait_for_the_budget_in_the_queue_not_in_flight() -> None:
+    # A bucket of 2 requests, dripping 48 a second: two full requests go at once; the other
+    # records stay queued (a revoke drops them at once) and go as full requests as slots free.
+    line = worker(Braze(), window_ms=0, budget=RateBudget(50, 1.0))
+    started, queued, first, sizes = asyncio.run(_under_a_binding_budget(line))
+    assert (started, queued, first) == (2, 250, [75, 75])
+    assert sizes == [75, 75, 75, 75, 75, 25]
+
+
+async def _revoked_under_a_binding_budget(line: Worker) -> tuple[int, int]:
+    line.commits = False
+    for offset in range(400):
+        add(line, offset, f"u{offset}", partition=3)
+    line.dispatch()
+    await asyncio.wait_for(line.revoked({3}), 10)  # TimeoutError if it waits out the drain
+    return len(line.client.sizes), len(line.queue)  # type: ignore[attr-defined]
+
+
+def test_a_revoke_under_a_binding_budget_waits_only_for_requests_being_sent() -> None:
+    line = worker(Braze(), window_ms=0, drain_s=30.0, budget=RateBudget(3, 60.0))
+    sent, queued = asyncio.run(_revoked_under_a_binding_budget(line))
+    assert (sent, queued) == (1, 0)  # one slot in the budget: one request; the rest dropped
+
+
+class SlowBraze(Braze):
+    """Answers only once `answer` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = asyncio.Event()
+
+    async def track(self, body: dict[str, Any]) -> Answer:
+        await self.answer.wait()
+        return await super().track(body)
+
+
+async def _held_while_more_is_coming() -> tuple[int, int, int]:
+    braze = SlowBraze()
+    line = worker(braze, window_ms=10)
+    for offset in range(75):  # a full request (an object a user) goes, and waits for Braze
+        add(line, offset, f"u{offset}")
+    line.dispatch()
+    for offset in range(75, 80):
+        add(line, offset, f"u{offset}")
+    line.more_coming = True  # the last fetch was full
+    line.dispatch()
+    await asyncio.sleep(0.05)  # past the window: held while the full request is in flight
+    held = len(line.tasks)
+    line.more_coming = False  # the next fetch was not full
+    line.dispatch()
+    after = len(line.tasks)
+    braze.answer.set()
+    await asyncio.sleep(0.05)
+    return held, after, len(line.queue)
+
+
+def test_under_a_backlog_a_half_full_request_waits_for_what_requests_in_flight_free() -> None:
+    assert asyncio.run(_held_while_more_is_coming()) == (1, 2, 0)
