@@ -101,8 +101,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--events",
         type=_events,
-        default=800_000,
-        help="leads in the backlog (800000: more than a 30 s run at 20,000/s takes)",
+        default=1_200_000,
+        help="leads in the backlog (1200000: more than a 30 s run at 35,000/s takes)",
     )
     group.add_argument("--users", type=positive_int, default=20_000, help="people (20000)")
     group.add_argument(
