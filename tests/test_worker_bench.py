@@ -22,7 +22,7 @@ def test_the_worker_target_and_its_defaults() -> None:
     args = parse()
     assert args.target == "worker"
     assert (args.events, args.users, args.max_seconds, args.runs) == (1_200_000, 20_000, 30.0, 3)
-    assert (args.latency_ms, args.in_flight, args.scenario) == (50.0, 64, "both")
+    assert (args.latency_ms, args.in_flight, args.scenario) == (50.0, 128, "both")
     assert [s.name for s in scenarios_of(args)] == ["open", "binding"]
     assert [s.budget_per_s for s in scenarios_of(args)] == [1_000.0, 100.0]
 
