@@ -14,18 +14,26 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+
 
 class Update(Protocol):
-    """What batching needs of a mapped record (see `connector.mapping.BrazeUpdate`)."""
+    """What batching needs of a mapped record (see `connector.mapping.BrazeUpdate`).
+
+    A request carries the payloads: objects as dicts, or as JSON (bytes). Dicts are asked for
+    only to merge a user's attributes objects.
+    """
 
     @property
     def user_key(self) -> str: ...
 
-    def attribute_object(self) -> dict[str, Any] | None: ...
+    @property
+    def attribute_payload(self) -> dict[str, Any] | bytes | None: ...
 
-    def event_objects(self) -> list[dict[str, Any]]:
-        """A new list each call, which the caller may keep and change (not its objects)."""
-        ...
+    @property
+    def event_payloads(self) -> Sequence[dict[str, Any] | bytes]: ...
+
+    def attribute_object(self) -> dict[str, Any] | None: ...
 
 
 class Item(NamedTuple):
@@ -64,29 +72,27 @@ class UserObjects:
     def __init__(self, user_key: str, items: Iterable[Item] = ()) -> None:
         """Fold the user's records in, in offset order."""
         self.user_key = user_key
-        attributes: dict[str, Any] | None = None
+        attributes: Any = None  # a payload, or (merged) a dict of the user's own
         attribute_items: list[Item] = []
-        event_objects: list[dict[str, Any]] = []
+        event_objects: list[Any] = []
         event_items: list[Item] = []  # the record of each event object
         records: list[Item] = []  # every record folded in that gave an object
         for item in items:
             update = item.update
-            found = update.attribute_object()
-            events = update.event_objects()
+            found = update.attribute_payload
+            events = update.event_payloads
             if found is not None:
                 if attributes is None:
                     attributes = found
                 elif len(attribute_items) == 1:  # a record's own object is never changed
-                    attributes = attributes | found
+                    first = attribute_items[0].update.attribute_object()
+                    attributes = first | update.attribute_object()  # type: ignore[operator]
                 else:  # the merged copy is the user's own
-                    attributes.update(found)
+                    attributes.update(update.attribute_object())
                 attribute_items.append(item)
             if events:
                 event_items += [item] * len(events)
-                if event_objects:
-                    event_objects += events
-                else:  # a new list, ours to keep
-                    event_objects = events
+                event_objects += events
             if found is not None or events:
                 records.append(item)
         self.attributes = attributes
@@ -121,11 +127,14 @@ def coalesce(items: Iterable[Item]) -> list[UserObjects]:
 
 @dataclass
 class TrackRequest:
-    """One /users/track body, and which records each object came from."""
+    """One /users/track body, and which records each object came from.
 
-    attributes: list[dict[str, Any]] = field(default_factory=list)
+    Its objects are payloads (see `Update`): dicts, or JSON already.
+    """
+
+    attributes: list[Any] = field(default_factory=list)
     attribute_items: list[list[Item]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Any] = field(default_factory=list)
     event_items: list[Item] = field(default_factory=list)
     users: list[str] = field(default_factory=list)
     records: list[Item] = field(default_factory=list)  # every record with an object here, once
@@ -135,13 +144,22 @@ class TrackRequest:
         return len(self.attributes) + len(self.events)
 
     def body(self) -> dict[str, Any]:
-        """The JSON body to send."""
+        """The body as dicts (`encoded()` is what is sent)."""
         body: dict[str, Any] = {}
         if self.attributes:
-            body["attributes"] = self.attributes
+            body["attributes"] = [_as_dict(one) for one in self.attributes]
         if self.events:
-            body["events"] = self.events
+            body["events"] = [_as_dict(one) for one in self.events]
         return body
+
+    def encoded(self) -> bytes:
+        """The JSON body to send: objects that are JSON already are joined in as they are."""
+        arrays = []
+        if self.attributes:
+            arrays.append(b'"attributes":[' + b",".join(map(_as_json, self.attributes)) + b"]")
+        if self.events:
+            arrays.append(b'"events":[' + b",".join(map(_as_json, self.events)) + b"]")
+        return b"{" + b",".join(arrays) + b"}"
 
     def items_for(self, input_array: str, index: int) -> list[Item]:
         """The records behind the object Braze names by array and index."""
@@ -237,8 +255,8 @@ def _prefix_that_fits(
     attributes, events = False, 0
     for position, item in enumerate(items):
         update = item.update
-        attributes = attributes or update.attribute_object() is not None
-        events += len(update.event_objects())
+        attributes = attributes or update.attribute_payload is not None
+        events += len(update.event_payloads)
         if not limits.fits(room, attributes, events):
             return UserObjects(user.user_key, items[:position]), items[position:]
     return UserObjects(user.user_key, items), []
@@ -259,8 +277,8 @@ def _add_one(request: TrackRequest, user: str, item: Item, limits: Limits) -> bo
     """Add a user's only record to the request if its objects fit: what `_add_user` does with
     `UserObjects(user, [item])`, without making one. Say whether it was added."""
     update = item.update
-    found = update.attribute_object()
-    events = update.event_objects()
+    found = update.attribute_payload
+    events = update.event_payloads
     if (found is None and not events) or not limits.fits(request, found is not None, len(events)):
         return False
     request.users.append(user)
@@ -569,8 +587,8 @@ def _prefix_of_size(items: list[Item], size: int) -> int:
     attributes, events = False, 0
     for count, item in enumerate(items, 1):
         update = item.update
-        attributes = attributes or update.attribute_object() is not None
-        events += len(update.event_objects())
+        attributes = attributes or update.attribute_payload is not None
+        events += len(update.event_payloads)
         if attributes + events >= size:
             return count if attributes + events == size else 0
     return 0
@@ -581,7 +599,15 @@ def _objects_in(items: list[Item]) -> int:
     if len(items) > 1:
         return UserObjects("", items).size
     update = items[0].update
-    return (update.attribute_object() is not None) + len(update.event_objects())
+    return (update.attribute_payload is not None) + len(update.event_payloads)
+
+
+def _as_json(payload: Any) -> bytes:
+    return payload if type(payload) is bytes else orjson.dumps(payload)
+
+
+def _as_dict(payload: Any) -> Any:
+    return orjson.loads(payload) if type(payload) is bytes else payload
 
 
 def _full(request: TrackRequest, limits: Limits) -> bool:

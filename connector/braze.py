@@ -289,10 +289,10 @@ class BrazeClient:
         """Remove the API key, which Braze echoes in some 401 bodies."""
         return text.replace(self._api_key, "<api-key>") if self._api_key else text
 
-    async def track(self, body: dict[str, Any]) -> Answer:
-        """Send one request and classify the answer; never raises for HTTP or network trouble."""
+    async def track(self, body: bytes) -> Answer:
+        """Send one JSON body and classify the answer; never raises for HTTP or network trouble."""
         try:
-            reply = await self._pool.post(self._head, orjson.dumps(body))
+            reply = await self._pool.post(self._head, body)
         except NoAnswer as exc:
             return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {exc}"))
         return self._answer(reply.status, reply.body, reply.headers)

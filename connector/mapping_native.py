@@ -6,13 +6,16 @@ plan `connector.mapping_plan` writes in Python. It covers what that plan does in
 and selectors over dicts and lists, text, numbers, integers and times in their common forms,
 filters on text, identity text with its transforms. For anything else in a record (a value to
 coerce, a walker, a failure to report, a case fold beyond ASCII) it declines, returning None,
-and the record is mapped in Python: results and failure reasons stay the rules' own.
+and the record is mapped in Python: results and failure reasons stay the rules' own. What it
+makes is a `BrazeUpdate` whose /users/track objects are JSON already (bytes).
 `tests/test_mapping_native.py` holds the two to each other.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from connector.mapping_paths import MISSING, Key, Path, Select
 from connector.mapping_reads import keyed
@@ -89,13 +92,33 @@ class _Describer:
         transforms = [(step.name, step.argument) for step in rule.transforms]
         return rule.kind, self.source(rule.source), transforms, rule.label
 
-    def field(self, rule: FieldRule) -> tuple[str, str, int, bool, Any, bool]:
+    def field(self, rule: FieldRule) -> tuple[str, str, int, bool, bytes | None, bool]:
         source = -1 if rule.source is None else self.source(rule.source)
         # Typed natively only without transforms; a value found for any other is Python's.
         native = rule.kind in _TYPES and not rule.transforms
         fixed = rule.fixed is not MISSING
-        value = rule.fixed if fixed else None
+        value = constant_json(rule.fixed) if fixed else None
         return rule.name, rule.kind if native else "python", source, fixed, value, rule.required
+
+
+def constant_json(value: Any) -> bytes | None:
+    """A constant as the JSON the native plan writes for it, or None (a record that needs it is
+    Python's) when orjson would not read that JSON back as the same value, types included."""
+    try:
+        written = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None
+    return written if _same(orjson.loads(written), value) else None
+
+
+def _same(read: Any, value: Any) -> bool:
+    if type(read) is not type(value):
+        return False
+    if type(value) is list:
+        return len(read) == len(value) and all(map(_same, read, value))
+    if type(value) is dict:
+        return list(read) == list(value) and all(map(_same, read.values(), value.values()))
+    return bool(read == value)
 
 
 def _path(path: Path) -> tuple[str, list[tuple[str, str, str]]]:

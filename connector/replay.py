@@ -61,9 +61,9 @@ class Selection:
         """Apply the identity filter and drop events unless asked for; None skips the record."""
         if self.identity is not None and not _is_user(update, self.identity):
             return None
-        if not self.with_events and update.events:
+        if not self.with_events and update.event_payloads:
             update = update.without_events()
-        if update.attribute_object() is None and not update.event_objects():
+        if update.empty:
             return None
         return update
 

@@ -214,7 +214,7 @@ class Worker:
                     why = Reason(failure.stage, failure.reason)
                     failed.append((SourceRecord.consumed(tp, record), why))
                     continue
-            if type(result) is not BrazeUpdate or not (result.attributes or result.events):
+            if type(result) is not BrazeUpdate or result.empty:
                 if isinstance(result, Filtered):
                     self.metrics.filtered.labels(result.rule).inc()
                 finish(offset)
@@ -358,7 +358,7 @@ class Worker:
             acquired = False
             self.metrics.rate.set(self.limiter.requests_per_s)
             started = time.perf_counter()
-            answer = await self.client.track(request.body())
+            answer = await self.client.track(request.encoded())
             self.metrics.braze_seconds.observe(time.perf_counter() - started)
             self.metrics.requests.labels(str(answer.status)).inc()
             if answer.action is Action.DONE:

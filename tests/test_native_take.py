@@ -149,3 +149,34 @@ def test_any_header_values_give_python_s_result_or_none(
     taken = native_take(headers, LEAD)
     if taken is not None:
         assert strictly(taken) == strictly(python_take(headers, LEAD))
+
+
+def test_a_native_update_carries_its_objects_as_json_and_reads_them_back() -> None:
+    native = MAPPING.native
+    assert native is not None
+    taken = native.take(receiver_headers(), LEAD)
+    assert taken is not None
+    update = taken[0]
+    content_type, label, received_at = record_facts(receiver_headers())
+    python = map_python(MAPPING, LEAD, content_type, label, received_at)
+    assert type(update.attribute_payload) is bytes
+    assert [type(one) for one in update.event_payloads] == [bytes]
+    assert orjson.loads(update.attribute_payload) == python.attribute_payload  # type: ignore[union-attr]
+    assert [orjson.loads(one) for one in update.event_payloads] == list(python.event_payloads)  # type: ignore[union-attr]
+    assert not update.empty
+    slim = update.without_events()  # replay's default: read back only when asked
+    assert type(slim.attribute_payload) is bytes and slim.event_payloads == ()
+    assert slim == python.without_events()  # type: ignore[union-attr]
+    assert update == python
+    assert repr(update) == repr(python)
+
+
+def test_a_constant_json_would_not_carry_as_itself_is_left_to_python() -> None:
+    from connector.mapping_native import constant_json
+
+    assert constant_json("Growth") == b'"Growth"'
+    assert constant_json([1, 2.5, "x", True]) == b'[1,2.5,"x",true]'
+    assert constant_json(-0.0) == b"-0.0"
+    assert constant_json(float("nan")) is None  # written as null
+    assert constant_json((1, 2)) is None  # read back as a list
+    assert constant_json(2**64) is None  # beyond what orjson writes

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 import pytest
 import uvloop
 
@@ -29,7 +30,8 @@ class Braze:
         self.sizes: list[int] = []
         self.refuse = refuse
 
-    async def track(self, body: dict[str, Any]) -> Answer:
+    async def track(self, encoded: bytes) -> Answer:
+        body = orjson.loads(encoded)
         self.sizes.append(sum(len(body.get(array, [])) for array in ("attributes", "events")))
         return Answer(201, Action.DONE, "success", self.refuse)
 
@@ -184,9 +186,9 @@ class SlowBraze(Braze):
         super().__init__()
         self.answer = asyncio.Event()
 
-    async def track(self, body: dict[str, Any]) -> Answer:
+    async def track(self, encoded: bytes) -> Answer:
         await self.answer.wait()
-        return await super().track(body)
+        return await super().track(encoded)
 
 
 async def _held_while_more_is_coming() -> tuple[int, int, int]:

@@ -2,7 +2,7 @@
 
 Maps `--events` bench leads of `--users` people once (connector.dev.mapping_bench.records);
 then, `--runs` times, queues them all in a `UserQueue` and takes requests `--in-flight` at a
-time, building each body, listing its records and releasing its users, as the worker does.
+time, encoding each body, listing its records and releasing its users, as the worker does.
 Prints the median CPU time per record of that loop alone.
 """
 
@@ -39,7 +39,7 @@ def pack_all(batch: list[Item], in_flight: int, limits: Limits) -> int:
     while queue:
         packed = queue.take(in_flight, limits)
         for request in packed.requests:
-            request.body()
+            request.encoded()
             request.items()
             sent += 1
         for request in packed.requests:

@@ -6,7 +6,7 @@ mod text;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PySequence, PyString, PyTuple, PyType};
+use pyo3::types::{PyBytes, PySequence, PyString, PyTuple, PyType};
 
 use crate::plan::{Facts, Outcome, Plan, Run, Stop};
 
@@ -97,7 +97,7 @@ impl NativePlan {
         };
         let facts = Facts::new(&self.plan, source, received_at);
         let mut run = Run::new(&self.plan, &document, &facts);
-        match run.outcome(py) {
+        match run.outcome() {
             Ok(Outcome::Filtered(name)) => Ok(Some(self.filtered.call1(py, (name,))?)),
             Ok(Outcome::Update {
                 user_key,
@@ -105,46 +105,32 @@ impl NativePlan {
                 attributes,
                 events,
             }) => Ok(Some(
-                self.update(py, &user_key, identity, attributes, events)?,
+                self.update(py, &user_key, &identity, attributes, &events)?,
             )),
             Err(Stop::Decline) => Ok(None),
-            Err(Stop::Python(error)) => Err(error),
         }
     }
 
-    /// What `BrazeUpdate(user_key, identity, attributes, events)` makes, without its __init__:
-    /// the same fields, and its /users/track objects merged the same way ({**identity, **x}).
+    /// A `BrazeUpdate` made from its /users/track objects as JSON, without its __init__: the
+    /// slots connector/mapping_results.py says a native update has.
     fn update(
         &self,
         py: Python<'_>,
         user_key: &str,
-        identity: Bound<'_, PyDict>,
-        attributes: Bound<'_, PyDict>,
-        events: Vec<Bound<'_, PyDict>>,
+        identity: &[u8],
+        attributes: Option<Vec<u8>>,
+        events: &[Vec<u8>],
     ) -> PyResult<PyObject> {
         let update = self.new_object.bind(py).call1((self.update.bind(py),))?;
-        let attribute_object = if attributes.is_empty() {
-            py.None()
-        } else {
-            let merged = identity.copy()?;
-            merged.update(attributes.as_mapping())?;
-            merged.into_any().unbind()
+        let attribute_payload = match attributes {
+            None => py.None(),
+            Some(json) => PyBytes::new(py, &json).into_any().unbind(),
         };
-        let mut event_objects = Vec::with_capacity(events.len());
-        for event in &events {
-            let merged = identity.copy()?;
-            merged.update(event.as_mapping())?;
-            event_objects.push(merged);
-        }
+        let event_payloads = PyTuple::new(py, events.iter().map(|json| PyBytes::new(py, json)))?;
         update.setattr(intern!(py, "user_key"), user_key)?;
-        update.setattr(intern!(py, "identity"), identity)?;
-        update.setattr(intern!(py, "attributes"), attributes)?;
-        update.setattr(intern!(py, "events"), PyTuple::new(py, events)?)?;
-        update.setattr(intern!(py, "_attribute_object"), attribute_object)?;
-        update.setattr(
-            intern!(py, "_event_objects"),
-            PyList::new(py, event_objects)?,
-        )?;
+        update.setattr(intern!(py, "attribute_payload"), attribute_payload)?;
+        update.setattr(intern!(py, "event_payloads"), event_payloads)?;
+        update.setattr(intern!(py, "_identity_json"), PyBytes::new(py, identity))?;
         Ok(update.unbind())
     }
 }

@@ -5,9 +5,7 @@
 
 use std::borrow::Cow;
 
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
 use rustc_hash::FxHashSet;
 use sha2::{Digest, Sha256};
 
@@ -18,16 +16,9 @@ use crate::text::{
 
 const MAX_TEXT: usize = 255;
 
-/// Why a record is not mapped here: Python maps it, or a Python error to raise.
+/// Why a record is not mapped here: Python maps it.
 pub enum Stop {
     Decline,
-    Python(PyErr),
-}
-
-impl From<PyErr> for Stop {
-    fn from(error: PyErr) -> Self {
-        Stop::Python(error)
-    }
 }
 
 type Step<T> = Result<T, Stop>;
@@ -75,7 +66,9 @@ pub enum Transform {
 
 pub struct IdentityRule {
     kind: String,
-    key: Py<PyString>, // the identity field: the kind, as a Python str made once
+    key: String,        // the identity field of the objects: the kind, or user_alias
+    member: Vec<u8>,    // the field as JSON, up to its value: `"email":`
+    label_json: String, // an alias's label as JSON
     source: usize,
     transforms: Vec<Transform>,
     label: String,
@@ -90,15 +83,23 @@ pub enum Kind {
 }
 
 pub struct Field {
-    name: Py<PyString>,
+    name: String,
+    member: Vec<u8>, // the name as JSON, up to its value: `"outgrow_quiz_score":`
     kind: Kind,
     source: Option<usize>,
-    fixed: Option<PyObject>,
+    fixed: Option<Fixed>,
     required: bool,
 }
 
+/// A constant of the mapping file as JSON, or Python's to write (orjson would not read it back
+/// as the same value).
+pub enum Fixed {
+    Json(Vec<u8>),
+    Python,
+}
+
 pub struct Event {
-    name: Py<PyString>,
+    name_json: String,
     time: Field,
     properties: Vec<Field>,
 }
@@ -116,7 +117,7 @@ pub struct Plan {
 }
 
 type PathTuple = (String, Vec<(String, String, String)>);
-type FieldTuple = (String, String, i64, bool, PyObject, bool);
+type FieldTuple = (String, String, i64, bool, Option<Vec<u8>>, bool);
 type PlanTuple = (
     String,
     Vec<Option<Vec<PathTuple>>>,
@@ -154,7 +155,6 @@ impl Plan {
                 Ok((name, conditions))
             })
             .collect::<PyResult<_>>()?;
-        let py = ir.py();
         let identity = identity
             .into_iter()
             .map(|(kind, source, transforms, label)| {
@@ -162,29 +162,32 @@ impl Plan {
                     .into_iter()
                     .map(transform_of)
                     .collect::<PyResult<_>>()?;
+                let key = if kind == "alias" { "user_alias" } else { &kind }.to_owned();
                 Ok(IdentityRule {
-                    key: PyString::new(py, &kind).unbind(),
+                    member: member_of(&key),
+                    key,
                     kind,
                     source,
                     transforms,
+                    label_json: json_text(&label),
                     label,
                 })
             })
             .collect::<PyResult<_>>()?;
         let attributes = attributes
             .into_iter()
-            .map(|f| field_of(py, f))
+            .map(field_of)
             .collect::<PyResult<_>>()?;
         let events = events
             .into_iter()
             .map(|(name, time, properties)| {
                 let properties = properties
                     .into_iter()
-                    .map(|f| field_of(py, f))
+                    .map(field_of)
                     .collect::<PyResult<_>>()?;
                 Ok(Event {
-                    name: PyString::new(py, &name).unbind(),
-                    time: field_of(py, time)?,
+                    name_json: json_text(&name),
+                    time: field_of(time)?,
                     properties,
                 })
             })
@@ -295,10 +298,7 @@ fn transform_of((name, argument): (String, String)) -> PyResult<Transform> {
     })
 }
 
-fn field_of(
-    py: Python<'_>,
-    (name, kind, source, has_fixed, fixed, required): FieldTuple,
-) -> PyResult<Field> {
+fn field_of((name, kind, source, has_fixed, fixed, required): FieldTuple) -> PyResult<Field> {
     let kind = match kind.as_str() {
         "string" => Kind::Text,
         "number" => Kind::Number,
@@ -308,47 +308,66 @@ fn field_of(
         _ => return Err(invalid("type")),
     };
     Ok(Field {
-        name: PyString::new(py, &name).unbind(),
+        member: member_of(&name),
+        name,
         kind,
         source: usize::try_from(source).ok(),
-        fixed: has_fixed.then_some(fixed),
+        fixed: has_fixed.then(|| fixed.map_or(Fixed::Python, Fixed::Json)),
         required,
     })
 }
 
+/// Text as a JSON string.
+fn json_text(text: &str) -> String {
+    serde_json::to_string(text).expect("a str is always written")
+}
+
+/// An object member's name as JSON, up to its value: `"name":`.
+fn member_of(name: &str) -> Vec<u8> {
+    let mut member = json_text(name).into_bytes();
+    member.push(b':');
+    member
+}
+
 // -- running it ------------------------------------------------------------------------------------
 
-/// A value a rule gives: typed, or a constant of the mapping file, or nothing.
+/// A value a rule gives: typed, or a constant of the mapping file (as JSON), or nothing.
 enum Value<'a> {
     Missing,
     Text(Cow<'a, str>),
     Int(i64),
     UInt(u64),
     Float(f64),
-    Constant(&'a PyObject),
+    Constant(&'a [u8]),
 }
 
 impl Value<'_> {
-    fn to_python(&self, py: Python<'_>) -> PyObject {
-        match self {
-            Value::Missing => py.None(),
-            Value::Text(text) => PyString::new(py, text).into_any().unbind(),
-            Value::Int(n) => n.into_pyobject(py).unwrap().into_any().unbind(),
-            Value::UInt(n) => n.into_pyobject(py).unwrap().into_any().unbind(),
-            Value::Float(x) => x.into_pyobject(py).unwrap().into_any().unbind(),
-            Value::Constant(object) => object.clone_ref(py),
-        }
+    /// Append the value as JSON, as orjson writes it (floats in their shortest form that reads
+    /// back the same; a float is finite, as serde_json reads only finite ones).
+    fn write(&self, out: &mut Vec<u8>) {
+        let written = match self {
+            Value::Missing => Ok(out.extend_from_slice(b"null")),
+            Value::Text(text) => serde_json::to_writer(&mut *out, text.as_ref()),
+            Value::Int(n) => serde_json::to_writer(&mut *out, n),
+            Value::UInt(n) => serde_json::to_writer(&mut *out, n),
+            Value::Float(x) => serde_json::to_writer(&mut *out, x),
+            Value::Constant(json) => Ok(out.extend_from_slice(json)),
+        };
+        written.expect("writing to a Vec does not fail");
     }
 }
 
-/// What a plan gives for one record.
-pub enum Outcome<'py> {
+/// What a plan gives for one record: a filter's name, or the update's user key and its
+/// /users/track objects as JSON, each with the identity first (as `{**identity, **x}` makes
+/// them): the identity alone, the attributes object (None when there is nothing to set) and the
+/// event objects.
+pub enum Outcome {
     Filtered(String),
     Update {
         user_key: String,
-        identity: Bound<'py, PyDict>,
-        attributes: Bound<'py, PyDict>,
-        events: Vec<Bound<'py, PyDict>>,
+        identity: Vec<u8>,
+        attributes: Option<Vec<u8>>,
+        events: Vec<Vec<u8>>,
     },
 }
 
@@ -386,44 +405,60 @@ impl<'a> Run<'a> {
         }
     }
 
-    pub fn outcome<'py>(&mut self, py: Python<'py>) -> Step<Outcome<'py>> {
+    pub fn outcome(&mut self) -> Step<Outcome> {
         let plan = self.plan;
         for (name, conditions) in &plan.filters {
             if self.all_hold(conditions)? {
                 return Ok(Outcome::Filtered(name.clone()));
             }
         }
-        let (user_key, identity) = self.identity(py)?;
-        let attributes = self.values(py, &plan.attributes)?;
-        if plan.pop_identity {
-            for field in identity.keys() {
-                if attributes.contains(&field)? {
-                    attributes.del_item(field)?;
-                }
-            }
+        let (user_key, rule, identity) = self.identity()?;
+        // The attributes object: the identity, then every value found, but for one named like
+        // the identity's field (popped), then an alias's `_update_existing_only`.
+        let mut attributes = Vec::with_capacity(256);
+        attributes.push(b'{');
+        attributes.extend_from_slice(&identity);
+        let popped = plan.pop_identity.then_some(rule.key.as_str());
+        let alias = plan.alias && rule.kind == "alias";
+        let mut any = self.members(&plan.attributes, &mut attributes, popped, alias)?;
+        if alias {
+            attributes.extend_from_slice(b",\"_update_existing_only\":false");
+            any = true;
         }
-        if plan.alias && identity.contains("user_alias")? {
-            attributes.set_item(intern!(py, "_update_existing_only"), false)?;
-        }
+        attributes.push(b'}');
         let mut events = Vec::with_capacity(plan.events.len());
         for event in &plan.events {
             let time = self.value(&event.time)?;
             if let Value::Missing = time {
                 return Err(Stop::Decline);
             }
-            let object = PyDict::new(py);
-            object.set_item(intern!(py, "name"), event.name.bind(py))?;
-            object.set_item(intern!(py, "time"), time.to_python(py))?;
-            let properties = self.values(py, &event.properties)?;
-            if !properties.is_empty() {
-                object.set_item(intern!(py, "properties"), properties)?;
+            let mut object = Vec::with_capacity(256);
+            object.push(b'{');
+            object.extend_from_slice(&identity);
+            object.extend_from_slice(b",\"name\":");
+            object.extend_from_slice(event.name_json.as_bytes());
+            object.extend_from_slice(b",\"time\":");
+            time.write(&mut object);
+            let bare = object.len();
+            object.extend_from_slice(b",\"properties\":{");
+            let opened = object.len();
+            if self.members(&event.properties, &mut object, None, false)? {
+                object.remove(opened); // the first member's comma
+                object.push(b'}');
+            } else {
+                object.truncate(bare);
             }
+            object.push(b'}');
             events.push(object);
         }
+        let mut identity_object = Vec::with_capacity(identity.len() + 2);
+        identity_object.push(b'{');
+        identity_object.extend_from_slice(&identity);
+        identity_object.push(b'}');
         Ok(Outcome::Update {
             user_key,
-            identity,
-            attributes,
+            identity: identity_object,
+            attributes: any.then_some(attributes),
             events,
         })
     }
@@ -501,8 +536,9 @@ impl<'a> Run<'a> {
 
     // -- identity -------------------------------------------------------------------------------
 
-    fn identity<'py>(&mut self, py: Python<'py>) -> Step<(String, Bound<'py, PyDict>)> {
-        let plan = self.plan;
+    /// The user key, the rule that found the identity, and the identity's member as JSON.
+    fn identity(&mut self) -> Step<(String, &'a IdentityRule, Vec<u8>)> {
+        let plan: &'a Plan = self.plan;
         for rule in &plan.identity {
             let Some(found) = self.read(rule.source)? else {
                 continue;
@@ -514,43 +550,61 @@ impl<'a> Run<'a> {
             if text.is_empty() {
                 return Err(Stop::Decline);
             }
-            let fields = PyDict::new(py);
+            let mut member = rule.member.clone();
             if rule.kind == "alias" {
-                let alias = PyDict::new(py);
-                alias.set_item(intern!(py, "alias_name"), text.as_ref())?;
-                alias.set_item(intern!(py, "alias_label"), rule.label.as_str())?;
-                fields.set_item(intern!(py, "user_alias"), alias)?;
-                return Ok((format!("alias:{}:{}", rule.label, text), fields));
+                member.extend_from_slice(b"{\"alias_name\":");
+                Value::Text(Cow::Borrowed(&text)).write(&mut member);
+                member.extend_from_slice(b",\"alias_label\":");
+                member.extend_from_slice(rule.label_json.as_bytes());
+                member.push(b'}');
+                return Ok((format!("alias:{}:{}", rule.label, text), rule, member));
             }
-            fields.set_item(rule.key.bind(py), text.as_ref())?;
-            return Ok((format!("{}:{}", rule.kind, text), fields));
+            Value::Text(Cow::Borrowed(&text)).write(&mut member);
+            return Ok((format!("{}:{}", rule.kind, text), rule, member));
         }
         Err(Stop::Decline) // no identity: the failure is Python's to raise
     }
 
     // -- attributes, event properties, event times ------------------------------------------------
 
-    fn values<'py>(&mut self, py: Python<'py>, fields: &'a [Field]) -> Step<Bound<'py, PyDict>> {
-        let values = PyDict::new(py);
+    /// Append `,"name":value` for each field's value found, in order, but for the field named
+    /// `popped`, whose value is found (a failure to find it declines) and then left out; say
+    /// whether any was. With `alias`, a field named `_update_existing_only` declines: Python
+    /// sets the alias's value in its place (a mapping file may not name an attribute so today;
+    /// this keeps the two plans alike should that change).
+    fn members(
+        &mut self,
+        fields: &'a [Field],
+        out: &mut Vec<u8>,
+        popped: Option<&str>,
+        alias: bool,
+    ) -> Step<bool> {
+        let mut any = false;
         for field in fields {
             if field.source.is_none() && field.fixed.is_none() {
                 continue;
             }
             let value = self.value(field)?;
-            if !matches!(value, Value::Missing) {
-                values.set_item(field.name.bind(py), value.to_python(py))?;
+            if matches!(value, Value::Missing) || popped == Some(field.name.as_str()) {
+                continue;
             }
+            if alias && field.name == "_update_existing_only" {
+                return Err(Stop::Decline);
+            }
+            out.push(b',');
+            out.extend_from_slice(&field.member);
+            value.write(out);
+            any = true;
         }
-        Ok(values)
+        Ok(any)
     }
 
     fn value(&mut self, field: &'a Field) -> Step<Value<'a>> {
         let Some(source) = field.source else {
-            return field
-                .fixed
-                .as_ref()
-                .map(Value::Constant)
-                .ok_or(Stop::Decline);
+            return match &field.fixed {
+                Some(fixed) => constant(fixed),
+                None => Err(Stop::Decline),
+            };
         };
         let typed = match self.read(source)? {
             None => Value::Missing,
@@ -558,9 +612,16 @@ impl<'a> Run<'a> {
         };
         match (typed, &field.fixed) {
             (Value::Missing, _) if field.required => Err(Stop::Decline),
-            (Value::Missing, Some(fixed)) => Ok(Value::Constant(fixed)),
+            (Value::Missing, Some(fixed)) => constant(fixed),
             (typed, _) => Ok(typed),
         }
+    }
+}
+
+fn constant(fixed: &Fixed) -> Step<Value<'_>> {
+    match fixed {
+        Fixed::Json(json) => Ok(Value::Constant(json)),
+        Fixed::Python => Err(Stop::Decline),
     }
 }
 
