@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -23,6 +26,20 @@ class PartitionOffsets:
         self._pending.append(offset)
         self._unfinished.add(offset)
         self._next = offset + 1
+
+    def track_all(self, offsets: Sequence[int]) -> None:
+        """Note fetched records at once: `track()` for each, in C loops."""
+        if not offsets:
+            return
+        start = offsets[0]
+        if (self._next is not None and start < self._next) or not all(
+            map(operator.lt, offsets, itertools.islice(offsets, 1, None))
+        ):
+            for offset in offsets:  # find and report the first out of order, as track() does
+                self.track(offset)
+        self._pending.extend(offsets)
+        self._unfinished.update(offsets)
+        self._next = offsets[-1] + 1
 
     def finish(self, offset: int) -> None:
         """Note a record delivered, dead-lettered or filtered."""

@@ -189,13 +189,13 @@ class Worker:
         tracker = self.trackers.get(partition)
         if tracker is None:
             tracker = self.trackers[partition] = PartitionOffsets()
-        track, finish, add = tracker.track, tracker.finish, self.queue.add
+        finish, add, new_item = tracker.finish, self.queue.add, tuple.__new__
         mapping, admit, shape = self.mapping, self.admit, self.shape
         native = mapping.native.take if mapping.native is not None else None
         failed = []
-        for record in records:
-            offset = record.offset
-            track(offset)
+        offsets = [record.offset for record in records]
+        tracker.track_all(offsets)
+        for record, offset in zip(records, offsets, strict=True):
             if admit is not _always and not admit(SourceRecord.consumed(tp, record)):
                 self.skipped += 1
                 finish(offset)
@@ -225,7 +225,8 @@ class Worker:
                 finish(offset)
                 continue
             self.mapped += 1
-            add(Item(partition, offset, shaped, received_at_ms, record, tracker))
+            # Item(...) without its generated __new__, a Python call per record.
+            add(new_item(Item, (partition, offset, shaped, received_at_ms, record, tracker)))
         return failed
 
     # -- dispatch ---------------------------------------------------------------------------

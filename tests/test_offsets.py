@@ -77,3 +77,23 @@ def test_safe_offset_is_the_lowest_unfinished(gaps: list[int], rnd: object) -> N
         expected = unfinished[0] if unfinished else offsets[-1] + 1
         assert part.safe_offset() == expected
         assert part.in_flight == len(unfinished)
+
+
+@given(st.lists(st.lists(st.integers(0, 40), max_size=8), max_size=6))
+def test_tracking_a_chunk_at_once_is_tracking_each_record(chunks: list[list[int]]) -> None:
+    """Chunks of any offsets, in or out of order: the same state, or the same refusal."""
+    one_by_one, at_once = PartitionOffsets(), PartitionOffsets()
+    for chunk in chunks:
+        try:
+            for offset in chunk:
+                one_by_one.track(offset)
+        except ValueError as exc:
+            with pytest.raises(ValueError, match=str(exc)):
+                at_once.track_all(chunk)
+            break
+        at_once.track_all(chunk)
+        assert vars(at_once) == vars(one_by_one)
+    for offset in list(one_by_one._unfinished)[::2]:
+        one_by_one.finish(offset)
+        at_once.finish(offset)
+    assert vars(at_once) == vars(one_by_one)
