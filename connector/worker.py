@@ -122,9 +122,10 @@ class Worker:
         finally:
             self.taking = False
         # A full batch says Kafka has more: the next fetch is expected to bring records too.
-        self.more_coming = taken == FETCH_RECORDS
+        held_for_more, self.more_coming = self.more_coming, taken == FETCH_RECORDS
         if taken:
             self.metrics.consumed.inc(taken)
+        if taken or held_for_more:
             self.wake.set()
         if self.mapped:
             self.metrics.mapped.inc(self.mapped)
@@ -522,6 +523,9 @@ class Worker:
     async def stop(self) -> None:
         """Drain everything within the grace period, commit, and cancel what is left."""
         await self.drain(None, self.settings.worker_drain_timeout_s)
+        if self.hold_timer is not None:  # nothing is dispatched after the drain
+            self.hold_timer.cancel()
+            self.hold_timer = None
         for task in list(self.tasks):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
