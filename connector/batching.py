@@ -314,9 +314,8 @@ class UserQueue:
     objects, which the next user would not fill exactly, is filled exactly by a later user when
     the first records of one of the first few ready users with several records waiting do (the
     others wait until it is released). Records of two objects each (attributes and an event)
-    would otherwise leave most requests at 74 objects of 75. It
-    coalesces only the users it packs, so a request costs the work of its own records, not of
-    the whole backlog.
+    would otherwise leave most requests at 74 objects of 75. It coalesces only the users it
+    packs, so a request costs the work of its own records, not of the whole backlog.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, top_up: bool = True) -> None:
@@ -550,6 +549,7 @@ class UserQueue:
         """Take the first ready user with all its records; return their arrival."""
         del self._ready_users[self._pop_first_key()]
         self.in_flight.add(user)  # taken this round, so that stale entries cannot return it
+        self._several.pop(user, None)
         self._count -= len(self._items.pop(user))
         return self._since.pop(user)
 
@@ -595,11 +595,13 @@ def _prefix_of_size(items: list[Item], size: int) -> int:
 
 
 def _objects_in(items: list[Item]) -> int:
-    """How many objects a user's records give, coalesced."""
-    if len(items) > 1:
-        return UserObjects("", items).size
-    update = items[0].update
-    return (update.attribute_payload is not None) + len(update.event_payloads)
+    """How many objects a user's records give, coalesced: `UserObjects(...).size`, without
+    merging its attributes objects."""
+    if len(items) == 1:
+        update = items[0].update
+        return (update.attribute_payload is not None) + len(update.event_payloads)
+    attributes = any(item.update.attribute_payload is not None for item in items)
+    return attributes + sum(len(item.update.event_payloads) for item in items)
 
 
 def _as_json(payload: Any) -> bytes:

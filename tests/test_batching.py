@@ -353,6 +353,7 @@ def _check_rounds(items: list[Item], free: int, max_objects: int, wait_s: float)
             break
     queue.release(flying)
     assert not queue and not queue.in_flight
+    assert not queue._several, "top-up candidates outlived their records"
     positions = sorted((i.partition, i.offset) for _, i in sent)
     assert positions == sorted((i.partition, i.offset) for i in items)
     for user, partition in {(i.user_key, i.partition) for i in items}:
