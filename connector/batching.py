@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-import orjson
+from connector.mapping_results import payload_json, payload_object
 
 
 class Update(Protocol):
@@ -147,18 +147,18 @@ class TrackRequest:
         """The body as dicts (`encoded()` is what is sent)."""
         body: dict[str, Any] = {}
         if self.attributes:
-            body["attributes"] = [_as_dict(one) for one in self.attributes]
+            body["attributes"] = [payload_object(one) for one in self.attributes]
         if self.events:
-            body["events"] = [_as_dict(one) for one in self.events]
+            body["events"] = [payload_object(one) for one in self.events]
         return body
 
     def encoded(self) -> bytes:
         """The JSON body to send: objects that are JSON already are joined in as they are."""
         arrays = []
         if self.attributes:
-            arrays.append(b'"attributes":[' + b",".join(map(_as_json, self.attributes)) + b"]")
+            arrays.append(b'"attributes":[' + b",".join(map(payload_json, self.attributes)) + b"]")
         if self.events:
-            arrays.append(b'"events":[' + b",".join(map(_as_json, self.events)) + b"]")
+            arrays.append(b'"events":[' + b",".join(map(payload_json, self.events)) + b"]")
         return b"{" + b",".join(arrays) + b"}"
 
     def items_for(self, input_array: str, index: int) -> list[Item]:
@@ -597,19 +597,8 @@ def _prefix_of_size(items: list[Item], size: int) -> int:
 def _objects_in(items: list[Item]) -> int:
     """How many objects a user's records give, coalesced: `UserObjects(...).size`, without
     merging its attributes objects."""
-    if len(items) == 1:
-        update = items[0].update
-        return (update.attribute_payload is not None) + len(update.event_payloads)
     attributes = any(item.update.attribute_payload is not None for item in items)
     return attributes + sum(len(item.update.event_payloads) for item in items)
-
-
-def _as_json(payload: Any) -> bytes:
-    return payload if type(payload) is bytes else orjson.dumps(payload)
-
-
-def _as_dict(payload: Any) -> Any:
-    return orjson.loads(payload) if type(payload) is bytes else payload
 
 
 def _full(request: TrackRequest, limits: Limits) -> bool:

@@ -20,8 +20,14 @@ class Filtered:
 _Fields = tuple[abc.Mapping[str, Any], abc.Mapping[str, Any], tuple[abc.Mapping[str, Any], ...]]
 
 
-def _read(payload: dict[str, Any] | bytes) -> dict[str, Any]:
-    return orjson.loads(payload) if type(payload) is bytes else payload  # type: ignore[return-value]
+def payload_object(payload: Any) -> Any:
+    """A /users/track object as a dict, read back if it is JSON already."""
+    return orjson.loads(payload) if type(payload) is bytes else payload
+
+
+def payload_json(payload: Any) -> bytes:
+    """A /users/track object as JSON, written if it is a dict."""
+    return payload if type(payload) is bytes else orjson.dumps(payload)
 
 
 class BrazeUpdate:
@@ -82,7 +88,7 @@ class BrazeUpdate:
         """
         payload = self.attribute_payload
         if type(payload) is bytes:
-            payload = self.attribute_payload = orjson.loads(payload)
+            payload = self.attribute_payload = payload_object(payload)
         return payload  # type: ignore[return-value]
 
     def event_objects(self) -> list[dict[str, Any]]:
@@ -92,7 +98,7 @@ class BrazeUpdate:
         """
         payloads = self.event_payloads
         if payloads and type(payloads[0]) is bytes:
-            payloads = self.event_payloads = tuple(map(_read, payloads))
+            payloads = self.event_payloads = tuple(map(payload_object, payloads))
         return list(payloads)  # type: ignore[arg-type]
 
     def without_events(self) -> BrazeUpdate:
