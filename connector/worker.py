@@ -258,7 +258,7 @@ class Worker:
         if free == 0:
             if self.starved_since is None:
                 self.starved_since = time.monotonic()
-            self._dispatch_at(time.monotonic() + self.limiter.seconds_to_free())
+            self._dispatch_when_budget_frees()
             return
         packed = self.queue.take(free, self.limits, wait_s=0.0 if flush else self._hold_s())
         if packed.held_until is not None and math.isfinite(packed.held_until):
@@ -267,8 +267,7 @@ class Worker:
             self.limiter.take_now(len(packed.requests))
             self._observe_limiter_wait(len(packed.requests))
             if len(packed.requests) == free < room and self.queue:
-                # The budget ran out with records left: look again when it has a slot.
-                self._dispatch_at(time.monotonic() + self.limiter.seconds_to_free())
+                self._dispatch_when_budget_frees()  # it ran out with records left
         for request in packed.requests:
             self._start(request)
         if packed.oversized:
@@ -291,8 +290,13 @@ class Worker:
         for _ in range(requests):
             self.metrics.limiter_wait.observe(waited)
 
+    def _dispatch_when_budget_frees(self) -> None:
+        """Dispatch again when the budget may have a slot for a request."""
+        self._dispatch_at(time.monotonic() + self.limiter.seconds_to_free())
+
     def _dispatch_at(self, when: float) -> None:
-        """Dispatch again at `when` (a time.monotonic() time), for a request kept back."""
+        """Dispatch again at `when` (a time.monotonic() time), for a request kept back or a
+        slot of the budget."""
         if self.hold_timer is not None:
             if self.hold_until <= when:
                 return
