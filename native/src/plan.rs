@@ -420,7 +420,7 @@ impl<'a> Run<'a> {
         attributes.extend_from_slice(&identity);
         let popped = plan.pop_identity.then_some(rule.key.as_str());
         let alias = plan.alias && rule.kind == "alias";
-        let mut any = self.members(&plan.attributes, &mut attributes, popped, alias)?;
+        let mut any = self.members(&plan.attributes, &mut attributes, popped)?;
         if alias {
             attributes.extend_from_slice(b",\"_update_existing_only\":false");
             any = true;
@@ -442,7 +442,7 @@ impl<'a> Run<'a> {
             let bare = object.len();
             object.extend_from_slice(b",\"properties\":{");
             let opened = object.len();
-            if self.members(&event.properties, &mut object, None, false)? {
+            if self.members(&event.properties, &mut object, None)? {
                 object.remove(opened); // the first member's comma
                 object.push(b'}');
             } else {
@@ -569,15 +569,13 @@ impl<'a> Run<'a> {
 
     /// Append `,"name":value` for each field's value found, in order, but for the field named
     /// `popped`, whose value is found (a failure to find it declines) and then left out; say
-    /// whether any was. With `alias`, a field named `_update_existing_only` declines: Python
-    /// sets the alias's value in its place (a mapping file may not name an attribute so today;
-    /// this keeps the two plans alike should that change).
+    /// whether any was. (No attribute is named `_update_existing_only`, which an alias's object
+    /// ends with: the mapping file reserves the name.)
     fn members(
         &mut self,
         fields: &'a [Field],
         out: &mut Vec<u8>,
         popped: Option<&str>,
-        alias: bool,
     ) -> Step<bool> {
         let mut any = false;
         for field in fields {
@@ -587,9 +585,6 @@ impl<'a> Run<'a> {
             let value = self.value(field)?;
             if matches!(value, Value::Missing) || popped == Some(field.name.as_str()) {
                 continue;
-            }
-            if alias && field.name == "_update_existing_only" {
-                return Err(Stop::Decline);
             }
             out.push(b',');
             out.extend_from_slice(&field.member);
