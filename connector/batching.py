@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from connector.mapping_results import payload_json, payload_object
+from connector.mapping_results import payload_json
 
 
 class Update(Protocol):
@@ -142,15 +142,6 @@ class TrackRequest:
     @property
     def size(self) -> int:
         return len(self.attributes) + len(self.events)
-
-    def body(self) -> dict[str, Any]:
-        """The body as dicts (`encoded()` is what is sent)."""
-        body: dict[str, Any] = {}
-        if self.attributes:
-            body["attributes"] = [payload_object(one) for one in self.attributes]
-        if self.events:
-            body["events"] = [payload_object(one) for one in self.events]
-        return body
 
     def encoded(self) -> bytes:
         """The JSON body to send: objects that are JSON already are joined in as they are."""

@@ -357,14 +357,14 @@ class Worker:
     ) -> None:
         """Send until Braze settles the request; its first slot of the budget is `acquired`
         already (by the dispatcher) or not (a half of a split request)."""
-        attempt = 0
+        attempt, body = 0, request.encoded()
         while True:
             if not acquired:
                 self.metrics.limiter_wait.observe(await self.limiter.acquire())
             acquired = False
             self.metrics.rate.set(self.limiter.requests_per_s)
             started = time.perf_counter()
-            answer = await self.client.track(request.encoded())
+            answer = await self.client.track(body)
             self.metrics.braze_seconds.observe(time.perf_counter() - started)
             self.metrics.requests.labels(str(answer.status)).inc()
             if answer.action is Action.DONE:
