@@ -10,10 +10,10 @@ STAMP := $(VENV)/.installed
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+$(STAMP): pyproject.toml devtools/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./devtools
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create the virtualenv and install the package with its dev tools
@@ -25,14 +25,14 @@ kustomize: $(STAMP)  ## Build and cache the pinned kustomize the manifest tests 
 	$(BIN)/python -m tests.deploy_support
 
 run: $(STAMP)  ## Start a local broker, the topics and the receiver with development credentials
-	$(BIN)/python -m connector.dev.run
+	$(BIN)/python -m outgrow_braze_dev.run
 
 test: $(STAMP) kafka-jars kustomize  ## Run the whole suite against a real Kafka broker
 	$(BIN)/pytest
 
 lint: $(STAMP)  ## ruff and mypy
-	$(BIN)/ruff check connector tests
-	$(BIN)/ruff format --check connector tests
+	$(BIN)/ruff check connector devtools tests
+	$(BIN)/ruff format --check connector devtools tests
 	$(BIN)/mypy
 	cargo fmt --manifest-path native/Cargo.toml --check
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import sys
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from typing import Any
@@ -13,13 +14,15 @@ from connector.config import (
     KafkaSettings,
     LogSettings,
     ReceiverSettings,
-    SandboxSettings,
     TopicSettings,
     WorkerSettings,
 )
 from connector.errors import ConfigError, ConnectorError
 
 Command = Callable[[argparse.Namespace], int]
+
+# Packages that add subcommands register a function of the subparsers under this group.
+PLUGIN_GROUP = "outgrow_braze.commands"
 
 EPILOG = "Exit codes: 0 done, 1 failed, 2 usage or configuration error."
 
@@ -55,7 +58,7 @@ def settings(args: argparse.Namespace, group: type[cfg.SettingsT]) -> cfg.Settin
     return cfg.load(group, given)
 
 
-def _run(coro: Coroutine[Any, Any, Any]) -> Any:
+def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is absent only on unsupported platforms
@@ -76,7 +79,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     from connector.auth import credentials_from
 
     credentials_from(conf.receiver)
-    _run(serve(conf))
+    run_async(serve(conf))
     return 0
 
 
@@ -94,15 +97,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     # Check the mapping and the budget before connecting to anything.
     load_mapping(conf.worker.mapping_file)
     RateBudget.parse(conf.worker.braze_rate_limit)
-    _run(serve(conf))
+    run_async(serve(conf))
     return 0
-
-
-def cmd_local_kafka(args: argparse.Namespace) -> int:
-    """Run a local single-node Kafka broker in the foreground."""
-    from connector.dev.kafka import run_local_kafka
-
-    return run_local_kafka(port=args.port, prepare_only=args.prepare_only)
 
 
 def cmd_topics_ensure(args: argparse.Namespace) -> int:
@@ -110,7 +106,7 @@ def cmd_topics_ensure(args: argparse.Namespace) -> int:
     from connector.topics import ensure_topics
 
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
-    created = _run(ensure_topics(kafka, topics))
+    created = run_async(ensure_topics(kafka, topics))
     for name in (topics.raw_topic, topics.dlq_topic):
         print(f"{name}: {'created' if name in created else 'exists'}")
     return 0
@@ -160,29 +156,6 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sandbox(args: argparse.Namespace) -> int:
-    """Run the local Braze sandbox; print its base URL on the first line once it is ready."""
-    from connector.dev.sandbox.app import serve
-    from connector.dev.sandbox.state import SandboxConfig
-
-    sandbox = settings(args, SandboxSettings)
-    # Keys and faults are parsed before anything starts, so a bad setting fails fast.
-    SandboxConfig.from_settings(sandbox)
-    _run(serve(sandbox, ready=_print_line))
-    return 0
-
-
-def _print_line(text: str) -> None:
-    print(text, flush=True)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run a benchmark."""
-    from connector.dev.bench import run_bench
-
-    return run_bench(args)
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
     """Read one profile back from Braze and show its Outgrow attributes and events."""
     import json
@@ -192,7 +165,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     identity = (
         Identity("email", args.email) if args.email else Identity("external_id", args.external_id)
     )
-    profiles = _run(verify(settings(args, WorkerSettings), identity, args.prefix))
+    profiles = run_async(verify(settings(args, WorkerSettings), identity, args.prefix))
     if args.json:
         print(json.dumps(as_json(profiles), indent=2, ensure_ascii=False))
     else:
@@ -215,7 +188,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "receiver": args.receiver_url or f"http://127.0.0.1:{receiver.receiver_port}",
     }
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
-    status = _run(collect(kafka, topics, worker.consumer_group, urls))
+    status = run_async(collect(kafka, topics, worker.consumer_group, urls))
     if args.json:
         print(json.dumps(status.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -232,7 +205,7 @@ def cmd_offsets_reset(args: argparse.Namespace) -> int:
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
     group = settings(args, WorkerSettings).consumer_group
     options = {"force": args.force, "dry_run": args.dry_run, "wait_s": args.wait_s}
-    return int(_run(reset(kafka, group, topics.raw_topic, to_time, out=sys.stdout, **options)))
+    return int(run_async(reset(kafka, group, topics.raw_topic, to_time, out=sys.stdout, **options)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,22 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_receiver(commands)
     _add_worker(commands)
-    _add_local_kafka(commands)
     _add_topics(commands)
     _add_mapping(commands)
     _add_config(commands)
-    _add_bench(commands)
-    _add_sandbox(commands)
     _add_verify(commands)
     _add_status(commands)
     _add_offsets(commands)
     from connector.replay_commands import add_replay_commands
 
     add_replay_commands(commands)
+    _add_plugins(commands)
     return parser
 
 
-def _subparser(commands: Any, name: str, command: Command, example: str) -> Any:
+def _add_plugins(commands: Any) -> None:
+    """Add the commands other installed packages offer (the development tools, in a checkout)."""
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        entry.load()(commands)
+
+
+def subparser(commands: Any, name: str, command: Command, example: str) -> Any:
     doc = (command.__doc__ or "").strip()
     sub = commands.add_parser(
         name,
@@ -275,7 +252,7 @@ def _subparser(commands: Any, name: str, command: Command, example: str) -> Any:
 
 
 def _add_receiver(commands: Any) -> None:
-    sub = _subparser(
+    sub = subparser(
         commands,
         "receiver",
         cmd_receiver,
@@ -286,7 +263,7 @@ def _add_receiver(commands: Any) -> None:
 
 
 def _add_worker(commands: Any) -> None:
-    sub = _subparser(
+    sub = subparser(
         commands,
         "worker",
         cmd_worker,
@@ -296,18 +273,10 @@ def _add_worker(commands: Any) -> None:
     add_settings_options(sub, KafkaSettings, TopicSettings, WorkerSettings)
 
 
-def _add_local_kafka(commands: Any) -> None:
-    sub = _subparser(commands, "local-kafka", cmd_local_kafka, "outgrow-braze local-kafka")
-    sub.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
-    sub.add_argument(
-        "--prepare-only", action="store_true", help="download and cache the jars, then exit"
-    )
-
-
 def _add_topics(commands: Any) -> None:
     topics = commands.add_parser("topics", help="Manage the connector's Kafka topics.")
     verbs = topics.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sub = _subparser(
+    sub = subparser(
         verbs, "ensure", cmd_topics_ensure, "TOPIC_PARTITIONS=24 outgrow-braze topics ensure"
     )
     add_settings_options(sub, KafkaSettings, TopicSettings)
@@ -316,7 +285,7 @@ def _add_topics(commands: Any) -> None:
 def _add_mapping(commands: Any) -> None:
     mapping = commands.add_parser("mapping", help="Work with mapping files.")
     verbs = mapping.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sub = _subparser(
+    sub = subparser(
         verbs,
         "check",
         cmd_mapping_check,
@@ -332,24 +301,7 @@ def _add_mapping(commands: Any) -> None:
 
 
 def _add_config(commands: Any) -> None:
-    _subparser(commands, "config", cmd_config, "outgrow-braze config > settings.md")
-
-
-def _add_bench(commands: Any) -> None:
-    from connector.dev.bench import add_bench_arguments
-
-    sub = _subparser(commands, "bench", cmd_bench, "outgrow-braze bench receiver --duration 20")
-    add_bench_arguments(sub)
-
-
-def _add_sandbox(commands: Any) -> None:
-    sub = _subparser(
-        commands,
-        "sandbox",
-        cmd_sandbox,
-        "SANDBOX_PORT=9090 SANDBOX_EXTRA_KEYS=reader:users.export.ids outgrow-braze sandbox",
-    )
-    add_settings_options(sub, SandboxSettings)
+    subparser(commands, "config", cmd_config, "outgrow-braze config > settings.md")
 
 
 # The settings the operator commands use, of the groups they share with the services.
@@ -358,7 +310,7 @@ BRAZE_OPTIONS = ("braze_rest_endpoint", "braze_api_key", "braze_timeout_s")
 
 
 def _add_verify(commands: Any) -> None:
-    sub = _subparser(
+    sub = subparser(
         commands,
         "verify",
         cmd_verify,
@@ -378,7 +330,7 @@ def _add_verify(commands: Any) -> None:
 
 
 def _add_status(commands: Any) -> None:
-    sub = _subparser(
+    sub = subparser(
         commands,
         "status",
         cmd_status,
@@ -401,7 +353,7 @@ def _add_status(commands: Any) -> None:
 def _add_offsets(commands: Any) -> None:
     offsets = commands.add_parser("offsets", help="Manage the worker group's committed offsets.")
     verbs = offsets.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sub = _subparser(
+    sub = subparser(
         verbs,
         "reset",
         cmd_offsets_reset,

@@ -10,7 +10,7 @@ from typing import IO, Any
 
 import orjson
 
-from connector.cli import _run, _subparser, add_settings_options, settings
+from connector.cli import add_settings_options, run_async, settings, subparser
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.dlq import Listing
 from connector.kafka_security import start_consumer
@@ -53,7 +53,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.with_events and not args.dry_run:
         print("warning: --with-events sends events again; Braze counts each one", file=sys.stderr)
     with _output(args) as out:
-        tally: Tally = _run(
+        tally: Tally = run_async(
             _replay(kafka, topics, worker, mapping, topic, bounds, selection, args, out)
         )
     print(f"replay done: {tally.line()}", file=sys.stderr)
@@ -105,7 +105,7 @@ async def _dry(consumer: Any, plan: Plan, mapping: Any, selection: Selection, ou
 
 def cmd_dlq_list(args: argparse.Namespace) -> int:
     """List open dead letters grouped by stage and reason."""
-    listing = _run(_listing(args))
+    listing = run_async(_listing(args))
     rows = listing.by_reason()
     if args.json:
         print(
@@ -140,7 +140,7 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     if not partition.isdigit() or not offset.isdigit():
         print("outgrow-braze: give the dead letter as partition:offset", file=sys.stderr)
         return 2
-    listing = _run(_listing(args))
+    listing = run_async(_listing(args))
     record = listing.find(int(partition), int(offset))
     if record is None:
         print(f"no open dead letter at {args.position}", file=sys.stderr)
@@ -165,17 +165,17 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
 
 def add_replay_commands(commands: Any) -> None:
     """Register `replay` and `dlq` on the top-level parser."""
-    sub = _subparser(commands, "replay", cmd_replay, REPLAY_EXAMPLES.strip())
+    sub = subparser(commands, "replay", cmd_replay, REPLAY_EXAMPLES.strip())
     _replay_options(sub)
     add_settings_options(sub, KafkaSettings, TopicSettings, WorkerSettings)
     dlq = commands.add_parser("dlq", help="Inspect and redrive the dead-letter topic.")
     verbs = dlq.add_subparsers(dest="verb", required=True, metavar="VERB")
-    listing = _subparser(verbs, "list", cmd_dlq_list, "outgrow-braze dlq list")
+    listing = subparser(verbs, "list", cmd_dlq_list, "outgrow-braze dlq list")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    show = _subparser(verbs, "show", cmd_dlq_show, "outgrow-braze dlq show 3:117")
+    show = subparser(verbs, "show", cmd_dlq_show, "outgrow-braze dlq show 3:117")
     show.add_argument("position", help="partition:offset of the dead letter")
     show.add_argument("--mapping", help="mapping file to show the objects with")
-    redrive = _subparser(
+    redrive = subparser(
         verbs, "redrive", cmd_replay, "outgrow-braze dlq redrive --reason 'Invalid email'"
     )
     _replay_options(redrive)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connector.dev.kafka import Broker, JarBroker, provide_broker
+from outgrow_braze_dev.kafka import Broker, JarBroker, provide_broker
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,7 @@ def known_setting_names() -> frozenset[str]:
 
 
 def cache_dir() -> Path:
-    """Return where built tools are cached (beside connector/dev/kafka.py's Kafka jars)."""
+    """Return where built tools are cached (beside the local broker's Kafka jars)."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     root = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
     return root / "outgrow-braze" / "bin"

@@ -7,8 +7,8 @@ from collections import Counter
 import orjson
 from aiokafka.partitioner import DefaultPartitioner
 
-from connector.dev import backlog
 from connector.mapping import BrazeUpdate, load_mapping, map_record
+from outgrow_braze_dev import backlog
 
 
 def test_leads_are_deterministic_and_600_to_850_bytes() -> None:

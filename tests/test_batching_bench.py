@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.batching import Limits
-from connector.dev import batching_bench
+from outgrow_braze_dev import batching_bench
 
 
 def test_every_record_goes_in_some_request() -> None:

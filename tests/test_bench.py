@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from connector.dev import bench, loadgen
+from outgrow_braze_dev import bench, loadgen
 
 WRK_SAMPLE = """\
 Running 15s test @ http://127.0.0.1:40123/webhooks/outgrow?token=abc
@@ -236,7 +236,7 @@ async def test_loadgen_runs_against_a_local_server(accepting_server: str, tmp_pa
     code, stdout, stderr = await _run(
         sys.executable,
         "-m",
-        "connector.dev.loadgen",
+        "outgrow_braze_dev.loadgen",
         "--url",
         accepting_server,
         "--duration",

@@ -253,7 +253,7 @@ def test_the_ignore_matcher_follows_dockers_rules() -> None:
         ".pytest_cache/v/cache/nodeids",
         ".hypothesis/examples/x",
         "connector/__pycache__/cli.cpython-311.pyc",
-        "connector/dev/__pycache__/kafka.cpython-311.pyc",
+        "devtools/outgrow_braze_dev/__pycache__/kafka.cpython-311.pyc",
         "outgrow_braze.egg-info/PKG-INFO",
         "deploy/compose.env",
         "tests/test_config.py",

@@ -22,9 +22,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connector import cli
-from connector.dev.sandbox import admin
 from connector.health import health_app
 from connector.receiver import ROUTES, WEBHOOK_PATH
+from outgrow_braze_dev import commands as dev_commands
+from outgrow_braze_dev.sandbox import admin
 from tests.deploy_support import (
     CUSTOM_RESOURCE_SCHEMAS,
     DEPLOY,
@@ -261,7 +262,11 @@ def _given(value: Any) -> bool:
     )
 
 
-ROLE_COMMANDS = {"receiver": cli.cmd_receiver, "worker": cli.cmd_worker, "sandbox": cli.cmd_sandbox}
+ROLE_COMMANDS = {
+    "receiver": cli.cmd_receiver,
+    "worker": cli.cmd_worker,
+    "sandbox": dev_commands.cmd_sandbox,
+}
 
 
 def command_problems(objects: list[Manifest]) -> list[str]:

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from connector.dev.kafka import (
+from outgrow_braze_dev.kafka import (
     BOOTSTRAP_ENV,
     KAFKA_VERSION,
     BrokerUnavailable,

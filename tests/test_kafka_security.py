@@ -17,13 +17,13 @@ from aiokafka import TopicPartition
 
 from connector.cluster import Cluster
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings, load
-from connector.dev.kafka import JarBroker
 from connector.errors import ConfigError, KafkaUnavailable
 from connector.kafka_security import KafkaRefused, client_kwargs
 from connector.producer import Publisher
 from connector.replay import replay_consumer
 from connector.topics import ensure_topics
 from connector.worker import WorkerConfig, _consumer
+from outgrow_braze_dev.kafka import JarBroker
 from tests.cli_support import run_cli
 from tests.worker_support import free_port
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from connector.dev import mapping_bench
 from connector.mapping import BrazeUpdate, load_mapping
 from connector.worker import map_source
+from outgrow_braze_dev import mapping_bench
 
 
 def test_records_map_to_updates_and_fresh_times_differ() -> None:

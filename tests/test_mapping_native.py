@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector import mapping_native
-from connector.dev.backlog import lead, raw_record
 from connector.mapping import (
     BrazeUpdate,
     Filtered,
@@ -31,6 +30,7 @@ from connector.mapping import (
 )
 from connector.mapping_rules import Profile
 from connector.worker import map_value, record_facts
+from outgrow_braze_dev.backlog import lead, raw_record
 
 JSON = "application/json"
 RECEIVED_AT_MS = 1_714_558_830_000  # 2024-05-01T10:20:30.000Z

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.dev.bench import lead
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure, load_mapping
 from connector.mapping_paths import MISSING, parse_path
 from connector.mapping_plan import _Writer
 from connector.mapping_reads import reader
 from connector.mapping_rules import Source
 from connector.transforms import Transform, transform_text
+from outgrow_braze_dev.bench import lead
 
 EVERYTHING = """\
 version: 1

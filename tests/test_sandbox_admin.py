@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, load
-from connector.dev.sandbox.app import running
-from connector.dev.sandbox.client import SandboxClient
+from outgrow_braze_dev.sandbox.app import running
+from outgrow_braze_dev.sandbox.client import SandboxClient
 
 EVENT = {"external_id": "u1", "name": "quiz", "time": "2026-01-01T00:00:00Z"}
 

@@ -17,8 +17,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, load
-from connector.dev.sandbox.app import running
-from connector.dev.sandbox.client import Answer, SandboxClient
+from outgrow_braze_dev.sandbox.app import running
+from outgrow_braze_dev.sandbox.client import Answer, SandboxClient
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 REQUEST = Draft202012Validator(

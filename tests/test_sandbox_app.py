@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, load
-from connector.dev.sandbox.app import Sandbox, _base_url, running, serve
-from connector.dev.sandbox.client import SandboxClient
-from connector.dev.sandbox.state import SandboxConfig
+from outgrow_braze_dev.sandbox.app import Sandbox, _base_url, running, serve
+from outgrow_braze_dev.sandbox.client import SandboxClient
+from outgrow_braze_dev.sandbox.state import SandboxConfig
 
 
 def sandbox_settings(**overrides: Any) -> SandboxSettings:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from connector.dev import bench
-from connector.dev.bench import RunResult
-from connector.dev.sandbox import bench as sandbox_bench
-from connector.dev.sandbox import load as sandbox_load
-from connector.dev.sandbox.bench import (
+from outgrow_braze_dev import bench
+from outgrow_braze_dev.bench import RunResult
+from outgrow_braze_dev.sandbox import bench as sandbox_bench
+from outgrow_braze_dev.sandbox import load as sandbox_load
+from outgrow_braze_dev.sandbox.bench import (
     SandboxBenchReport,
     SandboxProcess,
     load_command,
@@ -21,7 +21,7 @@ from connector.dev.sandbox.bench import (
     track_body,
     wrk_script,
 )
-from connector.dev.sandbox.contract import ObjectLimit, check_track
+from outgrow_braze_dev.sandbox.contract import ObjectLimit, check_track
 
 GOOD = RunResult(100, 1.0, 100.0, 1.0, 2.0, 3.0, 4.0)
 
@@ -58,7 +58,7 @@ def test_a_key_beginning_with_a_dash_reaches_the_load_tool(tmp_path: Path) -> No
     # Keys are random URL-safe text: one in 64 begins with "-", which argparse took for an option.
     sandbox = SandboxProcess(None, "http://127.0.0.1:9", "-k3y", tmp_path / "log")  # type: ignore[arg-type]
     command = load_command("builtin", sandbox, 8, 2.0, tmp_path)
-    assert command[1:3] == ["-m", "connector.dev.sandbox.load"]
+    assert command[1:3] == ["-m", "outgrow_braze_dev.sandbox.load"]
     assert sandbox_load.build_parser().parse_args(command[3:]).api_key == "-k3y"
 
 

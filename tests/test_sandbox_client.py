@@ -6,8 +6,8 @@ import aiohttp
 import pytest
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, load
-from connector.dev.sandbox.app import running
-from connector.dev.sandbox.client import SandboxClient
+from outgrow_braze_dev.sandbox.app import running
+from outgrow_braze_dev.sandbox.client import SandboxClient
 
 
 def test_headers_carry_the_key_and_json() -> None:

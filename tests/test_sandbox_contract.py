@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from connector.dev.sandbox import contract
-from connector.dev.sandbox.contract import (
+from outgrow_braze_dev.sandbox import contract
+from outgrow_braze_dev.sandbox.contract import (
     META_KEYS,
     STANDARD_FIELDS,
     Identity,
@@ -25,7 +25,7 @@ from connector.dev.sandbox.contract import (
     may_create,
     parse_time,
 )
-from connector.dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.errors import Refusal
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 REQUEST = Draft202012Validator(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.errors import Refusal
 
 
 def test_a_refusal_renders_braze_fatal_bodies() -> None:

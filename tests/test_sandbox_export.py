@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from connector.dev.sandbox.contract import ObjectLimit, check_track
-from connector.dev.sandbox.errors import Refusal
-from connector.dev.sandbox.export import ExportQuery, export, parse_export, render_user
-from connector.dev.sandbox.store import ProfileStore
+from outgrow_braze_dev.sandbox.contract import ObjectLimit, check_track
+from outgrow_braze_dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.export import ExportQuery, export, parse_export, render_user
+from outgrow_braze_dev.sandbox.store import ProfileStore
 
 FIELDS = ["external_id", "custom_attributes"]
 

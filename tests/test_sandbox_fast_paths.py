@@ -15,8 +15,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.dev.sandbox import contract
-from connector.dev.sandbox.contract import (
+from outgrow_braze_dev.sandbox import contract
+from outgrow_braze_dev.sandbox.contract import (
     PRIMARY_IDS,
     RESERVED_EVENT_PROPERTIES,
     RESERVED_PURCHASE_PROPERTIES,
@@ -31,8 +31,8 @@ from connector.dev.sandbox.contract import (
     valid_email,
     valid_phone,
 )
-from connector.dev.sandbox.errors import Refusal
-from connector.dev.sandbox.store import Profile, ProfileStore, _preferred, set_custom
+from outgrow_braze_dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.store import Profile, ProfileStore, _preferred, set_custom
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, load
-from connector.dev.sandbox.app import running
-from connector.dev.sandbox.client import SandboxClient
-from connector.dev.sandbox.faults import (
+from outgrow_braze_dev.sandbox.app import running
+from outgrow_braze_dev.sandbox.client import SandboxClient
+from outgrow_braze_dev.sandbox.faults import (
     CALM,
     Faults,
     FaultSettings,

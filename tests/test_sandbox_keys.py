@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from connector.config import SandboxSettings, load
-from connector.dev.sandbox.keys import (
+from connector.errors import ConfigError
+from outgrow_braze_dev.sandbox.keys import (
     EVERY_PERMISSION,
     Keyring,
     allows,
     bearer_token,
     parse_extra_keys,
 )
-from connector.errors import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector.dev.sandbox.limits import Verdict, WindowLimiter, WindowPeak
+from outgrow_braze_dev.sandbox.limits import Verdict, WindowLimiter, WindowPeak
 
 
 class FakeClock:

@@ -9,11 +9,11 @@ from pathlib import Path
 import orjson
 
 from connector.config import SandboxSettings, load
-from connector.dev import loadgen
-from connector.dev.sandbox.app import running
-from connector.dev.sandbox.bench import write_track_bodies
-from connector.dev.sandbox.client import SandboxClient
-from connector.dev.sandbox.load import run_load
+from outgrow_braze_dev import loadgen
+from outgrow_braze_dev.sandbox.app import running
+from outgrow_braze_dev.sandbox.bench import write_track_bodies
+from outgrow_braze_dev.sandbox.client import SandboxClient
+from outgrow_braze_dev.sandbox.load import run_load
 
 
 async def test_every_post_carries_the_key(tmp_path: Path) -> None:
@@ -37,7 +37,7 @@ async def test_the_command_prints_one_json_line(tmp_path: Path) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "connector.dev.sandbox.load",
+            "outgrow_braze_dev.sandbox.load",
             *("--url", url + "/users/track", "--duration", "0.3", "--connections", "2"),
             *("--max-requests", "10", "--body-file", str(body_file), "--api-key", "load-key"),
             stdout=asyncio.subprocess.PIPE,

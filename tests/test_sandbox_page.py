@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, load
-from connector.dev.sandbox import page
-from connector.dev.sandbox.app import running
-from connector.dev.sandbox.client import SandboxClient
-from connector.dev.sandbox.contract import ObjectLimit, check_track
-from connector.dev.sandbox.store import ProfileStore
+from outgrow_braze_dev.sandbox import page
+from outgrow_braze_dev.sandbox.app import running
+from outgrow_braze_dev.sandbox.client import SandboxClient
+from outgrow_braze_dev.sandbox.contract import ObjectLimit, check_track
+from outgrow_braze_dev.sandbox.store import ProfileStore
 
 
 def test_an_empty_sandbox_says_how_to_fill_it() -> None:

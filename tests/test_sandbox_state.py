@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from connector.config import SandboxSettings, load
-from connector.dev.sandbox.contract import ObjectLimit
-from connector.dev.sandbox.faults import FaultSettings
-from connector.dev.sandbox.state import SandboxConfig, SandboxState
 from connector.errors import ConfigError
+from outgrow_braze_dev.sandbox.contract import ObjectLimit
+from outgrow_braze_dev.sandbox.faults import FaultSettings
+from outgrow_braze_dev.sandbox.state import SandboxConfig, SandboxState
 
 
 def _config(**overrides: Any) -> SandboxConfig:

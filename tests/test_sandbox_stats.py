@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from connector.dev.sandbox.contract import ObjectLimit, check_track
-from connector.dev.sandbox.stats import Stats
+from outgrow_braze_dev.sandbox.contract import ObjectLimit, check_track
+from outgrow_braze_dev.sandbox.stats import Stats
 
 
 def test_stats_count_answers_objects_and_the_busiest_window() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from connector.dev.sandbox.contract import ObjectLimit, check_track
-from connector.dev.sandbox.store import Profile, ProfileStore, deep_merge, iso, set_custom
+from outgrow_braze_dev.sandbox.contract import ObjectLimit, check_track
+from outgrow_braze_dev.sandbox.store import Profile, ProfileStore, deep_merge, iso, set_custom
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connector.dev.sandbox.app import Sandbox
-from connector.dev.sandbox.state import SandboxConfig
 from connector.verify import outgrow_profile
+from outgrow_braze_dev.sandbox.app import Sandbox
+from outgrow_braze_dev.sandbox.state import SandboxConfig
 from tests.cli_support import Outcome, run_cli
 from tests.worker_support import Pipeline, free_port, lead, pipeline, sandbox_settings
 

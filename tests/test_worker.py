@@ -11,10 +11,10 @@ import pytest
 from aiohttp import ClientConnectorError, ClientSession
 
 from connector.deadletter import SourceRecord
-from connector.dev.sandbox.app import Sandbox
-from connector.dev.sandbox.state import SandboxConfig
 from connector.mapping import BrazeUpdate, MappingFailure, load_mapping
 from connector.worker import WorkerConfig, map_source, map_value, record_facts, serve
+from outgrow_braze_dev.sandbox.app import Sandbox
+from outgrow_braze_dev.sandbox.state import SandboxConfig
 from tests.kafka_support import end_offsets
 from tests.test_receiver import running_receiver
 from tests.worker_support import lead, pipeline, sandbox_settings, wait_for

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from connector.config import TopicSettings, load
-from connector.dev import bench, worker_bench
-from connector.dev.worker_bench import WorkerPlan, scenarios_of, worker_env
+from outgrow_braze_dev import bench, worker_bench
+from outgrow_braze_dev.worker_bench import WorkerPlan, scenarios_of, worker_env
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connector.dev.worker_report import (
+from outgrow_braze_dev.worker_report import (
     Accounting,
     Counters,
     RunFigures,

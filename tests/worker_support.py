@@ -16,10 +16,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connector.config import SANDBOX_DEV_API_KEY, SandboxSettings, WorkerSettings, load
-from connector.dev.sandbox.app import Sandbox
-from connector.dev.sandbox.state import SandboxConfig
 from connector.producer import Publisher
 from connector.worker import WorkerConfig, serve
+from outgrow_braze_dev.sandbox.app import Sandbox
+from outgrow_braze_dev.sandbox.state import SandboxConfig
 from tests.kafka_support import Topics, end_offsets, fresh_topics, read_all
 
 

@@ -1,6 +1,6 @@
-"""`python -m connector.dev.batching_bench`: CPU µs per record to queue and pack mapped leads.
+"""`python -m outgrow_braze_dev.batching_bench`: CPU µs per record to queue and pack mapped leads.
 
-Maps `--events` bench leads of `--users` people once (connector.dev.mapping_bench.records);
+Maps `--events` bench leads of `--users` people once (outgrow_braze_dev.mapping_bench.records);
 then, `--runs` times, queues them all in a `UserQueue` and takes requests `--in-flight` at a
 time, encoding each body, listing its records and releasing its users, as the worker does.
 Prints the median CPU time per record of that loop alone.
@@ -13,10 +13,10 @@ import statistics
 import time
 
 from connector.batching import Item, Limits, UserQueue
-from connector.dev.loadgen import positive_int
-from connector.dev.mapping_bench import records
 from connector.mapping import BrazeUpdate, load_mapping
 from connector.worker import map_source
+from outgrow_braze_dev.loadgen import positive_int
+from outgrow_braze_dev.mapping_bench import records
 
 
 def items(count: int, users: int = 20_000) -> list[Item]:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from connector.dev.sandbox.errors import Refusal
-from connector.dev.sandbox.store import Profile, ProfileStore, iso
+from outgrow_braze_dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.store import Profile, ProfileStore, iso
 
 EXPORT_DOC = "https://www.braze.com/docs/api/endpoints/export/user_data/post_users_identifier"
 MAX_IDS = 50  # EXPORT_DOC: external_ids and user_aliases together

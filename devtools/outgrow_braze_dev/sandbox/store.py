@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from connector.dev.sandbox.contract import (
+from outgrow_braze_dev.sandbox.contract import (
     MAX_ARRAY_ITEMS,
     META_KEYS,
     STANDARD_FIELDS,

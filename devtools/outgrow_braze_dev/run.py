@@ -22,13 +22,13 @@ from connector.config import (
     WorkerSettings,
     load,
 )
-from connector.dev.kafka import BrokerUnavailable, provide_broker
-from connector.dev.sandbox.app import Sandbox
-from connector.dev.sandbox.state import SandboxConfig
 from connector.errors import ConnectorError
 from connector.logs import configure
 from connector.signals import stop_on_signals
 from connector.topics import ensure_topics
+from outgrow_braze_dev.kafka import BrokerUnavailable, provide_broker
+from outgrow_braze_dev.sandbox.app import Sandbox
+from outgrow_braze_dev.sandbox.state import SandboxConfig
 
 
 def _banner(port: int, user: str, password: str, token: str, sandbox_url: str) -> str:

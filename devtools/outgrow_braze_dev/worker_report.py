@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from connector.braze import RateBudget
-from connector.dev.backlog import PARTITIONS
+from outgrow_braze_dev.backlog import PARTITIONS
 
 TRACK_PATH = "/users/track"
 

@@ -15,10 +15,10 @@ from types import TracebackType
 from aiohttp import web
 
 from connector.config import SandboxSettings
-from connector.dev.sandbox import admin, api
-from connector.dev.sandbox.state import STATE, SandboxConfig, SandboxState
 from connector.runtime import SANDBOX_YOUNG_OBJECTS, tune_gc
 from connector.signals import stop_on_signals
+from outgrow_braze_dev.sandbox import admin, api
+from outgrow_braze_dev.sandbox.state import STATE, SandboxConfig, SandboxState
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from connector.dev.sandbox.contract import ARRAYS, TrackBatch
-from connector.dev.sandbox.limits import WindowPeak
+from outgrow_braze_dev.sandbox.contract import ARRAYS, TrackBatch
+from outgrow_braze_dev.sandbox.limits import WindowPeak
 
 TRACK_PATH = "/users/track"
 PEAK_WINDOW_S = 3.0  # Braze's /users/track burst window (https://www.braze.com/docs/api/api_limits)

@@ -144,7 +144,7 @@ def _find_maven() -> str:
 
 def _pom_text(version: str) -> str:
     """Return the packaged POM with the Kafka version substituted."""
-    template = importlib.resources.files(__package__ or "connector.dev").joinpath(_POM_RESOURCE)
+    template = importlib.resources.files(__package__ or "outgrow_braze_dev").joinpath(_POM_RESOURCE)
     text, count = re.subn(
         r"<kafka\.version>[^<]*</kafka\.version>",
         f"<kafka.version>{version}</kafka.version>",

@@ -1,6 +1,6 @@
-"""`python -m connector.dev.mapping_bench`: CPU µs per record to map bench leads.
+"""`python -m outgrow_braze_dev.mapping_bench`: CPU µs per record to map bench leads.
 
-Maps `--events` leads (connector.dev.bench.lead, as JSON bytes with the receiver's headers)
+Maps `--events` leads (outgrow_braze_dev.bench.lead, as JSON bytes with the receiver's headers)
 through `map_source`, as the worker does, `--runs` times; prints the median CPU time per record.
 """
 
@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import orjson
 
 from connector.deadletter import SourceRecord
-from connector.dev.bench import USERS, lead
-from connector.dev.loadgen import positive_int
 from connector.mapping import Mapping, load_mapping
 from connector.worker import map_source
+from outgrow_braze_dev.bench import USERS, lead
+from outgrow_braze_dev.loadgen import positive_int
 
 RECEIVED_AT_MS = 1_741_944_000_000
 

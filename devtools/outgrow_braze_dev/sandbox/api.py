@@ -17,13 +17,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from connector.dev.sandbox import keys
-from connector.dev.sandbox.contract import check_track
-from connector.dev.sandbox.errors import Refusal
-from connector.dev.sandbox.export import export, parse_export
-from connector.dev.sandbox.faults import Decision
-from connector.dev.sandbox.limits import Verdict, WindowLimiter
-from connector.dev.sandbox.state import STATE, SandboxState
+from outgrow_braze_dev.sandbox import keys
+from outgrow_braze_dev.sandbox.contract import check_track
+from outgrow_braze_dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.export import export, parse_export
+from outgrow_braze_dev.sandbox.faults import Decision
+from outgrow_braze_dev.sandbox.limits import Verdict, WindowLimiter
+from outgrow_braze_dev.sandbox.state import STATE, SandboxState
 
 # Braze's literal messages (https://www.braze.com/docs/api/errors).
 PARSE_ERROR = "Error while parsing request body. Please check your syntax."

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from connector.dev.sandbox.store import Profile, iso
+from outgrow_braze_dev.sandbox.store import Profile, iso
 
 REFRESH_S = 3
 

@@ -1,6 +1,6 @@
-"""The built-in load generator with a Braze API key: `python -m connector.dev.sandbox.load`.
+"""The built-in load generator with a Braze API key: `python -m outgrow_braze_dev.sandbox.load`.
 
-It takes `connector.dev.loadgen`'s options plus `--api-key`, sends every post with
+It takes `outgrow_braze_dev.loadgen`'s options plus `--api-key`, sends every post with
 `Authorization: Bearer <key>`, and prints the same one-line JSON summary. Like loadgen it only
 targets this machine and stops by itself after `--duration` or `--max-requests`.
 """
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from connector.dev import loadgen
+from outgrow_braze_dev import loadgen
 
 
 def bearer(api_key: str) -> dict[str, str]:
@@ -29,7 +29,7 @@ def run_load(load: loadgen.Load, api_key: str) -> Coroutine[Any, Any, dict[str, 
 def build_parser() -> argparse.ArgumentParser:
     """The load generator's options, and the sandbox key to send."""
     parser = loadgen.build_parser()
-    parser.prog = "python -m connector.dev.sandbox.load"
+    parser.prog = "python -m outgrow_braze_dev.sandbox.load"
     parser.add_argument("--api-key", required=True, help="the sandbox key to send")
     return parser
 

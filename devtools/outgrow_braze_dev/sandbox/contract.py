@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeGuard
 
 import orjson
 
-from connector.dev.sandbox.errors import Refusal
+from outgrow_braze_dev.sandbox.errors import Refusal
 
 TRACK_DOC = "https://www.braze.com/docs/api/endpoints/user_data/post_user_track"
 ATTRIBUTES_DOC = "https://www.braze.com/docs/api/objects_filters/user_attributes_object"

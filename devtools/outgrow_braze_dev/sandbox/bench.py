@@ -2,7 +2,7 @@
 
 It starts `python -m connector sandbox` on a free loopback port, pinned to one core with taskset
 when taskset exists, and drives it from a separate process pinned to the other cores: wrk with a
-generated Lua script if installed, else `python -m connector.dev.sandbox.load`. Each request
+generated Lua script if installed, else `python -m outgrow_braze_dev.sandbox.load`. Each request
 carries one attributes object and one event for one of 10,000 users. Runs are bounded in time
 (`--duration`) and in count (`MAX_REQUESTS_PER_S` x duration); the median of `--runs` is
 reported. The rate limit is lifted for the run, so every answer should be 201; the sandbox's own
@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from connector.dev import bench
-from connector.dev.bench import BenchError, CpuPlan, RunResult, pinned
 from connector.signals import sigterm_as_interrupt
+from outgrow_braze_dev import bench
+from outgrow_braze_dev.bench import BenchError, CpuPlan, RunResult, pinned
 
 TRACK_PATH = "/users/track"
 USERS = 10_000
@@ -159,7 +159,7 @@ def load_command(
     return [
         sys.executable,
         "-m",
-        "connector.dev.sandbox.load",
+        "outgrow_braze_dev.sandbox.load",
         *("--url", sandbox.base_url + TRACK_PATH, "--duration", f"{seconds:g}"),
         *("--connections", str(connections), "--max-requests", str(limit)),
         *("--timeout", str(bench.REQUEST_TIMEOUT_S), "--body-file", str(files / "bodies.jsonl")),

@@ -42,11 +42,13 @@ from typing import Any
 
 from connector.braze import RateBudget
 from connector.config import ALL_GROUPS, TopicSettings, WorkerSettings, env_name
-from connector.dev.backlog import bench_topics, fill, records_and_commits
-from connector.dev.bench import BenchError, CpuPlan, free_port, pinned, stop_process
-from connector.dev.loadgen import positive_float, positive_int
-from connector.dev.sandbox.bench import cpu_seconds, read_first_line
-from connector.dev.worker_report import (
+from connector.errors import ConfigError
+from connector.signals import sigterm_as_interrupt
+from outgrow_braze_dev.backlog import bench_topics, fill, records_and_commits
+from outgrow_braze_dev.bench import BenchError, CpuPlan, free_port, pinned, stop_process
+from outgrow_braze_dev.loadgen import positive_float, positive_int
+from outgrow_braze_dev.sandbox.bench import cpu_seconds, read_first_line
+from outgrow_braze_dev.worker_report import (
     SCENARIOS,
     Accounting,
     Counters,
@@ -58,8 +60,6 @@ from connector.dev.worker_report import (
     format_report,
     measure,
 )
-from connector.errors import ConfigError
-from connector.signals import sigterm_as_interrupt
 
 MAX_EVENTS = 5_000_000
 POLL_S = 0.1
@@ -404,7 +404,7 @@ def _run_scenario(
 
 
 def _bench(args: argparse.Namespace) -> WorkerBenchReport:
-    from connector.dev.kafka import provide_broker
+    from outgrow_braze_dev.kafka import provide_broker
 
     scenarios = scenarios_of(args)
     cpus = CpuPlan.detect()
@@ -432,7 +432,7 @@ def _bench(args: argparse.Namespace) -> WorkerBenchReport:
 
 def run_worker_bench(args: argparse.Namespace) -> int:
     """Run the worker benchmark; 0 when every event is accounted for, else 1."""
-    from connector.dev.kafka import BrokerUnavailable
+    from outgrow_braze_dev.kafka import BrokerUnavailable
 
     started = time.monotonic()
     try:

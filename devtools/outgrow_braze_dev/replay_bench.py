@@ -13,11 +13,11 @@ import uuid
 import orjson
 
 from connector.config import KafkaSettings, TopicSettings, load
-from connector.dev.kafka import BrokerUnavailable, provide_broker
 from connector.mapping import load_mapping
 from connector.producer import Publisher
 from connector.replay import Range, Selection, dry_run, make_plan, replay_consumer
 from connector.topics import ensure_topics
+from outgrow_braze_dev.kafka import BrokerUnavailable, provide_broker
 
 DEFAULT_RECORDS = 50_000
 

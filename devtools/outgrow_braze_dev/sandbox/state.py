@@ -8,13 +8,13 @@ import orjson
 from aiohttp import web
 
 from connector.config import SandboxSettings
-from connector.dev.sandbox.contract import ObjectLimit
-from connector.dev.sandbox.faults import Faults, FaultSettings, InvalidFaults, parse_faults
-from connector.dev.sandbox.keys import Keyring
-from connector.dev.sandbox.limits import WindowLimiter
-from connector.dev.sandbox.stats import Stats
-from connector.dev.sandbox.store import ProfileStore
 from connector.errors import ConfigError
+from outgrow_braze_dev.sandbox.contract import ObjectLimit
+from outgrow_braze_dev.sandbox.faults import Faults, FaultSettings, InvalidFaults, parse_faults
+from outgrow_braze_dev.sandbox.keys import Keyring
+from outgrow_braze_dev.sandbox.limits import WindowLimiter
+from outgrow_braze_dev.sandbox.stats import Stats
+from outgrow_braze_dev.sandbox.store import ProfileStore
 
 
 @dataclass(frozen=True)

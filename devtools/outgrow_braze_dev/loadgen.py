@@ -1,6 +1,6 @@
 """A small HTTP load generator for the local benchmarks, run as its own process.
 
-    python -m connector.dev.loadgen --url URL --duration S --connections N --body-file F
+    python -m outgrow_braze_dev.loadgen --url URL --duration S --connections N --body-file F
 
 It posts the bodies of F (one per line, JSON Lines, cycled in order) to URL from N concurrent
 workers over N kept-alive connections, until S seconds have passed or `--max-requests` posts have
@@ -216,7 +216,7 @@ def positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """Describe the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m connector.dev.loadgen",
+        prog="python -m outgrow_braze_dev.loadgen",
         description="Post request bodies to a URL on this machine and print one JSON summary.",
     )
     parser.add_argument("--url", required=True, help="target URL (localhost or loopback only)")

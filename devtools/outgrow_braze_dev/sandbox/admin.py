@@ -7,9 +7,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from connector.dev.sandbox import page
-from connector.dev.sandbox.faults import InvalidFaults
-from connector.dev.sandbox.state import STATE
+from outgrow_braze_dev.sandbox import page
+from outgrow_braze_dev.sandbox.faults import InvalidFaults
+from outgrow_braze_dev.sandbox.state import STATE
 
 PAGE_PROFILES = 50
 
