@@ -27,11 +27,13 @@ _SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_passw
 _TLS_FIELDS = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
 
 
-class _Settings(BaseSettings):
+class Settings(BaseSettings):
+    """A group of settings; the development tools derive theirs from it too."""
+
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
 
-class KafkaSettings(_Settings):
+class KafkaSettings(Settings):
     """How to reach the Kafka cluster."""
 
     kafka_bootstrap_servers: str = Field(
@@ -140,7 +142,7 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-class TopicSettings(_Settings):
+class TopicSettings(Settings):
     """Names and shape of the connector's topics."""
 
     raw_topic: str = Field("outgrow.events.raw", description="Topic of raw Outgrow submissions.")
@@ -165,7 +167,7 @@ class TopicSettings(_Settings):
     )
 
 
-class ReceiverSettings(_Settings):
+class ReceiverSettings(Settings):
     """The webhook receiver's HTTP side."""
 
     receiver_host: str = Field("0.0.0.0", description="Address the receiver listens on.")
@@ -215,7 +217,7 @@ class ReceiverSettings(_Settings):
         return value
 
 
-class LogSettings(_Settings):
+class LogSettings(Settings):
     """Logging."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -226,56 +228,11 @@ class LogSettings(_Settings):
     )
 
 
+# The public key of the Braze sandbox (a development tool, not part of this package).
 SANDBOX_DEV_API_KEY = "outgrow-braze-sandbox-dev-key"
 
 
-class SandboxSettings(_Settings):
-    """The local Braze sandbox (`outgrow-braze sandbox`), a stand-in for Braze's REST API."""
-
-    sandbox_host: str = Field("127.0.0.1", description="Address the sandbox listens on.")
-    sandbox_port: int = Field(
-        9090, ge=0, le=65_535, description="Port the sandbox listens on; 0 picks a free one."
-    )
-    sandbox_api_key: SecretStr = Field(
-        SecretStr(SANDBOX_DEV_API_KEY),
-        description=f"REST API key with every permission; defaults to the public development "
-        f"key `{SANDBOX_DEV_API_KEY}`.",
-    )
-    sandbox_extra_keys: SecretStr | None = Field(
-        None,
-        description="More keys, `key:permission+permission`, comma-separated "
-        "(e.g. `ro:users.export.ids`; `key:` has none).",
-    )
-    sandbox_track_rate_limit: int = Field(
-        3_000, ge=1, description="`/users/track` requests allowed per window, per workspace."
-    )
-    sandbox_track_rate_window_s: float = Field(
-        3.0, gt=0, description="Length of the `/users/track` rate-limit window."
-    )
-    sandbox_export_rate_limit: int = Field(
-        250, ge=1, description="`/users/export/ids` requests allowed per window."
-    )
-    sandbox_export_rate_window_s: float = Field(
-        60.0, gt=0, description="Length of the `/users/export/ids` rate-limit window."
-    )
-    sandbox_max_objects: int = Field(
-        75, ge=1, description="Objects allowed in one `/users/track` request, all arrays together."
-    )
-    sandbox_legacy_object_limit: bool = Field(
-        False, description="Apply SANDBOX_MAX_OBJECTS to each array instead (legacy rate limits)."
-    )
-    sandbox_max_body_bytes: int = Field(
-        4 * MIB, ge=1_024, le=64 * MIB, description="Largest body accepted; larger ones get 413."
-    )
-    sandbox_faults: str | None = Field(
-        None, description="Faults at start-up: a JSON object as taken by `POST /_sandbox/faults`."
-    )
-    sandbox_recent_events: int = Field(
-        20, ge=0, le=1_000, description="Events kept per profile for the page at `GET /`."
-    )
-
-
-class WorkerSettings(_Settings):
+class WorkerSettings(Settings):
     """The delivery worker: Braze, its budget, batching and the consumer group."""
 
     braze_rest_endpoint: str = Field(
@@ -330,7 +287,7 @@ class WorkerSettings(_Settings):
     )
 
 
-SettingsT = TypeVar("SettingsT", bound=_Settings)
+SettingsT = TypeVar("SettingsT", bound=Settings)
 
 
 def load(cls: type[SettingsT], overrides: Mapping[str, Any] | None = None) -> SettingsT:
@@ -360,7 +317,7 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
-def describe_fields(cls: type[_Settings]) -> Iterator[tuple[str, str, str]]:
+def describe_fields(cls: type[Settings]) -> Iterator[tuple[str, str, str]]:
     """Yield (environment variable, default, meaning) for each field of a settings group."""
     for name, field in cls.model_fields.items():
         default = "unset" if field.default is None else str(field.default)
@@ -369,11 +326,10 @@ def describe_fields(cls: type[_Settings]) -> Iterator[tuple[str, str, str]]:
         yield env_name(name), default, field.description or ""
 
 
-ALL_GROUPS: tuple[type[_Settings], ...] = (
+ALL_GROUPS: tuple[type[Settings], ...] = (
     KafkaSettings,
     TopicSettings,
     ReceiverSettings,
     LogSettings,
-    SandboxSettings,
     WorkerSettings,
 )

@@ -10,9 +10,6 @@ RECEIVER_YOUNG_OBJECTS = 10_000
 # of hundred records and walked objects that were all still alive (an eighth of its CPU time).
 # Past this many, records have mostly finished and been freed by reference counting first.
 WORKER_YOUNG_OBJECTS = 100_000
-# The sandbox keeps every profile it made: collections that came every few hundred objects walked
-# them again and again (about 6 % of its CPU under the worker benchmark).
-SANDBOX_YOUNG_OBJECTS = 100_000
 
 
 def tune_gc(young_objects: int = RECEIVER_YOUNG_OBJECTS) -> None:

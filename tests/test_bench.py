@@ -1,4 +1,4 @@
-"""The benchmark tooling: the load generator, wrk's result parsing and the `bench` options."""
+"""`outgrow-braze bench receiver` and its options, and the built-in load generator."""
 
 from __future__ import annotations
 
@@ -15,21 +15,7 @@ import pytest
 from aiohttp import web
 
 from outgrow_braze_dev import bench, loadgen
-
-WRK_SAMPLE = """\
-Running 15s test @ http://127.0.0.1:40123/webhooks/outgrow?token=abc
-  1 threads and 64 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency    20.61ms    8.02ms 112.32ms   81.25%
-    Req/Sec     3.11k   210.45     3.52k    72.00%
-  46512 requests in 15.01s, 11.71MB read
-  Non-2xx or 3xx responses: 12
-Requests/sec:   3098.74
-Transfer/sec:    798.93KB
-BENCH_RESULT {"requests":46512,"duration_us":15010000,"status":12,"connect":0,"read":1,\
-"write":0,"timeout":2,"p50_us":19466,"p90_us":30511,"p99_us":48201,"max_us":112320}
-"""
-
+from outgrow_braze_dev.load_tools import RunResult, parse_wrk_output, wrk_script
 
 # --------------------------------------------------------------------------- loadgen
 
@@ -108,51 +94,6 @@ def test_bodies_are_read_one_per_line(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- bench
 
 
-def test_wrk_output_is_parsed() -> None:
-    result = bench.parse_wrk_output(WRK_SAMPLE)
-    assert result.requests == 46512
-    assert result.duration_s == 15.01
-    assert result.rps == pytest.approx(3098.7, abs=0.1)
-    assert (result.p50_ms, result.p90_ms, result.p99_ms) == (19.466, 30.511, 48.201)
-    assert result.max_ms == 112.32
-    assert result.non_2xx == {"4xx/5xx": 12}
-    assert result.errors == 3
-    assert result.accepted == 46500
-    assert not result.clean
-
-
-def test_wrk_output_without_the_result_line_is_an_error() -> None:
-    with pytest.raises(bench.BenchError, match="no result line"):
-        bench.parse_wrk_output("Running 1s test @ http://127.0.0.1:1/\n")
-
-
-def test_wrk_script_posts_the_body_file_to_the_path(tmp_path: Path) -> None:
-    script = bench.wrk_script(tmp_path / "bodies.jsonl", "/webhooks/outgrow?token=abc")
-    assert f"[==[{tmp_path / 'bodies.jsonl'}]==]" in script
-    assert "[==[/webhooks/outgrow?token=abc]==]" in script
-    assert '["Content-Type"] = "application/json"' in script
-    assert bench.WRK_MARKER in script
-
-
-def test_loadgen_output_is_parsed() -> None:
-    line = json.dumps(
-        {
-            "requests": 10,
-            "non_2xx": {"503": 2},
-            "errors": 1,
-            "duration_s": 1.0,
-            "rps": 10.0,
-            "p50_ms": 1.5,
-            "p90_ms": 2.0,
-            "p99_ms": 3.0,
-            "max_ms": 4.0,
-        }
-    )
-    result = bench.parse_loadgen_output(f"{line}\n")
-    assert (result.requests, result.accepted, result.errors) == (10, 8, 1)
-    assert result.non_2xx == {"503": 2}
-
-
 def test_bench_arguments_have_their_defaults() -> None:
     parser = argparse.ArgumentParser()
     bench.add_bench_arguments(parser)
@@ -179,7 +120,7 @@ def test_leads_vary_the_email_and_weigh_about_600_bytes() -> None:
     assert 450 < len(json.dumps(first, separators=(",", ":"))) < 800
 
 
-def _report(runs: list[bench.RunResult], records_added: int) -> bench.BenchReport:
+def _report(runs: list[RunResult], records_added: int) -> bench.BenchReport:
     report = bench.BenchReport("receiver", "builtin", 64, 15.0, 0.0, "127.0.0.1:9092", "raw")
     report.runs = runs
     report.records_added = records_added
@@ -187,8 +128,8 @@ def _report(runs: list[bench.RunResult], records_added: int) -> bench.BenchRepor
 
 
 def test_report_flags_non_2xx_and_missing_records() -> None:
-    good = bench.RunResult(100, 1.0, 100.0, 1.0, 2.0, 3.0, 4.0)
-    bad = bench.RunResult(100, 1.0, 100.0, 1.0, 2.0, 3.0, 4.0, non_2xx={"503": 5})
+    good = RunResult(100, 1.0, 100.0, 1.0, 2.0, 3.0, 4.0)
+    bad = RunResult(100, 1.0, 100.0, 1.0, 2.0, 3.0, 4.0, non_2xx={"503": 5})
     assert bench.problems(_report([good, good], records_added=200)) == []
     found = bench.problems(_report([good, bad], records_added=150))
     assert any("run 2: NON-2XX" in line for line in found)
@@ -262,11 +203,11 @@ async def test_wrk_script_runs_against_a_local_server(
 ) -> None:
     body_file = bench.write_bodies(tmp_path / "bodies.jsonl", count=50)
     script = tmp_path / "post.lua"
-    script.write_text(bench.wrk_script(body_file, "/webhooks/outgrow?token=abc"))
+    script.write_text(wrk_script(body_file, "/webhooks/outgrow?token=abc"))
     plan = bench.LoadPlan("wrk", accepting_server, 4, body_file, script)
     code, stdout, stderr = await _run(*bench.load_command(plan, 1))
     assert code == 0, stderr
-    result = bench.parse_wrk_output(stdout)
+    result = parse_wrk_output(stdout)
     assert result.requests > 0
     assert result.clean
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from outgrow_braze_dev import bench
-from outgrow_braze_dev.bench import RunResult
+from outgrow_braze_dev.load_tools import WRK_MARKER, RunResult
+from outgrow_braze_dev.processes import BenchError
 from outgrow_braze_dev.sandbox import bench as sandbox_bench
 from outgrow_braze_dev.sandbox import load as sandbox_load
 from outgrow_braze_dev.sandbox.bench import (
@@ -39,8 +39,8 @@ def test_the_wrk_script_sends_the_key_and_stops_at_the_limit(tmp_path: Path) -> 
     script = wrk_script(tmp_path / "b.jsonl", "s3cret", 1234)
     assert '"Bearer " .. [==[s3cret]==]' in script
     assert "if answered >= 1234 then wrk.thread:stop() end" in script
-    assert bench.WRK_MARKER in script
-    with pytest.raises(bench.BenchError):
+    assert WRK_MARKER in script
+    with pytest.raises(BenchError):
         wrk_script(tmp_path / "b.jsonl", "bad]==]key", 1)
 
 
@@ -91,10 +91,3 @@ def test_a_short_run_measures_and_stops_everything(capsys: pytest.CaptureFixture
     assert summary["sandbox_201"] >= summary["accepted"]
     if Path("/proc/self/stat").exists():
         assert summary["median_sandbox_cpu_us_per_request"] > 0
-
-
-def test_cpu_seconds_reads_proc_or_says_none() -> None:
-    own = sandbox_bench.cpu_seconds(os.getpid())
-    if Path("/proc/self/stat").exists():
-        assert own is not None and own > 0
-    assert sandbox_bench.cpu_seconds(2**22 + 12345) is None

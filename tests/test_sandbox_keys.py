@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connector.config import SandboxSettings, load
+from connector.config import load
 from connector.errors import ConfigError
 from outgrow_braze_dev.sandbox.keys import (
     EVERY_PERMISSION,
@@ -13,6 +13,7 @@ from outgrow_braze_dev.sandbox.keys import (
     bearer_token,
     parse_extra_keys,
 )
+from outgrow_braze_dev.settings import SandboxSettings
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import orjson
 
-from connector.config import SandboxSettings, load
+from connector.config import load
 from outgrow_braze_dev import loadgen
 from outgrow_braze_dev.sandbox.app import running
 from outgrow_braze_dev.sandbox.bench import write_track_bodies
 from outgrow_braze_dev.sandbox.client import SandboxClient
 from outgrow_braze_dev.sandbox.load import run_load
+from outgrow_braze_dev.settings import SandboxSettings
 
 
 async def test_every_post_carries_the_key(tmp_path: Path) -> None:

@@ -6,11 +6,12 @@ from typing import Any
 
 import pytest
 
-from connector.config import SandboxSettings, load
+from connector.config import load
 from connector.errors import ConfigError
 from outgrow_braze_dev.sandbox.contract import ObjectLimit
 from outgrow_braze_dev.sandbox.faults import FaultSettings
 from outgrow_braze_dev.sandbox.state import SandboxConfig, SandboxState
+from outgrow_braze_dev.settings import SandboxSettings
 
 
 def _config(**overrides: Any) -> SandboxConfig:

@@ -17,8 +17,6 @@ import json
 import math
 import os
 import secrets
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,22 +31,24 @@ from typing import Any
 
 from connector.config import TopicSettings, load
 from connector.signals import sigterm_as_interrupt
+from outgrow_braze_dev.load_tools import (
+    REQUEST_TIMEOUT_S,
+    TOOLS,
+    RunResult,
+    choose_tool,
+    run_tool,
+    wrk_script,
+)
 from outgrow_braze_dev.loadgen import positive_float, positive_int
+from outgrow_braze_dev.processes import BenchError, CpuPlan, free_port, pinned, stop_process
+from outgrow_braze_dev.worker_bench import add_worker_arguments
 
 TARGETS = ["receiver", "sandbox", "replay", "worker"]
-TOOLS = ["auto", "wrk", "builtin"]
 USERS = 10_000
 WRK_THREADS = 1
-REQUEST_TIMEOUT_S = 10
 READY_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
 WEBHOOK_PATH = "/webhooks/outgrow"
-WRK_MARKER = "BENCH_RESULT "
 PRODUCER = "acks=all, idempotent producer, local broker"
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not be run; the message says why."""
 
 
 # --------------------------------------------------------------------------- command line
@@ -83,18 +83,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="load tool: wrk, the built-in generator, or auto (wrk if installed)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    from outgrow_braze_dev.worker_bench import add_worker_arguments
-
     add_worker_arguments(parser)
-
-
-def choose_tool(requested: str) -> str:
-    """Resolve `auto` to wrk when it is installed, else the built-in generator."""
-    if requested == "auto":
-        return "wrk" if shutil.which("wrk") else "builtin"
-    if requested == "wrk" and not shutil.which("wrk"):
-        raise BenchError("wrk is not installed (apt-get install wrk), use --tool builtin")
-    return requested
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -136,150 +125,7 @@ def write_bodies(path: Path, count: int = USERS) -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """One run of the load, whichever tool produced it."""
-
-    requests: int
-    duration_s: float
-    rps: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    max_ms: float
-    non_2xx: dict[str, int] = field(default_factory=dict)
-    errors: int = 0
-
-    @property
-    def accepted(self) -> int:
-        """Answers that were 2xx."""
-        return self.requests - sum(self.non_2xx.values())
-
-    @property
-    def clean(self) -> bool:
-        """True when every request got a 2xx answer."""
-        return not self.non_2xx and self.errors == 0
-
-
-def parse_loadgen_output(stdout: str) -> RunResult:
-    """Read the JSON line printed by `python -m outgrow_braze_dev.loadgen`."""
-    lines = [line for line in stdout.splitlines() if line.strip()]
-    if not lines:
-        raise BenchError("the load generator printed nothing")
-    data = json.loads(lines[-1])
-    return RunResult(
-        requests=int(data["requests"]),
-        duration_s=float(data["duration_s"]),
-        rps=float(data["rps"]),
-        p50_ms=float(data["p50_ms"]),
-        p90_ms=float(data["p90_ms"]),
-        p99_ms=float(data["p99_ms"]),
-        max_ms=float(data["max_ms"]),
-        non_2xx={str(k): int(v) for k, v in data["non_2xx"].items()},
-        errors=int(data["errors"]),
-    )
-
-
-def parse_wrk_output(stdout: str) -> RunResult:
-    """Read the line that the generated Lua script's `done()` prints after wrk's own report."""
-    found = [line for line in stdout.splitlines() if line.startswith(WRK_MARKER)]
-    if not found:
-        raise BenchError("wrk printed no result line; is the Lua script in use?")
-    data = json.loads(found[-1][len(WRK_MARKER) :])
-    duration_s = data["duration_us"] / 1e6
-    errors = sum(data[name] for name in ("connect", "read", "write", "timeout"))
-    # wrk counts answers with a status above 399 as "status" errors; it cannot tell which.
-    non_2xx = {"4xx/5xx": int(data["status"])} if data["status"] else {}
-    return RunResult(
-        requests=int(data["requests"]),
-        duration_s=round(duration_s, 3),
-        rps=round(data["requests"] / duration_s, 1) if duration_s > 0 else 0.0,
-        p50_ms=data["p50_us"] / 1000.0,
-        p90_ms=data["p90_us"] / 1000.0,
-        p99_ms=data["p99_us"] / 1000.0,
-        max_ms=data["max_us"] / 1000.0,
-        non_2xx=non_2xx,
-        errors=int(errors),
-    )
-
-
-# --------------------------------------------------------------------------- load tools
-
-# The `done()` hook both wrk scripts end with: one marked JSON line with counts and latencies.
-WRK_REPORT = """\
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{marker}{{"requests":%.0f,"duration_us":%.0f,"status":%.0f,"connect":%.0f,'
-    .. '"read":%.0f,"write":%.0f,"timeout":%.0f,"p50_us":%.0f,"p90_us":%.0f,'
-    .. '"p99_us":%.0f,"max_us":%.0f}}\\n',
-    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
-
-
-WRK_SCRIPT = (
-    """\
--- Generated by outgrow_braze_dev.bench: POST each body of the file in turn, report as JSON.
-local body_file = [==[{body_file}]==]
-local path = [==[{path}]==]
-local prepared = {{}}
-local count = 0
-local index = 0
-
-function init(args)
-  local headers = {{ ["Content-Type"] = "application/json" }}
-{authorization}  for line in io.lines(body_file) do
-    if #line > 0 then
-      count = count + 1
-      prepared[count] = wrk.format("POST", path, headers, line)
-    end
-  end
-end
-
-function request()
-  index = index % count + 1
-  return prepared[index]
-end
-{stop_after}
-"""
-    + WRK_REPORT
-)
-
-WRK_BEARER = """\
-  headers["Authorization"] = "Bearer " .. [==[{token}]==]
-"""
-
-# Defining response() makes wrk read every answer, so only a run with a limit has one.
-WRK_STOP_AFTER = """
-local answered = 0
-
-function response(status, headers, body)
-  answered = answered + 1
-  if answered >= {limit} then wrk.thread:stop() end
-end
-"""
-
-
-def wrk_script(
-    body_file: Path, path: str, *, bearer: str | None = None, stop_after: int | None = None
-) -> str:
-    """The Lua script that makes wrk post the bodies of `body_file` to `path`, with a bearer
-    token if given, stopping each thread after `stop_after` answers if given."""
-    for text in (str(body_file), path, bearer or ""):
-        if "]==]" in text or "\n" in text:
-            raise BenchError(f"cannot quote {text!r} in a Lua script")
-    return WRK_SCRIPT.format(
-        body_file=body_file,
-        path=path,
-        marker=WRK_MARKER,
-        authorization="" if bearer is None else WRK_BEARER.format(token=bearer),
-        stop_after="" if stop_after is None else WRK_STOP_AFTER.format(limit=stop_after),
-    )
+# --------------------------------------------------------------------------- load
 
 
 @dataclass(frozen=True)
@@ -330,67 +176,10 @@ def _tool_command(plan: LoadPlan, seconds: float) -> list[str]:
 
 def run_load(plan: LoadPlan, seconds: float) -> RunResult:
     """Run the load tool once and read its result."""
-    command = load_command(plan, seconds)
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=seconds + REQUEST_TIMEOUT_S + 60,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{command[0]} did not finish in time") from None
-    if done.returncode != 0:
-        raise BenchError(f"{plan.tool} failed ({done.returncode}): {_tail(done.stderr)}")
-    parse = parse_wrk_output if plan.tool == "wrk" else parse_loadgen_output
-    return parse(done.stdout)
-
-
-# --------------------------------------------------------------------------- cores
-
-
-@dataclass(frozen=True)
-class CpuPlan:
-    """Which cores the server under test and the load may use (None: not pinned)."""
-
-    server: tuple[int, ...] | None
-    load: tuple[int, ...] | None
-
-    @classmethod
-    def detect(cls) -> CpuPlan:
-        """One core for the server and the rest for the load, when taskset exists."""
-        if not shutil.which("taskset"):
-            return cls(None, None)
-        cpus = tuple(sorted(os.sched_getaffinity(0)))
-        return cls(cpus[:1], cpus[1:] or None)
-
-    def describe(self, server: str = "sandbox", load: str = "load") -> str:
-        """A short sentence for the report, naming the server and the load as given."""
-        if self.server is None:
-            return "not pinned (taskset not found)"
-        where = f"on cores {_cores(self.load)}" if self.load else "unpinned, same core"
-        return f"{server} pinned to core {_cores(self.server)}, {load} {where}"
-
-
-def _cores(cpus: tuple[int, ...] | None) -> str:
-    return ",".join(str(cpu) for cpu in cpus or ())
-
-
-def pinned(command: list[str], cpus: tuple[int, ...] | None) -> list[str]:
-    """The command run under `taskset -c` when cores are given."""
-    return ["taskset", "-c", _cores(cpus), *command] if cpus else command
+    return run_tool(load_command(plan, seconds), plan.tool, seconds)
 
 
 # --------------------------------------------------------------------------- receiver process
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tail(text: str, lines: int = 20) -> str:
@@ -458,18 +247,6 @@ def receiver_process(
             yield Receiver(process, port, token, log_file)
         finally:
             stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, wait, then SIGKILL if it would not stop."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _answers_ready(opener: urllib.request.OpenerDirector, url: str) -> bool:

@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from connector.cli import add_settings_options, run_async, settings, subparser
-from connector.config import SandboxSettings
+from outgrow_braze_dev.settings import SandboxSettings
 
 
 def cmd_local_kafka(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ from connector.config import (
     KafkaSettings,
     LogSettings,
     ReceiverSettings,
-    SandboxSettings,
     TopicSettings,
     WorkerSettings,
     load,
@@ -29,6 +28,7 @@ from connector.topics import ensure_topics
 from outgrow_braze_dev.kafka import BrokerUnavailable, provide_broker
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
+from outgrow_braze_dev.settings import SandboxSettings
 
 
 def _banner(port: int, user: str, password: str, token: str, sandbox_url: str) -> str:

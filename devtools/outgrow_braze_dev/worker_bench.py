@@ -41,13 +41,21 @@ from pathlib import Path
 from typing import Any
 
 from connector.braze import RateBudget
-from connector.config import ALL_GROUPS, TopicSettings, WorkerSettings, env_name
+from connector.config import TopicSettings, WorkerSettings, env_name
 from connector.errors import ConfigError
 from connector.signals import sigterm_as_interrupt
 from outgrow_braze_dev.backlog import bench_topics, fill, records_and_commits
-from outgrow_braze_dev.bench import BenchError, CpuPlan, free_port, pinned, stop_process
 from outgrow_braze_dev.loadgen import positive_float, positive_int
-from outgrow_braze_dev.sandbox.bench import cpu_seconds, read_first_line
+from outgrow_braze_dev.processes import (
+    BenchError,
+    CpuPlan,
+    cpu_seconds,
+    free_port,
+    pinned,
+    read_first_line,
+    stop_process,
+)
+from outgrow_braze_dev.settings import EVERY_GROUP
 from outgrow_braze_dev.worker_report import (
     SCENARIOS,
     Accounting,
@@ -136,7 +144,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _clean_env() -> dict[str, str]:
     """This environment without any connector setting, so that only ours apply."""
-    ours = {env_name(name) for group in ALL_GROUPS for name in group.model_fields}
+    ours = {env_name(name) for group in EVERY_GROUP for name in group.model_fields}
     return {k: v for k, v in os.environ.items() if k not in ours}
 
 

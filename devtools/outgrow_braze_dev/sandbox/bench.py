@@ -17,7 +17,6 @@ import json
 import math
 import os
 import secrets
-import select
 import statistics
 import subprocess
 import sys
@@ -30,8 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from connector.signals import sigterm_as_interrupt
-from outgrow_braze_dev import bench
-from outgrow_braze_dev.bench import BenchError, CpuPlan, RunResult, pinned
+from outgrow_braze_dev import load_tools
+from outgrow_braze_dev.load_tools import REQUEST_TIMEOUT_S, RunResult, choose_tool, run_tool
+from outgrow_braze_dev.processes import (
+    BenchError,
+    CpuPlan,
+    cpu_seconds,
+    free_port,
+    pinned,
+    read_first_line,
+    stop_process,
+)
 
 TRACK_PATH = "/users/track"
 USERS = 10_000
@@ -69,7 +77,7 @@ def write_track_bodies(path: Path, count: int = USERS) -> Path:
 
 def wrk_script(body_file: Path, api_key: str, limit: int) -> str:
     """The Lua script that makes wrk post the bodies with the key and stop after `limit`."""
-    return bench.wrk_script(body_file, TRACK_PATH, bearer=api_key, stop_after=limit)
+    return load_tools.wrk_script(body_file, TRACK_PATH, bearer=api_key, stop_after=limit)
 
 
 # --------------------------------------------------------------------------- processes
@@ -108,7 +116,7 @@ def sandbox_env(port: int, api_key: str) -> dict[str, str]:
 @contextlib.contextmanager
 def sandbox_process(workdir: Path, cpus: tuple[int, ...] | None) -> Iterator[SandboxProcess]:
     """Start `python -m connector sandbox`, wait for its URL line, always stop it at the end."""
-    api_key, port = secrets.token_urlsafe(24), bench.free_port()
+    api_key, port = secrets.token_urlsafe(24), free_port()
     log_file = workdir / "sandbox.log"
     with log_file.open("wb") as log:
         process = subprocess.Popen(
@@ -122,20 +130,9 @@ def sandbox_process(workdir: Path, cpus: tuple[int, ...] | None) -> Iterator[San
             url = read_first_line(process, READY_TIMEOUT_S)
             yield SandboxProcess(process, url, api_key, log_file)
         finally:
-            bench.stop_process(process)
+            stop_process(process)
             if process.stdout is not None:
                 process.stdout.close()
-
-
-def read_first_line(process: subprocess.Popen[bytes], timeout_s: float) -> str:
-    """The first line the process prints, within `timeout_s`."""
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], timeout_s)
-    line = process.stdout.readline().decode().strip() if ready else ""
-    if not line.startswith("http://"):
-        code = process.poll()
-        raise BenchError(f"the sandbox printed no URL within {timeout_s:g} s (exit code {code})")
-    return line
 
 
 def load_command(
@@ -151,7 +148,7 @@ def load_command(
             "-t1",
             f"-c{connections}",
             f"-d{max(1, math.ceil(seconds))}s",
-            f"--timeout={bench.REQUEST_TIMEOUT_S}s",
+            f"--timeout={REQUEST_TIMEOUT_S}s",
             "-s",
             str(script),
             sandbox.base_url + TRACK_PATH,
@@ -162,36 +159,9 @@ def load_command(
         "outgrow_braze_dev.sandbox.load",
         *("--url", sandbox.base_url + TRACK_PATH, "--duration", f"{seconds:g}"),
         *("--connections", str(connections), "--max-requests", str(limit)),
-        *("--timeout", str(bench.REQUEST_TIMEOUT_S), "--body-file", str(files / "bodies.jsonl")),
+        *("--timeout", str(REQUEST_TIMEOUT_S), "--body-file", str(files / "bodies.jsonl")),
         f"--api-key={sandbox.api_key}",  # one word: a key may begin with "-"
     ]
-
-
-def run_load(command: list[str], tool: str, seconds: float) -> RunResult:
-    """Run the load tool once, bounded by a timeout, and read its result."""
-    try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=seconds + bench.REQUEST_TIMEOUT_S + 60,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError(f"{command[0]} did not finish in time") from None
-    if done.returncode != 0:
-        raise BenchError(f"{tool} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    parse = bench.parse_wrk_output if tool == "wrk" else bench.parse_loadgen_output
-    return parse(done.stdout)
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) a process has used so far, where /proc tells it."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sandbox_stats(base_url: str) -> dict[str, Any]:
@@ -320,7 +290,7 @@ def _bench(args: argparse.Namespace, tool: str) -> SandboxBenchReport:
 
         def once(seconds: float) -> RunResult:
             command = load_command(tool, sandbox, args.connections, seconds, files)
-            return run_load(pinned(command, plan.load), tool, seconds)
+            return run_tool(pinned(command, plan.load), tool, seconds)
 
         if args.warmup > 0:
             _say(f"warm-up {args.warmup:g} s")
@@ -346,7 +316,7 @@ def run_sandbox_bench(args: argparse.Namespace) -> int:
     """Run the sandbox benchmark; 0 when every answer was 201 and the counts agree, else 1."""
     started = time.monotonic()
     try:
-        tool = bench.choose_tool(args.tool)
+        tool = choose_tool(args.tool)
         with sigterm_as_interrupt():
             report = _bench(args, tool)
     except BenchError as exc:

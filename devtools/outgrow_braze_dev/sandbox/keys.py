@@ -10,8 +10,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from connector.config import SandboxSettings, split_list
+from connector.config import split_list
 from connector.errors import ConfigError
+from outgrow_braze_dev.settings import SandboxSettings
 
 EVERY_PERMISSION = "*"
 TRACK = "users.track"

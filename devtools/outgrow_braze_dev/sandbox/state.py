@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import orjson
 from aiohttp import web
 
-from connector.config import SandboxSettings
 from connector.errors import ConfigError
 from outgrow_braze_dev.sandbox.contract import ObjectLimit
 from outgrow_braze_dev.sandbox.faults import Faults, FaultSettings, InvalidFaults, parse_faults
@@ -15,6 +14,7 @@ from outgrow_braze_dev.sandbox.keys import Keyring
 from outgrow_braze_dev.sandbox.limits import WindowLimiter
 from outgrow_braze_dev.sandbox.stats import Stats
 from outgrow_braze_dev.sandbox.store import ProfileStore
+from outgrow_braze_dev.settings import SandboxSettings
 
 
 @dataclass(frozen=True)
