@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 
 from connector import config
+from outgrow_braze_dev.settings import EVERY_GROUP
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -40,7 +41,7 @@ Manifest = dict[str, Any]
 
 @dataclass(frozen=True)
 class Setting:
-    """One setting of connector/config.py: its variable, its group and its field."""
+    """One setting of the connector or its sandbox: its variable, its group and its field."""
 
     env: str
     group: type[Any]
@@ -62,10 +63,11 @@ class Setting:
 
 
 def settings() -> dict[str, Setting]:
-    """Return every setting the code reads, by environment variable."""
+    """Return every setting the code reads, by environment variable: the connector's, and the
+    sandbox's, which the dev overlay runs from the development image."""
     return {
         config.env_name(name): Setting(config.env_name(name), group, field)
-        for group in config.ALL_GROUPS
+        for group in EVERY_GROUP
         for name, field in group.model_fields.items()
     }
 

@@ -25,6 +25,7 @@ from connector import mapping_file
 from connector.auth import credentials_from
 from connector.braze import RateBudget
 from connector.errors import ConfigError
+from outgrow_braze_dev.settings import EVERY_GROUP, SandboxSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -32,17 +33,20 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
+# The connector's settings and the sandbox's (compose's sandbox service runs the dev image).
 KNOWN_SETTINGS = frozenset(
-    cfg.env_name(name) for group in cfg.ALL_GROUPS for name in group.model_fields
+    cfg.env_name(name) for group in EVERY_GROUP for name in group.model_fields
 )
 BUILD_TOOLS = ("gcc", "g++", "clang", "build-essential", "make ", "cmake", "python3-dev", "cargo")
+DEV_TOOLS = ("devtools", "outgrow_braze_dev", "outgrow-braze-dev", "PYTHONPATH")
+SANDBOX_TARGET = "sandbox"
 
 # What each role reads, and what the stack must set for it rather than leave to a default.
 ROLE_GROUPS: dict[str, tuple[type[Any], ...]] = {
     "receiver": (cfg.KafkaSettings, cfg.TopicSettings, cfg.ReceiverSettings, cfg.LogSettings),
     "worker": (cfg.KafkaSettings, cfg.TopicSettings, cfg.WorkerSettings, cfg.LogSettings),
     "topics ensure": (cfg.KafkaSettings, cfg.TopicSettings, cfg.LogSettings),
-    "sandbox": (cfg.SandboxSettings, cfg.LogSettings),
+    "sandbox": (SandboxSettings, cfg.LogSettings),
 }
 ROLE_REQUIRES = {
     "receiver": {"KAFKA_BOOTSTRAP_SERVERS"},
@@ -74,9 +78,12 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return found
 
 
-def stages(text: str) -> list[list[tuple[str, str]]]:
+Stage = list[tuple[str, str]]
+
+
+def stages(text: str) -> list[Stage]:
     """Split the instructions into build stages, each starting with its FROM."""
-    result: list[list[tuple[str, str]]] = []
+    result: list[Stage] = []
     for instruction in instructions(text):
         if instruction[0] == "FROM":
             result.append([])
@@ -85,13 +92,52 @@ def stages(text: str) -> list[list[tuple[str, str]]]:
     return result
 
 
-def arguments(stage: list[tuple[str, str]], word: str) -> list[str]:
+def arguments(stage: Stage, word: str) -> list[str]:
     return [rest for instruction, rest in stage if instruction == word]
 
 
+def base_and_name(stage: Stage) -> tuple[str, str | None]:
+    """Return what a stage starts from and the name it is given (`FROM base AS name`)."""
+    words = arguments(stage, "FROM")[0].split()
+    return words[0], (words[2] if len(words) == 3 and words[1].upper() == "AS" else None)
+
+
+def named(dockerfile: list[Stage], name: str) -> Stage:
+    (found,) = [stage for stage in dockerfile if base_and_name(stage)[1] == name]
+    return found
+
+
+def image(dockerfile: list[Stage], stage: Stage) -> Stage:
+    """Every instruction an image built from this stage has: its ancestors' stages, then its own."""
+    base, _ = base_and_name(stage)
+    parents = [s for s in dockerfile if base_and_name(s)[1] == base]
+    return (image(dockerfile, parents[0]) if parents else []) + stage
+
+
+def sources(dockerfile: list[Stage], image_instructions: Stage) -> Stage:
+    """The image's instructions and those of every stage it copies files from."""
+    found = list(image_instructions)
+    for rest in arguments(image_instructions, "COPY"):
+        if rest.startswith("--from="):
+            found += sources(dockerfile, image(dockerfile, named(dockerfile, rest.split()[0][7:])))
+    return found
+
+
 @pytest.fixture(scope="module")
-def dockerfile() -> list[list[tuple[str, str]]]:
+def dockerfile() -> list[Stage]:
     return stages(DOCKERFILE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def production(dockerfile: list[Stage]) -> Stage:
+    """What `docker build` without `--target` makes: the last stage, with its ancestors."""
+    return image(dockerfile, dockerfile[-1])
+
+
+@pytest.fixture(scope="module")
+def sandbox(dockerfile: list[Stage]) -> Stage:
+    """The image compose's and the dev overlay's sandbox run."""
+    return image(dockerfile, named(dockerfile, SANDBOX_TARGET))
 
 
 def hadolint() -> str:
@@ -127,63 +173,101 @@ def test_hadolint_does_refuse_a_careless_dockerfile() -> None:
     assert "DL3013" in result.stdout  # unpinned pip package
 
 
-def test_the_image_is_built_in_stages_from_a_pinned_slim_python(
-    dockerfile: list[list[tuple[str, str]]],
-) -> None:
+def test_the_image_is_built_in_stages_from_a_pinned_slim_python(dockerfile: list[Stage]) -> None:
     assert len(dockerfile) >= 2
     python = PYPROJECT["tool"]["mypy"]["python_version"]
+    earlier: set[str] = set()
     for stage in dockerfile:
-        image = arguments(stage, "FROM")[0].split()[0]
-        name, _, tag = image.partition(":")
-        assert name == "python", image
-        assert re.fullmatch(rf"{re.escape(python)}(\.\d+)?-slim-\w+", tag), image
+        base, name = base_and_name(stage)
+        if base not in earlier:
+            repository, _, tag = base.partition(":")
+            assert repository == "python", base
+            assert re.fullmatch(rf"{re.escape(python)}(\.\d+)?-slim-\w+", tag), base
+        earlier |= {name} if name else set()
 
 
 def test_the_builder_builds_a_wheel_and_the_runtime_only_copies_its_venv(
-    dockerfile: list[list[tuple[str, str]]],
+    dockerfile: list[Stage], production: Stage
 ) -> None:
-    builder_from = arguments(dockerfile[0], "FROM")[0].split()
-    assert [word.upper() for word in builder_from[1:2]] == ["AS"]
+    builder = base_and_name(dockerfile[0])[1]
+    assert builder
     builder_runs = " ".join(arguments(dockerfile[0], "RUN"))
     assert "pip wheel" in builder_runs and ".whl" in builder_runs
-    copies = arguments(dockerfile[-1], "COPY")
-    assert f"--from={builder_from[2]} /opt/venv /opt/venv" in copies
+    copies = [rest for rest in arguments(production, "COPY") if rest.startswith("--from")]
+    assert copies == [f"--from={builder} /opt/venv /opt/venv"]
     assert not any(
-        word.startswith("pip") for word in " ".join(arguments(dockerfile[-1], "RUN")).split()
+        word.startswith("pip") for word in " ".join(arguments(production, "RUN")).split()
     )
 
 
-def test_the_runtime_stage_has_no_build_tools(dockerfile: list[list[tuple[str, str]]]) -> None:
-    runtime = " ".join(rest for _, rest in dockerfile[-1]) + " "
+def test_the_default_target_is_the_runtime_without_additions(dockerfile: list[Stage]) -> None:
+    # `docker build` without --target builds the last stage: it must be the production image.
+    base, _ = base_and_name(dockerfile[-1])
+    assert dockerfile[-1] == [("FROM", base)]
+    assert named(dockerfile, base) in dockerfile
+
+
+def test_the_production_image_has_no_build_tools(
+    dockerfile: list[Stage], production: Stage
+) -> None:
+    runtime = " ".join(rest for _, rest in production) + " "
     assert [tool for tool in BUILD_TOOLS if tool in runtime] == []
     assert "apt-get install" not in runtime
+    everything = " ".join(rest for _, rest in sources(dockerfile, production))
+    assert [tool for tool in ("rust", "cargo", "native") if tool in everything] == []
 
 
-def test_the_runtime_runs_as_a_numeric_non_root_user(
-    dockerfile: list[list[tuple[str, str]]],
+def test_the_production_image_has_no_development_tools(
+    dockerfile: list[Stage], production: Stage
 ) -> None:
-    user = arguments(dockerfile[-1], "USER")[-1]
-    uid, _, gid = user.partition(":")
-    assert uid.isdigit() and int(uid) > 0, user
-    assert gid == "" or (gid.isdigit() and int(gid) > 0), user
-    assert any(f"--uid {uid}" in run for run in arguments(dockerfile[-1], "RUN"))
+    # Neither in its own instructions nor in any stage it copies files from.
+    everything = " ".join(rest for _, rest in sources(dockerfile, production))
+    assert [word for word in DEV_TOOLS if word in everything] == []
 
 
-def test_one_entrypoint_serves_every_role(dockerfile: list[list[tuple[str, str]]]) -> None:
-    entrypoint = json.loads(arguments(dockerfile[-1], "ENTRYPOINT")[-1])
-    assert len(entrypoint) == 1
-    assert Path(entrypoint[0]).name in PYPROJECT["project"]["scripts"]
-    assert Path(entrypoint[0]).parent == Path("/opt/venv/bin")
+def test_the_sandbox_target_is_the_runtime_with_the_development_tools(
+    dockerfile: list[Stage], production: Stage, sandbox: Stage
+) -> None:
+    # The production image's instructions, then the sandbox's own: nothing in between.
+    runtime = image(dockerfile, named(dockerfile, base_and_name(dockerfile[-1])[0]))
+    assert production == [*runtime, dockerfile[-1][0]]
+    assert sandbox[: len(runtime)] == runtime
+    added = sandbox[len(runtime) :]
+    copied_from = [rest.split()[0][7:] for rest in arguments(added, "COPY")]
+    assert copied_from, "the sandbox target copies nothing in"
+    for stage_name in copied_from:
+        builds = " ".join(arguments(named(dockerfile, stage_name), "COPY"))
+        assert "devtools" in builds.split(), stage_name
+    assert json.loads(arguments(added, "CMD")[-1]) == ["sandbox"]
+    # The build fails unless the command is there, found through the package's entry point.
+    assert "outgrow-braze sandbox --help" in " ".join(arguments(added, "RUN"))
+    exposed = {int(port) for rest in arguments(added, "EXPOSE") for port in rest.split()}
+    assert exposed == {SandboxSettings.model_fields["sandbox_port"].default}
 
 
-def test_the_runtime_environment_and_ports(dockerfile: list[list[tuple[str, str]]]) -> None:
-    env = dict(
-        pair.split("=", 1) for rest in arguments(dockerfile[-1], "ENV") for pair in rest.split()
-    )
+def test_the_runtime_runs_as_a_numeric_non_root_user(production: Stage, sandbox: Stage) -> None:
+    for image_instructions in (production, sandbox):
+        user = arguments(image_instructions, "USER")[-1]
+        uid, _, gid = user.partition(":")
+        assert uid.isdigit() and int(uid) > 0, user
+        assert gid == "" or (gid.isdigit() and int(gid) > 0), user
+        assert any(f"--uid {uid}" in run for run in arguments(image_instructions, "RUN"))
+
+
+def test_one_entrypoint_serves_every_role(production: Stage, sandbox: Stage) -> None:
+    for image_instructions in (production, sandbox):
+        entrypoint = json.loads(arguments(image_instructions, "ENTRYPOINT")[-1])
+        assert len(entrypoint) == 1
+        assert Path(entrypoint[0]).name in PYPROJECT["project"]["scripts"]
+        assert Path(entrypoint[0]).parent == Path("/opt/venv/bin")
+
+
+def test_the_runtime_environment_and_ports(production: Stage) -> None:
+    env = dict(pair.split("=", 1) for rest in arguments(production, "ENV") for pair in rest.split())
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["PATH"].startswith("/opt/venv/bin:")
-    exposed = {int(port) for rest in arguments(dockerfile[-1], "EXPOSE") for port in rest.split()}
+    exposed = {int(port) for rest in arguments(production, "EXPOSE") for port in rest.split()}
     assert exposed == {
         cfg.ReceiverSettings.model_fields["receiver_port"].default,
         cfg.WorkerSettings.model_fields["worker_port"].default,
@@ -263,16 +347,15 @@ def test_the_build_context_leaves_out(path: str) -> None:
     assert ignored(path, dockerignore())
 
 
-def test_the_build_context_has_everything_the_builder_copies(
-    dockerfile: list[list[tuple[str, str]]],
-) -> None:
+def test_the_build_context_has_everything_the_stages_copy(dockerfile: list[Stage]) -> None:
     sources = [
         word
-        for rest in arguments(dockerfile[0], "COPY")
+        for stage in dockerfile
+        for rest in arguments(stage, "COPY")
         if not rest.startswith("--from")
         for word in rest.split()[:-1]
     ]
-    assert sources, "the builder copies nothing from the context"
+    assert sources, "no stage copies anything from the context"
     files = [
         found.relative_to(ROOT).as_posix()
         for source in sources
@@ -280,13 +363,14 @@ def test_the_build_context_has_everything_the_builder_copies(
         if found.is_file() and "__pycache__" not in found.parts and not _built_here(found)
     ]
     assert "connector/mapping.schema.json" in files
-    assert "native/Cargo.lock" in files
+    assert "devtools/pyproject.toml" in files
+    assert "devtools/outgrow_braze_dev/kafka-pom.xml" in files
     assert [path for path in files if ignored(path, dockerignore())] == []
 
 
 def _built_here(path: Path) -> bool:
-    """What a local install builds (the extension and cargo's work), never part of a checkout."""
-    return path.suffix == ".so" or (ROOT / "native" / "target") in path.parents
+    """What a local install makes (a compiled extension, package metadata), never checked in."""
+    return path.suffix == ".so" or any(part.endswith(".egg-info") for part in path.parts)
 
 
 # --- the mapping schema ships inside the package -------------------------------------------------
@@ -399,7 +483,19 @@ def no_settings_from_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_every_role_runs_from_this_image(compose: dict[str, Any]) -> None:
     services = ours(compose)
     assert sorted(role(svc) for svc in services.values()) == sorted(ROLE_GROUPS)
-    assert len({svc["image"] for svc in services.values()}) == 1
+    connector = [svc for svc in services.values() if role(svc) != SANDBOX_TARGET]
+    assert len({svc["image"] for svc in connector}) == 1
+    assert {svc["build"].get("target") for svc in connector} == {None}  # the production image
+
+
+def test_only_the_sandbox_runs_the_image_with_the_development_tools(
+    compose: dict[str, Any], dockerfile: list[Stage]
+) -> None:
+    services = ours(compose)
+    (sandbox,) = [svc for svc in services.values() if svc["build"].get("target")]
+    assert role(sandbox) == SANDBOX_TARGET
+    assert named(dockerfile, sandbox["build"]["target"])
+    assert sandbox["image"] not in {svc["image"] for svc in services.values() if svc is not sandbox}
 
 
 def test_connector_services_set_only_real_settings(compose: dict[str, Any]) -> None:
@@ -471,7 +567,7 @@ def test_the_worker_delivers_to_the_sandbox_by_default(compose: dict[str, Any]) 
     target = urlsplit(braze.braze_rest_endpoint)
     sandbox = services[str(target.hostname)]
     assert role(sandbox) == "sandbox"
-    sandbox_settings = settings_of(environment(sandbox), cfg.SandboxSettings)
+    sandbox_settings = settings_of(environment(sandbox), SandboxSettings)
     assert target.port == sandbox_settings.sandbox_port
     assert sandbox_settings.sandbox_host == "0.0.0.0"
     assert braze.braze_api_key == sandbox_settings.sandbox_api_key

@@ -47,6 +47,7 @@ from tests.deploy_support import (
     selects,
     settings,
 )
+from tests.dev_support import production_install
 
 OVERLAYS = ("dev", "production")
 STRIMZI = "strimzi"
@@ -60,6 +61,8 @@ DIRECTORIES = {
 # receiver's preStop `sleep` action is on by default from Kubernetes 1.30.
 KUBERNETES_VERSION = "1.31"
 IMAGE = "ghcr.io/outgrow-braze/outgrow-braze"
+# The development image (deploy/Dockerfile's `sandbox` target): the connector and its dev tools.
+SANDBOX_IMAGE = "ghcr.io/outgrow-braze/outgrow-braze-sandbox"
 SHIPPED_MAPPING = ROOT / "connector" / "default_mapping.yaml"
 # After the drain a service still flushes its producer, or commits and leaves the group.
 CLOSE_MARGIN_S = 5.0
@@ -267,27 +270,38 @@ ROLE_COMMANDS = {
     "worker": cli.cmd_worker,
     "sandbox": dev_commands.cmd_sandbox,
 }
+ROLE_IMAGES = {"receiver": IMAGE, "worker": IMAGE, "sandbox": SANDBOX_IMAGE}
 
 
 def command_problems(objects: list[Manifest]) -> list[str]:
-    """Containers not running their own `outgrow-braze` subcommand from the pinned image."""
+    """Containers not running their own `outgrow-braze` subcommand from their pinned image."""
     problems = []
     for _, _, container in containers(objects):
         name, args, image = container["name"], container.get("args", []), container["image"]
         if "command" in container:
             problems.append(f"{name}: `command` replaces the image's entrypoint")
         repository, tag, digest = image_parts(image)
-        if repository != IMAGE or (tag in ("", "latest") and not digest):
-            problems.append(f"{name}: image {image} is not a pinned {IMAGE}")
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):  # argparse's usage message
-                parsed = cli.build_parser().parse_args(args)
-        except SystemExit:
-            problems.append(f"{name}: `outgrow-braze {' '.join(args)}` is refused")
-            continue
-        if parsed.func is not ROLE_COMMANDS.get(name):
-            problems.append(f"{name}: runs `outgrow-braze {' '.join(args)}`")
+        expected = ROLE_IMAGES.get(name, IMAGE)
+        if repository != expected or (tag in ("", "latest") and not digest):
+            problems.append(f"{name}: image {image} is not a pinned {expected}")
+        problems += _parse_problems(name, args, development=repository == SANDBOX_IMAGE)
     return problems
+
+
+def _parse_problems(name: str, args: list[str], *, development: bool) -> list[str]:
+    """Parse the arguments as the image's own `outgrow-braze` would: the production image has
+    no development tools, hence no `sandbox` command."""
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))  # argparse's usage
+            if not development:
+                stack.enter_context(production_install())
+            parsed = cli.build_parser().parse_args(args)
+    except SystemExit:
+        return [f"{name}: `outgrow-braze {' '.join(args)}` is refused"]
+    if parsed.func is not ROLE_COMMANDS.get(name):
+        return [f"{name}: runs `outgrow-braze {' '.join(args)}`"]
+    return []
 
 
 def drain_problems(objects: list[Manifest]) -> list[str]:
@@ -828,7 +842,9 @@ required    production Deployment receiver {c}.env.1 DROP
 required    production Deployment receiver {c}.env.2 DROP
 commands    dev        Deployment worker {c}.args [workers]
 commands    dev        Deployment worker {c}.args [receiver]
-commands    dev        Deployment sandbox {c}.image {image}
+commands    dev        Deployment sandbox {c}.image {sandbox_image}
+commands    dev        Deployment sandbox {c}.image {image}:0.1.0
+commands    dev        Deployment worker {c}.image {sandbox_image}:0.1.0
 drain       dev        Deployment receiver {pod}.terminationGracePeriodSeconds 30
 drain       dev        ConfigMap worker-settings data.WORKER_DRAIN_TIMEOUT_S "60"
 drain       dev        Deployment receiver {c}.lifecycle DROP
@@ -867,6 +883,7 @@ PATHS = {
     "pod": "spec.template.spec",
     "c": "spec.template.spec.containers.0",
     "image": IMAGE,
+    "sandbox_image": SANDBOX_IMAGE,
     "scale_down": "spec.advanced.horizontalPodAutoscalerConfig.behavior.scaleDown",
     "body_size": r"metadata.annotations.nginx\.ingress\.kubernetes\.io/proxy-body-size",
 }

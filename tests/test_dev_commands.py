@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
-from typing import Any
 
 import pytest
 
 from connector import cli
 from outgrow_braze_dev import commands
+from tests.dev_support import DEV_DISTRIBUTION, production_install
 
-DEV_DISTRIBUTION = "outgrow-braze-dev"
 # Each development command with the arguments it needs, as the dev package defines it.
 DEV_COMMANDS = {
     "sandbox": (["sandbox"], commands.cmd_sandbox),
@@ -34,21 +33,6 @@ def refusal(argv: list[str]) -> str:
     return stderr.getvalue()
 
 
-@pytest.fixture
-def production(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make this environment look like one where only the connector is installed."""
-    installed = importlib.metadata.entry_points
-
-    def entry_points(**params: Any) -> importlib.metadata.EntryPoints:
-        return importlib.metadata.EntryPoints(
-            entry
-            for entry in installed(**params)
-            if entry.dist is None or entry.dist.name != DEV_DISTRIBUTION
-        )
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
-
-
 def test_the_dev_package_registers_its_commands_under_the_plugin_group() -> None:
     entries = importlib.metadata.entry_points(group=cli.PLUGIN_GROUP)
     assert [(entry.dist and entry.dist.name, entry.load()) for entry in entries] == [
@@ -58,14 +42,14 @@ def test_the_dev_package_registers_its_commands_under_the_plugin_group() -> None
         assert cli.build_parser().parse_args(argv).func is command
 
 
-@pytest.mark.usefixtures("production")
+@production_install()
 def test_without_the_dev_package_the_cli_offers_no_dev_command() -> None:
     for name, (argv, _) in DEV_COMMANDS.items():
         assert f"invalid choice: '{name}'" in refusal(argv)
     assert cli.build_parser().parse_args(["worker"]).func is cli.cmd_worker
 
 
-@pytest.mark.usefixtures("production")
+@production_install()
 def test_without_the_dev_package_help_does_not_mention_them(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
