@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml devtools/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml devtools/pyproject.toml native/Cargo.toml native/Cargo.
 	$(BIN)/pip install --quiet -e '.[dev]' -e ./devtools
 	touch $(STAMP)
 
-install: $(STAMP)  ## Create the virtualenv and install the package with its dev tools
+install: $(STAMP)  ## Create the virtualenv: the connector and its development tools (devtools/)
 
 kafka-jars: $(STAMP)  ## Download and cache Apache Kafka's jars (needs Java 17 and Maven)
 	$(BIN)/outgrow-braze local-kafka --prepare-only
@@ -24,7 +24,7 @@ kafka-jars: $(STAMP)  ## Download and cache Apache Kafka's jars (needs Java 17 a
 kustomize: $(STAMP)  ## Build and cache the pinned kustomize the manifest tests render with (needs Go)
 	$(BIN)/python -m tests.deploy_support
 
-run: $(STAMP)  ## Start a local broker, the topics and the receiver with development credentials
+run: $(STAMP)  ## Start a local broker, the Braze sandbox, the receiver and the worker (development)
 	$(BIN)/python -m outgrow_braze_dev.run
 
 test: $(STAMP) kafka-jars kustomize  ## Run the whole suite against a real Kafka broker
@@ -36,7 +36,7 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/mypy
 	cargo fmt --manifest-path native/Cargo.toml --check
 
-bench: $(STAMP) kafka-jars  ## Benchmark the receiver against the local broker
+bench: $(STAMP) kafka-jars  ## Benchmark the receiver against the local broker (others: outgrow-braze bench -h)
 	$(BIN)/outgrow-braze bench receiver
 
 .PHONY: help install kafka-jars kustomize run test lint bench
