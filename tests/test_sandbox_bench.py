@@ -10,12 +10,11 @@ import pytest
 
 from outgrow_braze_dev import bench
 from outgrow_braze_dev.load_tools import WRK_MARKER, RunResult
-from outgrow_braze_dev.processes import BenchError
+from outgrow_braze_dev.processes import BenchError, SandboxProcess
 from outgrow_braze_dev.sandbox import bench as sandbox_bench
 from outgrow_braze_dev.sandbox import load as sandbox_load
 from outgrow_braze_dev.sandbox.bench import (
     SandboxBenchReport,
-    SandboxProcess,
     load_command,
     problems,
     track_body,

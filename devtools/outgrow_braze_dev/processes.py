@@ -6,15 +6,20 @@ them imports another.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import select
 import shutil
 import socket
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 STOP_TIMEOUT_S = 30.0
+SANDBOX_READY_TIMEOUT_S = 30.0
 
 
 class BenchError(RuntimeError):
@@ -91,3 +96,46 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@dataclass(frozen=True)
+class SandboxProcess:
+    """A Braze sandbox started for a benchmark."""
+
+    process: subprocess.Popen[bytes]
+    base_url: str
+    api_key: str
+    log_file: Path
+
+    def log_tail(self) -> str:
+        """The last lines it wrote to standard error."""
+        with contextlib.suppress(OSError):
+            text = self.log_file.read_text(encoding="utf-8", errors="replace")
+            return "\n".join(text.strip().splitlines()[-20:])
+        return ""
+
+
+@contextlib.contextmanager
+def sandbox_process(
+    environment: Callable[[int, str], dict[str, str]],
+    cpus: tuple[int, ...] | None,
+    log_file: Path,
+) -> Iterator[SandboxProcess]:
+    """Start `python -m connector sandbox` on a free port with a fresh key, in the environment
+    `environment(port, key)` gives; wait for its URL line; always stop it at the end."""
+    api_key, port = secrets.token_urlsafe(24), free_port()
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            pinned([sys.executable, "-m", "connector", "sandbox"], cpus),
+            env=environment(port, api_key),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        try:
+            url = read_first_line(process, SANDBOX_READY_TIMEOUT_S)
+            yield SandboxProcess(process, url, api_key, log_file)
+        finally:
+            stop_process(process)
+            if process.stdout is not None:
+                process.stdout.close()

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import resource
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -49,11 +49,11 @@ from outgrow_braze_dev.loadgen import positive_float, positive_int
 from outgrow_braze_dev.processes import (
     BenchError,
     CpuPlan,
+    SandboxProcess,
     cpu_seconds,
     free_port,
     pinned,
-    read_first_line,
-    stop_process,
+    sandbox_process,
 )
 from outgrow_braze_dev.settings import EVERY_GROUP
 from outgrow_braze_dev.worker_report import (
@@ -72,7 +72,6 @@ from outgrow_braze_dev.worker_report import (
 MAX_EVENTS = 5_000_000
 POLL_S = 0.1
 FIRST_REQUEST_TIMEOUT_S = 120.0
-SANDBOX_READY_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 30.0  # the worker's own bound on finishing what it fetched, after SIGTERM
 WORKER_STOP_TIMEOUT_S = DRAIN_TIMEOUT_S + 30.0
 INTERRUPTED_STOP_S = 5.0
@@ -194,38 +193,6 @@ def worker_env(plan: WorkerPlan, port: int) -> dict[str, str]:
         LOG_LEVEL="WARNING",
     )
     return env
-
-
-@dataclass(frozen=True)
-class SandboxProcess:
-    """The sandbox started for one scenario."""
-
-    process: subprocess.Popen[bytes]
-    base_url: str
-    api_key: str
-
-
-@contextlib.contextmanager
-def sandbox_process(
-    scenario: Scenario, latency_ms: float, cpus: tuple[int, ...] | None, log_file: Path
-) -> Iterator[SandboxProcess]:
-    """Start `python -m connector sandbox`, wait for its URL, always stop it at the end."""
-    api_key, port = secrets.token_urlsafe(24), free_port()
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            pinned([sys.executable, "-m", "connector", "sandbox"], cpus),
-            env=sandbox_env(port, api_key, scenario, latency_ms),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        try:
-            url = read_first_line(process, SANDBOX_READY_TIMEOUT_S)
-            yield SandboxProcess(process, url, api_key)
-        finally:
-            stop_process(process)
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 def _http(url: str, method: str = "GET") -> dict[str, Any]:
@@ -387,7 +354,8 @@ def _run_scenario(
 ) -> None:
     scenario = report.scenario
     log_file = workdir / f"sandbox-{scenario.name}.log"
-    with sandbox_process(scenario, args.latency_ms, cpus.server, log_file) as sandbox:
+    environment = functools.partial(sandbox_env, scenario=scenario, latency_ms=args.latency_ms)
+    with sandbox_process(environment, cpus.server, log_file) as sandbox:
         _say(f"scenario {scenario.name}: sandbox at {sandbox.base_url}, {scenario.budget_text}")
         for number in range(1, args.runs + 1):
             plan = WorkerPlan(

@@ -16,14 +16,11 @@ import contextlib
 import json
 import math
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,17 +31,15 @@ from outgrow_braze_dev.load_tools import REQUEST_TIMEOUT_S, RunResult, choose_to
 from outgrow_braze_dev.processes import (
     BenchError,
     CpuPlan,
+    SandboxProcess,
     cpu_seconds,
-    free_port,
     pinned,
-    read_first_line,
-    stop_process,
+    sandbox_process,
 )
 
 TRACK_PATH = "/users/track"
 USERS = 10_000
 MAX_REQUESTS_PER_S = 50_000
-READY_TIMEOUT_S = 30.0
 UNLIMITED = 1_000_000_000
 
 # --------------------------------------------------------------------------- request bodies
@@ -83,23 +78,6 @@ def wrk_script(body_file: Path, api_key: str, limit: int) -> str:
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass(frozen=True)
-class SandboxProcess:
-    """A sandbox started for the benchmark."""
-
-    process: subprocess.Popen[bytes]
-    base_url: str
-    api_key: str
-    log_file: Path
-
-    def log_tail(self) -> str:
-        """The last lines it wrote to standard error."""
-        with contextlib.suppress(OSError):
-            text = self.log_file.read_text(encoding="utf-8", errors="replace")
-            return "\n".join(text.strip().splitlines()[-20:])
-        return ""
-
-
 def sandbox_env(port: int, api_key: str) -> dict[str, str]:
     """The sandbox's environment: loopback, a fresh key, no rate limit, no faults, quiet."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBOX_")}
@@ -111,28 +89,6 @@ def sandbox_env(port: int, api_key: str) -> dict[str, str]:
         LOG_LEVEL="WARNING",
     )
     return env
-
-
-@contextlib.contextmanager
-def sandbox_process(workdir: Path, cpus: tuple[int, ...] | None) -> Iterator[SandboxProcess]:
-    """Start `python -m connector sandbox`, wait for its URL line, always stop it at the end."""
-    api_key, port = secrets.token_urlsafe(24), free_port()
-    log_file = workdir / "sandbox.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            pinned([sys.executable, "-m", "connector", "sandbox"], cpus),
-            env=sandbox_env(port, api_key),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-        try:
-            url = read_first_line(process, READY_TIMEOUT_S)
-            yield SandboxProcess(process, url, api_key, log_file)
-        finally:
-            stop_process(process)
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 def load_command(
@@ -285,7 +241,9 @@ def _bench(args: argparse.Namespace, tool: str) -> SandboxBenchReport:
     with contextlib.ExitStack() as stack:
         files = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-bench-")))
         write_track_bodies(files / "bodies.jsonl")
-        sandbox = stack.enter_context(sandbox_process(files, plan.server))
+        sandbox = stack.enter_context(
+            sandbox_process(sandbox_env, plan.server, files / "sandbox.log")
+        )
         _say(f"sandbox ready at {sandbox.base_url} ({report.cpus})")
 
         def once(seconds: float) -> RunResult:
