@@ -13,6 +13,7 @@ from outgrow_braze_dev.processes import (
     BenchError,
     CpuPlan,
     cpu_seconds,
+    log_tail,
     pinned,
     read_first_line,
     stop_process,
@@ -61,3 +62,10 @@ def test_a_server_is_ready_once_it_prints_its_url(script: str, url: str | None) 
         assert process.stdout is not None
         process.stdout.close()
     assert process.returncode is not None
+
+
+def test_a_log_tail_is_its_last_lines_or_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("".join(f"line {n}\n" for n in range(30)))
+    assert log_tail(log, lines=3) == "line 27\nline 28\nline 29"
+    assert log_tail(tmp_path / "missing.log") == ""

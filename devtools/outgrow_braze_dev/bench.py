@@ -40,7 +40,15 @@ from outgrow_braze_dev.load_tools import (
     wrk_script,
 )
 from outgrow_braze_dev.loadgen import positive_float, positive_int
-from outgrow_braze_dev.processes import BenchError, CpuPlan, free_port, pinned, stop_process
+from outgrow_braze_dev.processes import (
+    BenchError,
+    CpuPlan,
+    free_port,
+    log_tail,
+    pinned,
+    start_connector,
+    stop_process,
+)
 from outgrow_braze_dev.worker_bench import add_worker_arguments
 
 TARGETS = ["receiver", "sandbox", "replay", "worker"]
@@ -182,10 +190,6 @@ def run_load(plan: LoadPlan, seconds: float) -> RunResult:
 # --------------------------------------------------------------------------- receiver process
 
 
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 @dataclass(frozen=True)
 class Receiver:
     """A receiver process started for the benchmark."""
@@ -207,9 +211,7 @@ class Receiver:
 
     def log_tail(self) -> str:
         """The last lines the receiver wrote."""
-        with contextlib.suppress(OSError):
-            return _tail(self.log_file.read_text(encoding="utf-8", errors="replace"))
-        return ""
+        return log_tail(self.log_file)
 
 
 def receiver_env(bootstrap: str, port: int, token: str) -> dict[str, str]:
@@ -236,13 +238,8 @@ def receiver_process(
     port, token = free_port(), secrets.token_urlsafe(24)
     log_file = workdir / "receiver.log"
     with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            pinned([sys.executable, "-m", "connector", "receiver"], cores),
-            env=receiver_env(bootstrap, port, token),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        env = receiver_env(bootstrap, port, token)
+        process = start_connector("receiver", env, cores, stdout=log, stderr=subprocess.STDOUT)
         try:
             yield Receiver(process, port, token, log_file)
         finally:

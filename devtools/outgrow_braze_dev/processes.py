@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 STOP_TIMEOUT_S = 30.0
 SANDBOX_READY_TIMEOUT_S = 30.0
@@ -66,6 +67,19 @@ def free_port() -> int:
         return port
 
 
+def start_connector(
+    command: str, env: dict[str, str], cpus: tuple[int, ...] | None, *, stdout: Any, stderr: Any
+) -> subprocess.Popen[bytes]:
+    """Start `python -m connector COMMAND` (on `cpus` if given) with nothing on its stdin."""
+    return subprocess.Popen(
+        pinned([sys.executable, "-m", "connector", command], cpus),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
 def read_first_line(process: subprocess.Popen[bytes], timeout_s: float) -> str:
     """The URL a server process prints as its first line once ready, within `timeout_s`."""
     assert process.stdout is not None
@@ -84,6 +98,14 @@ def cpu_seconds(pid: int) -> float | None:
     except (OSError, IndexError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def log_tail(log_file: Path, lines: int = 20) -> str:
+    """The last lines of a process's log, or nothing if it cannot be read."""
+    with contextlib.suppress(OSError):
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+        return "\n".join(text.strip().splitlines()[-lines:])
+    return ""
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -109,10 +131,7 @@ class SandboxProcess:
 
     def log_tail(self) -> str:
         """The last lines it wrote to standard error."""
-        with contextlib.suppress(OSError):
-            text = self.log_file.read_text(encoding="utf-8", errors="replace")
-            return "\n".join(text.strip().splitlines()[-20:])
-        return ""
+        return log_tail(self.log_file)
 
 
 @contextlib.contextmanager
@@ -125,13 +144,8 @@ def sandbox_process(
     `environment(port, key)` gives; wait for its URL line; always stop it at the end."""
     api_key, port = secrets.token_urlsafe(24), free_port()
     with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            pinned([sys.executable, "-m", "connector", "sandbox"], cpus),
-            env=environment(port, api_key),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
+        env = environment(port, api_key)
+        process = start_connector("sandbox", env, cpus, stdout=subprocess.PIPE, stderr=log)
         try:
             url = read_first_line(process, SANDBOX_READY_TIMEOUT_S)
             yield SandboxProcess(process, url, api_key, log_file)
