@@ -27,13 +27,15 @@ _SASL_FIELDS = ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_passw
 _TLS_FIELDS = ("kafka_ssl_ca_file", "kafka_ssl_cert_file", "kafka_ssl_key_file")
 
 
-class Settings(BaseSettings):
-    """A group of settings; the development tools derive theirs from it too."""
-
+class _Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
 
-class KafkaSettings(Settings):
+# What every settings group derives from, the development tools' (outside this package) too.
+Settings = _Settings
+
+
+class KafkaSettings(_Settings):
     """How to reach the Kafka cluster."""
 
     kafka_bootstrap_servers: str = Field(
@@ -142,7 +144,7 @@ def _and(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-class TopicSettings(Settings):
+class TopicSettings(_Settings):
     """Names and shape of the connector's topics."""
 
     raw_topic: str = Field("outgrow.events.raw", description="Topic of raw Outgrow submissions.")
@@ -167,7 +169,7 @@ class TopicSettings(Settings):
     )
 
 
-class ReceiverSettings(Settings):
+class ReceiverSettings(_Settings):
     """The webhook receiver's HTTP side."""
 
     receiver_host: str = Field("0.0.0.0", description="Address the receiver listens on.")
@@ -217,7 +219,7 @@ class ReceiverSettings(Settings):
         return value
 
 
-class LogSettings(Settings):
+class LogSettings(_Settings):
     """Logging."""
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
@@ -228,11 +230,7 @@ class LogSettings(Settings):
     )
 
 
-# The public key of the Braze sandbox (a development tool, not part of this package).
-SANDBOX_DEV_API_KEY = "outgrow-braze-sandbox-dev-key"
-
-
-class WorkerSettings(Settings):
+class WorkerSettings(_Settings):
     """The delivery worker: Braze, its budget, batching and the consumer group."""
 
     braze_rest_endpoint: str = Field(
@@ -240,7 +238,7 @@ class WorkerSettings(Settings):
         description="Braze REST endpoint, e.g. `https://rest.iad-01.braze.com`, or the sandbox.",
     )
     braze_api_key: SecretStr = Field(
-        SecretStr(SANDBOX_DEV_API_KEY),
+        SecretStr("outgrow-braze-sandbox-dev-key"),
         description="Braze REST API key with `users.track`; defaults to the sandbox's dev key.",
     )
     mapping_file: str | None = Field(
@@ -287,7 +285,7 @@ class WorkerSettings(Settings):
     )
 
 
-SettingsT = TypeVar("SettingsT", bound=Settings)
+SettingsT = TypeVar("SettingsT", bound=_Settings)
 
 
 def load(cls: type[SettingsT], overrides: Mapping[str, Any] | None = None) -> SettingsT:
@@ -317,7 +315,7 @@ def env_name(field: str) -> str:
     return field.upper()
 
 
-def describe_fields(cls: type[Settings]) -> Iterator[tuple[str, str, str]]:
+def describe_fields(cls: type[_Settings]) -> Iterator[tuple[str, str, str]]:
     """Yield (environment variable, default, meaning) for each field of a settings group."""
     for name, field in cls.model_fields.items():
         default = "unset" if field.default is None else str(field.default)
@@ -326,7 +324,7 @@ def describe_fields(cls: type[Settings]) -> Iterator[tuple[str, str, str]]:
         yield env_name(name), default, field.description or ""
 
 
-ALL_GROUPS: tuple[type[Settings], ...] = (
+ALL_GROUPS: tuple[type[_Settings], ...] = (
     KafkaSettings,
     TopicSettings,
     ReceiverSettings,

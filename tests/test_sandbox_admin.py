@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connector.config import SANDBOX_DEV_API_KEY, load
+from connector.config import load
 from outgrow_braze_dev.sandbox.app import running
 from outgrow_braze_dev.sandbox.client import SandboxClient
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 EVENT = {"external_id": "u1", "name": "quiz", "time": "2026-01-01T00:00:00Z"}
 

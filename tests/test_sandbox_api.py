@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from connector.config import SANDBOX_DEV_API_KEY, load
+from connector.config import load
 from outgrow_braze_dev.sandbox.app import running
 from outgrow_braze_dev.sandbox.client import Answer, SandboxClient
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 REQUEST = Draft202012Validator(

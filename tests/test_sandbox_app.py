@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connector.config import SANDBOX_DEV_API_KEY, load
+from connector.config import load
 from outgrow_braze_dev.sandbox.app import Sandbox, _base_url, running, serve
 from outgrow_braze_dev.sandbox.client import SandboxClient
 from outgrow_braze_dev.sandbox.state import SandboxConfig
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 
 def sandbox_settings(**overrides: Any) -> SandboxSettings:

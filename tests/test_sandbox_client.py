@@ -5,10 +5,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from connector.config import SANDBOX_DEV_API_KEY, load
+from connector.config import load
 from outgrow_braze_dev.sandbox.app import running
 from outgrow_braze_dev.sandbox.client import SandboxClient
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 
 def test_headers_carry_the_key_and_json() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from connector.config import SANDBOX_DEV_API_KEY, load
+from connector.config import load
 from outgrow_braze_dev.sandbox.app import running
 from outgrow_braze_dev.sandbox.client import SandboxClient
 from outgrow_braze_dev.sandbox.faults import (
@@ -21,7 +21,7 @@ from outgrow_braze_dev.sandbox.faults import (
     InvalidFaults,
     parse_faults,
 )
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 BODY = {"attributes": [{"external_id": "u1", "a": 1}]}
 

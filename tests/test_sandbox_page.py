@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connector.config import SANDBOX_DEV_API_KEY, load
+from connector.config import load
 from outgrow_braze_dev.sandbox import page
 from outgrow_braze_dev.sandbox.app import running
 from outgrow_braze_dev.sandbox.client import SandboxClient
 from outgrow_braze_dev.sandbox.contract import ObjectLimit, check_track
 from outgrow_braze_dev.sandbox.store import ProfileStore
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 
 def test_an_empty_sandbox_says_how_to_fill_it() -> None:

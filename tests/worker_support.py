@@ -15,12 +15,12 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from connector.config import SANDBOX_DEV_API_KEY, WorkerSettings, load
+from connector.config import WorkerSettings, load
 from connector.producer import Publisher
 from connector.worker import WorkerConfig, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 from tests.kafka_support import Topics, end_offsets, fresh_topics, read_all
 
 

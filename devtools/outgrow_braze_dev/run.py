@@ -13,7 +13,6 @@ import sys
 
 from connector import receiver, worker
 from connector.config import (
-    SANDBOX_DEV_API_KEY,
     KafkaSettings,
     LogSettings,
     ReceiverSettings,
@@ -28,7 +27,7 @@ from connector.topics import ensure_topics
 from outgrow_braze_dev.kafka import BrokerUnavailable, provide_broker
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
-from outgrow_braze_dev.settings import SandboxSettings
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
 
 
 def _banner(port: int, user: str, password: str, token: str, sandbox_url: str) -> str:

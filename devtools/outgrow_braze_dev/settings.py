@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from connector.config import ALL_GROUPS, MIB, SANDBOX_DEV_API_KEY, Settings
+from connector.config import ALL_GROUPS, MIB, Settings
+
+# Public on purpose: the sandbox's key when none is set, which `make run` and compose use.
+SANDBOX_DEV_API_KEY = "outgrow-braze-sandbox-dev-key"
 
 
 class SandboxSettings(Settings):

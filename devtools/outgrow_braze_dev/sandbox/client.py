@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from connector.config import SANDBOX_DEV_API_KEY
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY
 
 
 @dataclass(frozen=True)
