@@ -25,7 +25,8 @@ from connector import mapping_file
 from connector.auth import credentials_from
 from connector.braze import RateBudget
 from connector.errors import ConfigError
-from outgrow_braze_dev.settings import EVERY_GROUP, SandboxSettings
+from outgrow_braze_dev.settings import SandboxSettings
+from tests.deploy_support import known_setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -33,10 +34,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
-# The connector's settings and the sandbox's (compose's sandbox service runs the dev image).
-KNOWN_SETTINGS = frozenset(
-    cfg.env_name(name) for group in EVERY_GROUP for name in group.model_fields
-)
+KNOWN_SETTINGS = known_setting_names()
 BUILD_TOOLS = ("gcc", "g++", "clang", "build-essential", "make ", "cmake", "python3-dev", "cargo")
 DEV_TOOLS = ("devtools", "outgrow_braze_dev", "outgrow-braze-dev", "PYTHONPATH")
 SANDBOX_TARGET = "sandbox"
