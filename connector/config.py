@@ -328,6 +328,12 @@ class WorkerSettings(_Settings):
     worker_halt_probe_s: float = Field(
         10.0, gt=0, description="While Braze refuses the key, how often to try again."
     )
+    worker_outage_warn_s: float = Field(
+        60.0,
+        gt=0,
+        description="After this long without an answer from Braze (no connection, timeouts,"
+        " 5xx), warn once a minute and report not ready until it answers again.",
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=_Settings)
