@@ -271,3 +271,39 @@ async def test_a_request_refused_whole_is_split_down_to_the_bad_objects(
     assert {dict(r.headers)["dlq-braze-status"] for r in letters} <= {b"400", b"201"}
     assert "400" in {str(code) for code in statuses}, statuses
     assert all(line.profile(u) is not None for u in range(5))
+
+
+async def test_an_outage_longer_than_the_setting_warns_flips_readiness_and_recovers(
+    bootstrap_servers: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sandbox answers 503 to everything for 5 s; past WORKER_OUTAGE_WARN_S (1 s here) the
+    worker warns with what waits, is not ready, then ready again once Braze answers."""
+    async with pipeline(bootstrap_servers, partitions=1) as line:
+        async with ClientSession() as session:
+            url = f"{line.sandbox.base_url}/_sandbox/faults"
+            async with session.post(url, json={"outage_s": 5.0}) as r:
+                assert r.status == 200
+        await line.produce([lead(u, 0) for u in range(20)])
+        worker = line.start_worker(worker_outage_warn_s=1, worker_retry_max_backoff_s=1)
+        async with asyncio.timeout(30):
+            while (ready := await _ready_when_up(worker.port))[0] != 503:
+                await asyncio.sleep(0.2)
+        assert "no answer" in ready[1]["reason"]
+        assert (await _metrics(worker.port))["outgrow_worker_braze_outage"] == 1
+        await line.all_committed()
+        assert (await _ready_status(worker.port))[0] == 200
+        assert (await _metrics(worker.port))["outgrow_worker_braze_outage"] == 0
+        assert all(line.profile(u) is not None for u in range(20))
+    warnings = [r for r in caplog.records if "braze has given no answer" in r.getMessage()]
+    assert len(warnings) == 1, "one line a minute, and the outage lasted seconds"
+    assert warnings[0].requests_waiting >= 1  # type: ignore[attr-defined]
+    recoveries = [r for r in caplog.records if "braze answers again" in r.getMessage()]
+    assert len(recoveries) == 1
+
+
+async def _ready_when_up(port: int) -> tuple[int, Any]:
+    """The /readyz answer, or (0, None) while the health server is not listening yet."""
+    try:
+        return await _ready_status(port)
+    except ClientConnectorError:
+        return 0, None
