@@ -94,13 +94,18 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
 
 
 def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
-    """The group member's consumer: commits by hand, from the earliest offset when new."""
+    """The group member's consumer: commits by hand, from the earliest offset when new.
+
+    A fetch's bytes are held until its records are taken, next to the pending records:
+    WORKER_FETCH_MAX_BYTES bounds them (aiokafka's 50 MiB would dwarf the records' own).
+    """
+    partition_bytes = config.topics.topic_max_message_bytes + 65_536
     return AIOKafkaConsumer(
         group_id=config.worker.consumer_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        max_partition_fetch_bytes=config.topics.topic_max_message_bytes + 65_536,
-        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=partition_bytes,
+        fetch_max_bytes=max(config.worker.worker_fetch_max_bytes, partition_bytes),
         rebalance_timeout_ms=int(config.worker.worker_drain_timeout_s * 1000) + 10_000,
         **client_kwargs(config.kafka, "worker"),
     )
