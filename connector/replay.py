@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
@@ -25,6 +25,7 @@ from connector.intake import Admission, map_source
 from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
 from connector.offsets import Trackers
+from connector.outcomes import Counts
 from connector.pipeline import Pipeline, Route
 from connector.producer import Publisher
 from connector.worker import WorkerConfig, delivering
@@ -169,14 +170,11 @@ async def _at_time(
 
 
 @dataclass
-class Tally:
-    """What a replay did, for the summary and the exit code."""
+class Tally(Counts):
+    """What a replay did, for the summary and the exit code: the pipeline's counts, and what
+    it read of the plan."""
 
     read: int = 0
-    delivered: int = 0
-    dead_lettered: int = 0
-    filtered: int = 0
-    skipped: int = 0
     positions: dict[int, int] = field(default_factory=dict)  # where a resumed run starts
 
     def line(self) -> str:
@@ -441,11 +439,4 @@ async def _drive(line: Pipeline, plan: Plan, stop: asyncio.Event) -> Tally:
             f"replay interrupted; resume with --from-offsets {plan.resume_argument(positions)}",
             file=sys.stderr,
         )
-    return Tally(
-        read=completed(positions, plan),
-        delivered=counts.delivered,
-        dead_lettered=counts.dead_lettered,
-        filtered=counts.filtered,
-        skipped=counts.skipped,
-        positions=positions,
-    )
+    return Tally(**asdict(counts), read=completed(positions, plan), positions=positions)

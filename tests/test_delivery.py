@@ -17,12 +17,13 @@ from connector.batching import Item, Limits, TrackRequest, UserQueue
 from connector.braze import Action, AdaptiveLimiter, Answer, RateBudget, action_for
 from connector.braze_state import Halt, Outage
 from connector.config import WorkerSettings, load
-from connector.deadletter import Reason, SourceRecord
+from connector.deadletter import SourceRecord
 from connector.delivery import Delivery
 from connector.mapping import BrazeUpdate
 from connector.metrics import WorkerMetrics
 from connector.offsets import Trackers
 from connector.outcomes import Outcomes
+from tests.worker_support import Letters
 
 Reply = Callable[[dict[str, Any]], Answer]
 
@@ -47,16 +48,6 @@ class Braze:
 
 def always(status: int, message: str = "", **extra: Any) -> Reply:
     return lambda body: answer(status, message, **extra)
-
-
-class Letters:
-    """The dead-letter topic as a list."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[SourceRecord, Reason]] = []
-
-    async def send_all(self, records: Sequence[tuple[SourceRecord, Reason]]) -> None:
-        self.sent.extend(records)
 
 
 class Line:

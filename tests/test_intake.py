@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import orjson
 import pytest
@@ -12,13 +11,14 @@ from aiokafka import ConsumerRecord, TopicPartition
 from connector.batching import UserQueue
 from connector.braze import Action, Answer
 from connector.braze_state import Halt
-from connector.deadletter import Reason, SourceRecord
+from connector.deadletter import SourceRecord
 from connector.dispatch import Inflow
 from connector.intake import EVERYTHING, Admission, Intake, map_source, record_facts
 from connector.mapping import BrazeUpdate, MappingFailure, load_mapping
 from connector.metrics import WorkerMetrics
 from connector.offsets import Trackers
 from connector.outcomes import Outcomes
+from tests.worker_support import Letters
 
 
 def test_map_source_reads_the_first_header_of_each_name() -> None:
@@ -126,14 +126,6 @@ class Consumer:
             )
             self.offset += 1
         return {TP: records} if records else {}
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.sent: list[tuple[SourceRecord, Reason]] = []
-
-    async def send_all(self, records: Sequence[tuple[SourceRecord, Reason]]) -> None:
-        self.sent.extend(records)
 
 
 def lead(email: str) -> bytes:

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from connector.batching import Item
 from connector.deadletter import Reason, SourceRecord
 from connector.mapping import BrazeUpdate
 from connector.metrics import WorkerMetrics
 from connector.outcomes import Counts, Outcomes
-
-
-class Letters:
-    def __init__(self) -> None:
-        self.sent: list[tuple[SourceRecord, Reason]] = []
-
-    async def send_all(self, records: Sequence[tuple[SourceRecord, Reason]]) -> None:
-        self.sent.extend(records)
+from tests.worker_support import Letters
 
 
 def sample(metrics: WorkerMetrics, name: str, **labels: str) -> float | None:
