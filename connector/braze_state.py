@@ -82,16 +82,18 @@ class Outage:
         self.since = self.warned_at = None
         self.gauge.set(0)
 
-    @property
-    def active(self) -> bool:
-        """Whether Braze has given no answer for longer than `warn_after_s`."""
-        return self.since is not None and self.clock() - self.since >= self.warn_after_s
+    def ongoing(self) -> bool:
+        """Whether Braze has given no answer for longer than `warn_after_s`; the gauge says so
+        from the first time this is asked (by the run loop, a probe or a scrape's readiness)."""
+        ongoing = self.since is not None and self.clock() - self.since >= self.warn_after_s
+        if ongoing:
+            self.gauge.set(1)
+        return ongoing
 
     def check(self, requests_waiting: int, records_waiting: int) -> None:
         """During an outage, warn if the last warning is a minute old (or there is none)."""
-        if not self.active:
+        if not self.ongoing():
             return
-        self.gauge.set(1)
         now = self.clock()
         if self.warned_at is not None and now - self.warned_at < WARN_EVERY_S:
             return
@@ -107,6 +109,6 @@ class Outage:
 
     def reason(self) -> str | None:
         """Why the worker is not ready because of Braze's silence, or None."""
-        if not self.active:
+        if not self.ongoing():
             return None
         return f"Braze has given no answer for {self.clock() - (self.since or 0.0):.0f} s"
