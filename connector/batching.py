@@ -117,14 +117,6 @@ class UserObjects:
         return list(self.records)
 
 
-def coalesce(items: Iterable[Item]) -> list[UserObjects]:
-    """Group records by user, in the order users first appear; records must come in offset order."""
-    users: dict[str, list[Item]] = {}
-    for item in items:
-        users.setdefault(item.update.user_key, []).append(item)
-    return [UserObjects(user, records) for user, records in users.items()]
-
-
 @dataclass
 class TrackRequest:
     """One /users/track body, and which records each object came from.
@@ -196,44 +188,11 @@ class Limits:
 
 @dataclass
 class Packed:
-    """Requests for this round, records for a later round, records no request can hold."""
+    """Requests for this round, and records no request can hold."""
 
     requests: list[TrackRequest] = field(default_factory=list)
-    later: list[Item] = field(default_factory=list)
     oversized: list[Item] = field(default_factory=list)
-    held_until: float | None = None  # a last request with room left waits till then (UserQueue)
-
-
-def pack(users: Sequence[UserObjects], limits: Limits) -> Packed:
-    """Pack users into requests, filling each one as far as whole records allow.
-
-    A user never spans two requests of one round, so Braze cannot apply one user's updates out
-    of order: when a user does not fit the room a request has left, the user's first records
-    that fit fill it and the others wait for a later round (so do those of a user larger than a
-    whole request). A record is never split; one that alone exceeds a request is reported as
-    oversized.
-    """
-    packed = Packed()
-    current = TrackRequest()
-    for user in users:
-        if not limits.takes(current, user) and current.records:
-            head, rest = _prefix_that_fits(user, limits, current)
-            if head.records:
-                _add_user(current, head)
-                packed.later.extend(rest)
-                user = UserObjects(user.user_key)
-            packed.requests.append(current)
-            current = TrackRequest()
-        if not limits.takes(current, user):
-            user, rest = _prefix_that_fits(user, limits)
-            if not user.records:
-                packed.oversized.append(rest.pop(0))
-            packed.later.extend(rest)
-        if user.records:
-            _add_user(current, user)
-    if current.records:
-        packed.requests.append(current)
-    return packed
+    held_until: float | None = None  # a last request with room left waits till then
 
 
 def _prefix_that_fits(
@@ -299,11 +258,16 @@ def _key(item: Item) -> int:
 class UserQueue:
     """Mapped records waiting for a request, queued per user, with the users in flight.
 
-    `take()` packs the same requests as `pack(coalesce(ready))`, where `ready` is every waiting
-    record of the users without a request in flight, in (partition, offset) order, but for one
-    thing (`top_up`, on unless turned off): a request with room for at most `TOP_UP_ROOM` more
-    objects, which the next user would not fill exactly, is filled exactly by a later user when
-    the first records of one of the first few ready users with several records waiting do (the
+    `take()` packs the users without a request in flight, in the order of their first waiting
+    record ((partition, offset)), into requests filled as far as whole records allow. A user
+    never spans two requests in flight, so Braze cannot apply one user's updates out of order:
+    when a user does not fit the room a request has left, the user's first records that fit
+    fill it and the others wait until the user is released (so do those of a user larger than
+    a whole request). A record is never split; one that alone exceeds a request is oversized.
+
+    Top-up (on unless turned off): a request with room for at most `TOP_UP_ROOM` more objects,
+    which the next user would not fill exactly, is filled exactly by a later user when the
+    first records of one of the first few ready users with several records waiting do (the
     others wait until it is released). Records of two objects each (attributes and an event)
     would otherwise leave most requests at 74 objects of 75. It coalesces only the users it
     packs, so a request costs the work of its own records, not of the whole backlog.
@@ -384,7 +348,7 @@ class UserQueue:
                 deferred.append(user)
         if current.records:
             self._last(packed, current, arrivals, limits, wait_s)
-        self.release(deferred)  # nothing of theirs is in flight; `pack` leaves them for later
+        self.release(deferred)  # nothing of theirs is in flight: they wait for the next round
         return packed
 
     def _add(

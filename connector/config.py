@@ -268,8 +268,17 @@ class WorkerSettings(_Settings):
     worker_max_requests_in_flight: int = Field(
         128, ge=1, le=1_000, description="Braze requests sent concurrently by one worker."
     )
+    # Each pending record costs a few KB (its consumed value and headers, its mapped objects):
+    # the default keeps a worker under 200 MB, and above the records 128 full requests in
+    # flight hold (9,600) once fetching resumes at 80 %, so that packing never runs dry.
     worker_max_pending_records: int = Field(
-        20_000, ge=100, description="Records held in memory before fetching pauses."
+        15_000, ge=100, description="Records held in memory before fetching pauses."
+    )
+    worker_fetch_max_bytes: int = Field(
+        4 * MIB,
+        ge=64 * 1024,
+        description="Most bytes one fetch from Kafka brings (a partition's largest record"
+        " still comes whole).",
     )
     worker_commit_interval_s: float = Field(
         1.0, gt=0, description="How often finished offsets are committed."
@@ -282,6 +291,12 @@ class WorkerSettings(_Settings):
     )
     worker_halt_probe_s: float = Field(
         10.0, gt=0, description="While Braze refuses the key, how often to try again."
+    )
+    worker_outage_warn_s: float = Field(
+        60.0,
+        gt=0,
+        description="After this long without an answer from Braze (no connection, timeouts,"
+        " 5xx), warn once a minute and report not ready until it answers again.",
     )
 
 

@@ -127,9 +127,16 @@ class WorkerMetrics:
         self.halted = Gauge(
             "outgrow_worker_halted", "1 while Braze refuses the configuration.", registry=r
         )
+        self.braze_outage = Gauge(
+            "outgrow_worker_braze_outage",
+            "1 while Braze has given no answer (no connection, timeouts, 5xx) for longer than"
+            " WORKER_OUTAGE_WARN_S.",
+            registry=r,
+        )
         self.ready = Gauge(
             "outgrow_worker_ready",
-            "1 while /readyz answers 200: Braze accepts the configuration and not stopping.",
+            "1 while /readyz answers 200: Braze answers, accepts the configuration, and the"
+            " worker is not stopping.",
             registry=r,
         )
         self.lag = Gauge(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import operator
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -77,3 +77,77 @@ class PartitionOffsets:
     def committed(self, offset: int) -> None:
         """Remember what Kafka now has for this partition."""
         self._committed = offset
+
+
+class Trackers:
+    """The offset trackers of the partitions a pipeline holds, by partition.
+
+    A record's item names the tracker it was taken under (`owner`): once its partition is
+    revoked, or revoked and assigned again, the record is no longer this pipeline's to finish
+    for the partition's new tracker, nor to dead-letter.
+    """
+
+    def __init__(self) -> None:
+        self.by_partition: dict[int, PartitionOffsets] = {}
+        self.dropped: dict[int, int] = {}  # queued records of partitions being revoked
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self.by_partition
+
+    def get(self, partition: int) -> PartitionOffsets | None:
+        return self.by_partition.get(partition)
+
+    def of(self, partition: int) -> PartitionOffsets:
+        """The partition's tracker, made on its first record."""
+        tracker = self.by_partition.get(partition)
+        if tracker is None:
+            tracker = self.by_partition[partition] = PartitionOffsets()
+        return tracker
+
+    def owns(self, partition: int, owner: object) -> bool:
+        """Whether `owner` still tracks the partition for this pipeline."""
+        return self.by_partition.get(partition) is owner
+
+    def pending(self) -> int:
+        """Records fetched and not finished, over every partition."""
+        return sum(tracker.in_flight for tracker in self.by_partition.values())
+
+    def busy(self, partitions: set[int] | None) -> bool:
+        """Whether records of the partitions (all when None) are unfinished, dropped ones aside."""
+        dropped = self.dropped
+        return any(
+            tracker.in_flight > dropped.get(partition, 0)
+            for partition, tracker in self.by_partition.items()
+            if partitions is None or partition in partitions
+        )
+
+    def to_commit(self, partitions: Iterable[int] | None = None) -> dict[int, int]:
+        """The offsets that moved since their last commit, of every (or the given) partition."""
+        chosen = self.by_partition if partitions is None else set(partitions)
+        offsets = {}
+        for partition in chosen:
+            tracker = self.by_partition.get(partition)
+            offset = tracker.to_commit() if tracker is not None else None
+            if offset is not None:
+                offsets[partition] = offset
+        return offsets
+
+    def committed(self, offsets: dict[int, int]) -> None:
+        """Kafka now has these offsets."""
+        for partition, offset in offsets.items():
+            tracker = self.by_partition.get(partition)  # revoked while the commit was sent
+            if tracker is not None:
+                tracker.committed(offset)
+
+    def positions(self) -> dict[int, int]:
+        """Per partition, the offset a restart would read next (its safe offset)."""
+        found = {}
+        for partition, tracker in self.by_partition.items():
+            safe = tracker.safe_offset()
+            if safe is not None:
+                found[partition] = safe
+        return found
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self.by_partition.pop(partition, None)

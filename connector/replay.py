@@ -7,12 +7,11 @@ offsets are untouched; it shares the Braze budget through its own rate share.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import IO, Any
 
@@ -22,11 +21,19 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
+from connector.intake import Admission, map_source
 from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
-from connector.worker import WorkerConfig, delivering, map_source
+from connector.offsets import Trackers
+from connector.outcomes import Counts
+from connector.pipeline import Pipeline, Route
+from connector.producer import Publisher
+from connector.worker import WorkerConfig, delivering
 
 log = logging.getLogger(__name__)
+
+METADATA_POLL_S = 0.05
+METADATA_TIMEOUT_S = 15.0
 
 
 # -- what to replay ----------------------------------------------------------------------------
@@ -122,13 +129,26 @@ async def make_plan(consumer: AIOKafkaConsumer, topic: str, bounds: Range) -> Pl
 
 
 async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    async with asyncio.timeout(15):
-        while not (partitions := consumer.partitions_for_topic(topic)):
-            if topic not in await consumer.topics():
-                raise ConfigError(f"topic {topic} does not exist")
-            # Without a subscription the client tracks no topic metadata; ask for this one.
-            await consumer._client.add_topic(topic)
+    if not consumer.partitions_for_topic(topic):
+        await _track(consumer, topic)
+    deadline = time.monotonic() + METADATA_TIMEOUT_S
+    while not (partitions := consumer.partitions_for_topic(topic)):
+        if time.monotonic() >= deadline:
+            raise ConfigError(f"Kafka gave no partitions of topic {topic}")
+        await asyncio.sleep(METADATA_POLL_S)
     return sorted(partitions)
+
+
+async def _track(consumer: AIOKafkaConsumer, topic: str) -> None:
+    """Have the consumer fetch the topic's metadata, or say the topic does not exist."""
+    if topic not in await consumer.topics():
+        raise ConfigError(f"topic {topic} does not exist")
+    # Without an assignment the consumer tracks no topic's metadata: the partition every topic
+    # has makes it track this one. Paused, nothing is fetched from it; the replay assigns its
+    # own partitions once it knows them.
+    first = TopicPartition(topic, 0)
+    consumer.assign([first])
+    consumer.pause(first)
 
 
 async def _at_time(
@@ -150,14 +170,11 @@ async def _at_time(
 
 
 @dataclass
-class Tally:
-    """What a replay did, for the summary and the exit code."""
+class Tally(Counts):
+    """What a replay did, for the summary and the exit code: the pipeline's counts, and what
+    it read of the plan."""
 
     read: int = 0
-    delivered: int = 0
-    dead_lettered: int = 0
-    filtered: int = 0
-    skipped: int = 0
     positions: dict[int, int] = field(default_factory=dict)  # where a resumed run starts
 
     def line(self) -> str:
@@ -309,14 +326,9 @@ def _rich_bar(total: int, stream: IO[str]) -> tuple[Any, Any] | None:
     return bar, task
 
 
-def positions_done(trackers: dict[int, Any], plan: Plan) -> dict[int, int]:
+def positions_done(trackers: Trackers, plan: Plan) -> dict[int, int]:
     """Per partition, the offset a resumed replay starts from."""
-    positions = dict(plan.starts)
-    for partition, tracker in trackers.items():
-        safe = tracker.safe_offset()
-        if safe is not None:
-            positions[partition] = safe
-    return positions
+    return {**plan.starts, **trackers.positions()}
 
 
 def completed(positions: dict[int, int], plan: Plan) -> int:
@@ -340,7 +352,7 @@ async def deliver(
     rate_share: float,
     stop: asyncio.Event | None = None,
 ) -> Tally:
-    """Deliver the plan through the worker's batching, budget and response table.
+    """Deliver the plan through the worker's pipeline: its batching, budget and response table.
 
     Stops cleanly on Ctrl-C (or `stop`) and prints the `--from-offsets` that resumes the replay.
     Replaying the dead-letter topic settles each record delivered with a marker record.
@@ -349,123 +361,82 @@ async def deliver(
 
     stop = stop or stop_on_signals()
     config = WorkerConfig(kafka, topics, settings)
+    settled = await _settled(plan, kafka, topics) if plan.topic == topics.dlq_topic else None
+    route = _route(plan, selection, settled)
     share = min(rate_share, 1.0)
-    async with delivering(config, consumer, mapping, plan.topic, share) as (worker, dlq):
+    async with delivering(config, consumer, mapping, plan.topic, share, route) as (line, dlq):
         await dlq.wait_connected(30)
-        settled = await _prepare(worker, plan, selection, dlq, kafka, topics)
-        return await _drive(worker, plan, stop, worker.metrics, settled)
+        return await _drive(line, plan, stop)
 
 
-async def _prepare(
-    worker: Any,
-    plan: Plan,
-    selection: Selection,
-    dlq: Any,
-    kafka: KafkaSettings,
-    topics: TopicSettings,
-) -> set[tuple[int, int]]:
-    from connector.dlq import Listing, marker_headers
+async def _settled(plan: Plan, kafka: KafkaSettings, topics: TopicSettings) -> set[tuple[int, int]]:
+    """The dead letters of the plan's range a redrive settled already."""
+    from connector.dlq import Listing
 
-    settled: set[tuple[int, int]] = set()
-    redrive = plan.topic == topics.dlq_topic
-    if redrive:
-        records: list[SourceRecord] = []
-        listing_consumer = replay_consumer(kafka, topics)
-        await start_consumer(listing_consumer, kafka)
-        try:
-            await read_range(listing_consumer, plan, records.append)
-        finally:
-            await listing_consumer.stop()
-        settled = Listing.of(records).settled
+    records: list[SourceRecord] = []
+    listing_consumer = replay_consumer(kafka, topics)
+    await start_consumer(listing_consumer, kafka)
+    try:
+        await read_range(listing_consumer, plan, records.append)
+    finally:
+        await listing_consumer.stop()
+    return Listing.of(records).settled
 
-        async def settle(delivered: list[SourceRecord]) -> None:
-            for record in delivered:
-                await dlq.publish(None, b"", marker_headers(record), 30)
 
-        worker.on_delivered = settle
+def _route(
+    plan: Plan, selection: Selection, settled: set[tuple[int, int]] | None
+) -> Callable[[Publisher], Route]:
+    """A replay's route: the plan's records the selection admits, nothing committed; for a
+    redrive (`settled` known), open dead letters only, each settled by a marker once delivered."""
+    from connector.dlq import MARKER_HEADER, marker_headers
 
     def admit(record: SourceRecord) -> bool:
         if record.offset >= plan.ends.get(record.partition, 0):
             return False
-        if redrive and (
-            record.header("dlq-redriven") or (record.partition, record.offset) in settled
+        if settled is not None and (
+            record.header(MARKER_HEADER) or (record.partition, record.offset) in settled
         ):
             return False
         return selection.admits(record)
 
-    worker.admit = admit
-    worker.shape = selection.shape
-    worker.commits = False
-    return settled
+    def route(dlq: Publisher) -> Route:
+        async def settle(delivered: list[SourceRecord]) -> None:
+            for record in delivered:
+                await dlq.publish(None, b"", marker_headers(record), 30)
+
+        after = settle if settled is not None else None
+        return Route(Admission(admit, selection.shape), commits=False, after=after)
+
+    return route
 
 
-async def _drive(
-    worker: Any, plan: Plan, stop: asyncio.Event, metrics: Any, settled: set[tuple[int, int]]
-) -> Tally:
-    consumer = worker.consumer
+async def _drive(line: Pipeline, plan: Plan, stop: asyncio.Event) -> Tally:
+    consumer = line.consumer
     wanted = [TopicPartition(plan.topic, p) for p, s in plan.starts.items() if plan.ends[p] > s]
     consumer.assign(wanted)
     for tp in wanted:
         consumer.seek(tp, plan.starts[tp.partition])
     progress = Progress(plan.total)
-    dispatcher = asyncio.create_task(worker.dispatch_forever(), name="replay-dispatch")
+    backpressure = line.intake.backpressure
+
+    async def done() -> bool:
+        for tp in wanted:
+            if (
+                tp not in backpressure.exhausted
+                and await consumer.position(tp) >= plan.ends[tp.partition]
+            ):
+                backpressure.exhaust(tp)
+        progress.update(completed(positions_done(line.trackers, plan), plan))
+        return len(backpressure.exhausted) == len(wanted) and line.idle
+
     try:
-        while not stop.is_set() and not await _finished(worker, plan, wanted):
-            await worker.fetch_once()
-            await _pause_exhausted(worker, plan, wanted)
-            progress.update(completed(positions_done(worker.trackers, plan), plan))
-        interrupted = stop.is_set()
-        await worker.stop()
+        counts = await line.run(stop, done)
     finally:
         progress.close()
-        dispatcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatcher
-    positions = positions_done(worker.trackers, plan)
-    if interrupted:
+    positions = positions_done(line.trackers, plan)
+    if stop.is_set():
         print(
             f"replay interrupted; resume with --from-offsets {plan.resume_argument(positions)}",
             file=sys.stderr,
         )
-    tally = _tally(metrics, worker, completed(positions, plan))
-    tally.positions = positions
-    return tally
-
-
-async def _pause_exhausted(worker: Any, plan: Plan, wanted: list[TopicPartition]) -> None:
-    for tp in wanted:
-        if (
-            tp not in worker.exhausted
-            and await worker.consumer.position(tp) >= plan.ends[tp.partition]
-        ):
-            worker.exhausted.add(tp)
-            worker.consumer.pause(tp)
-
-
-async def _finished(worker: Any, plan: Plan, wanted: list[TopicPartition]) -> bool:
-    if len(worker.exhausted) < len(wanted):
-        return False
-    return bool(worker.idle)
-
-
-def _tally(metrics: Any, worker: Any, read: int) -> Tally:
-    registry = metrics.registry
-
-    def total(name: str) -> int:
-        return int(
-            sum(
-                sample.value
-                for family in registry.collect()
-                if family.name == name
-                for sample in family.samples
-                if sample.name.endswith("_total")
-            )
-        )
-
-    return Tally(
-        read=read,
-        delivered=total("outgrow_worker_records_delivered"),
-        dead_lettered=total("outgrow_worker_records_dead_lettered"),
-        filtered=total("outgrow_worker_records_filtered"),
-        skipped=worker.skipped,
-    )
+    return Tally(**asdict(counts), read=completed(positions, plan), positions=positions)

@@ -13,6 +13,7 @@ import orjson
 from connector.cli import add_settings_options, run_async, settings, subparser
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.dlq import Listing
+from connector.intake import map_source
 from connector.kafka_security import start_consumer
 from connector.mapping import MappingFailure, load_mapping
 from connector.replay import (
@@ -28,7 +29,6 @@ from connector.replay import (
     replay_consumer,
 )
 from connector.times import parse_time
-from connector.worker import map_source
 
 REPLAY_EXAMPLES = """\
   outgrow-braze replay --from-time 2026-11-01T00:00:00Z --to-time 2026-11-02T00:00:00Z

@@ -1,4 +1,4 @@
-"""Coalescing per user and packing into requests of at most 75 objects."""
+"""The queue: coalescing per user and packing into requests of at most 75 objects."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.batching import Item, Limits, TrackRequest, UserQueue, coalesce, pack
+from connector.batching import Item, Limits, Packed, TrackRequest, UserQueue
 
 
 @dataclass(frozen=True)
@@ -44,58 +44,59 @@ def item(offset: int, user: str, partition: int = 0, events: int = 0, **attrs: A
     return Item(partition, offset, Update(user, attrs or None, names))
 
 
+def taken(items: list[Item], limits: Limits | None = None, *, top_up: bool = True) -> Packed:
+    """One round of a queue holding the items: as many requests as it can make of them."""
+    return queued(items, top_up=top_up).take(len(items) + 1, limits or Limits())
+
+
 def test_attributes_coalesce_last_value_wins_and_events_are_kept() -> None:
-    users = coalesce(
+    packed = taken(
         [
             item(0, "a", score=1, segment="x", events=1),
             item(1, "b", score=5),
             item(2, "a", score=2, events=1),
         ]
     )
-    assert [u.user_key for u in users] == ["a", "b"]
-    a = users[0]
-    assert a.attributes == {"external_id": "a", "score": 2, "segment": "x"}
-    assert [event["name"] for event, _ in a.events] == ["e0.0", "e2.0"]
-    assert [i.offset for i in a.attribute_items] == [0, 2]
-    assert a.size == 3
+    [request] = packed.requests
+    assert request.users == ["a", "b"]
+    assert request.attributes[0] == {"external_id": "a", "score": 2, "segment": "x"}
+    assert [event["name"] for event in request.events] == ["e0.0", "e2.0"]
+    assert [i.offset for i in request.items_for("attributes", 0)] == [0, 2]
+    assert request.size == 4  # a: one attributes object and two events; b: one object
 
 
 def test_requests_hold_at_most_75_objects_and_whole_users() -> None:
     items = [item(n, f"u{n}", events=1, score=n) for n in range(100)]  # 2 objects per user
-    packed = pack(coalesce(items), Limits())
+    queue = queued(items)
+    packed = queue.take(10, Limits())
     assert [r.size for r in packed.requests] == [74, 74, 52]
-    assert not packed.later and not packed.oversized
+    assert not queue and not packed.oversized
     users = [u for r in packed.requests for u in r.users]
     assert len(users) == len(set(users)) == 100
 
 
 def test_legacy_mode_counts_each_array_separately() -> None:
     items = [item(n, f"u{n}", events=1, score=n) for n in range(100)]
-    packed = pack(coalesce(items), Limits(per_array=True))
+    packed = taken(items, Limits(per_array=True))
     assert [(len(r.attributes), len(r.events)) for r in packed.requests] == [(75, 75), (25, 25)]
 
 
 def test_a_user_larger_than_a_request_goes_in_rounds_without_splitting_records() -> None:
-    items = [item(n, "big", events=10, score=n) for n in range(10)]  # 1 + 100 objects
-    packed = pack(coalesce(items), Limits())
+    queue = queued([item(n, "big", events=10, score=n) for n in range(10)])  # 1 + 100 objects
+    packed = queue.take(5, Limits())
     assert len(packed.requests) == 1
     first = packed.requests[0]
     assert first.size == 1 + 70
     assert first.attributes[0]["score"] == 6
-    assert [i.offset for i in packed.later] == [7, 8, 9]
-    again = pack(coalesce(packed.later), Limits())
-    assert again.requests[0].size == 31 and not again.later
-
-
-def test_a_record_that_alone_exceeds_a_request_is_oversized() -> None:
-    packed = pack(coalesce([item(0, "a", events=80), item(1, "a", score=1)]), Limits())
-    assert [i.offset for i in packed.oversized] == [0]
-    assert [i.offset for i in packed.later] == [1]
-    assert not packed.requests
+    assert len(queue) == 3 and not queue.take(5, Limits()).requests  # waits while in flight
+    queue.release(first.users)
+    [again] = queue.take(5, Limits()).requests
+    assert again.size == 31 and [i.offset for i in again.items()] == [7, 8, 9]
+    assert not queue
 
 
 def test_objects_map_back_to_their_records() -> None:
-    packed = pack(coalesce([item(0, "a", score=1), item(1, "a", score=2, events=1)]), Limits())
+    packed = taken([item(0, "a", score=1), item(1, "a", score=2, events=1)])
     request = packed.requests[0]
     assert orjson.loads(request.encoded()) == {
         "attributes": [{"external_id": "a", "score": 2}],
@@ -108,7 +109,7 @@ def test_objects_map_back_to_their_records() -> None:
 
 
 def test_split_halves_keep_every_object_once() -> None:
-    packed = pack(coalesce([item(n, f"u{n}", events=1, s=1) for n in range(5)]), Limits())
+    packed = taken([item(n, f"u{n}", events=1, s=1) for n in range(5)])
     left, right = packed.requests[0].split()
     assert left.size + right.size == 10
     assert left.size == 5
@@ -121,20 +122,22 @@ records = st.lists(
 )
 
 
-@given(records, st.integers(1, 75), st.booleans())
-def test_every_record_is_sent_deferred_or_oversized_exactly_once(
-    specs: list[tuple[str, int, bool]], max_objects: int, per_array: bool
+@given(records, st.integers(1, 75), st.booleans(), st.booleans())
+def test_a_round_sends_keeps_or_refuses_every_record_exactly_once_within_the_limits(
+    specs: list[tuple[str, int, bool]], max_objects: int, per_array: bool, top_up: bool
 ) -> None:
+    # Every record queued gives an object, as the worker queues only those.
     items = [
-        item(n, user, events=events, **({"v": n} if attrs else {}))
+        item(n, user, events=events, **({"v": n} if attrs or not events else {}))
         for n, (user, events, attrs) in enumerate(specs)
     ]
-    wanted = [i for i in items if i.update.attribute_object() or i.update.event_objects()]
     limits = Limits(max_objects, per_array)
-    packed = pack(coalesce(items), limits)
+    queue = queued(items, top_up=top_up)
+    packed = queue.take(len(items) + 1, limits)
     sent = [i.offset for r in packed.requests for i in r.items()]
-    accounted = sent + [i.offset for i in packed.later + packed.oversized]
-    assert sorted(accounted) == [i.offset for i in wanted]
+    gone = sent + [i.offset for i in packed.oversized]
+    assert len(gone) == len(set(gone))
+    assert len(queue) == len(items) - len(gone)
     for request in packed.requests:
         assert len(request.users) == len(set(request.users))
         if per_array:
@@ -143,6 +146,7 @@ def test_every_record_is_sent_deferred_or_oversized_exactly_once(
             assert request.size <= max_objects
     all_users = [u for r in packed.requests for u in r.users]
     assert len(all_users) == len(set(all_users))
+    assert queue.in_flight == set(all_users)
 
 
 # --------------------------------------------------------------------------- the user queue
@@ -151,14 +155,10 @@ def test_every_record_is_sent_deferred_or_oversized_exactly_once(
 def test_a_user_too_big_for_the_room_left_fills_it_with_its_first_records() -> None:
     items = [item(n, f"u{n}", events=1, score=n) for n in range(36)]  # 72 objects
     items += [item(36 + n, "z", events=1, score=n) for n in range(5)]  # z needs 6 objects
-    packed = pack(coalesce(items), Limits())
-    assert [r.size for r in packed.requests] == [75]
-    assert [i.offset for i in packed.requests[0].items() if i.user_key == "z"] == [36, 37]
-    assert [i.offset for i in packed.later] == [38, 39, 40]
-
     queue = queued(items)
     first = queue.take(5, Limits())
     assert [r.size for r in first.requests] == [75]
+    assert [i.offset for i in first.requests[0].items() if i.user_key == "z"] == [36, 37]
     assert not queue.take(5, Limits()).requests  # z's rest waits while z is in flight
     queue.release(first.requests[0].users)
     rest = queue.take(5, Limits()).requests
@@ -293,23 +293,32 @@ def items_of(specs: list[tuple[str, int, int, bool]]) -> list[Item]:
 
 
 @given(queue_records, st.sets(st.sampled_from("abcdefgh")), st.integers(1, 4), st.integers(2, 75))
-def test_the_queue_packs_what_pack_would_pack_of_the_ready_records(
+def test_the_queue_packs_ready_users_in_order_into_at_most_the_requests_asked(
     specs: list[tuple[str, int, int, bool]], busy: set[str], free: int, max_objects: int
 ) -> None:
     items = items_of(specs)
     limits = Limits(max_objects)
     queue = queued(items, top_up=False)
     queue.in_flight.update(busy)
-    ready = sorted(
-        (i for i in items if i.user_key not in busy), key=lambda i: (i.partition, i.offset)
-    )
-    expected = pack(coalesce(ready), limits).requests[:free]
 
-    taken = queue.take(free, limits)
+    packed = queue.take(free, limits)
 
-    assert _summary(taken.requests) == _summary(expected)
-    sent = [(i.partition, i.offset) for r in taken.requests for i in r.items()]
-    gone = sent + [(i.partition, i.offset) for i in taken.oversized]
+    assert len(packed.requests) <= free
+    users = [u for r in packed.requests for u in r.users]
+    assert not set(users) & busy, "a user in flight was packed again"
+    firsts: dict[str, tuple[int, int]] = {}
+    for one in sorted(items, key=lambda i: (i.partition, i.offset)):
+        firsts.setdefault(one.user_key, (one.partition, one.offset))
+    assert [firsts[u] for u in users] == sorted(firsts[u] for u in users), "users out of order"
+    waiting = {i.user_key for i in items if i.user_key not in busy} - set(users)
+    if len(packed.requests) < free:  # only a user whose first record fits no request is left
+        assert waiting <= {i.user_key for i in packed.oversized}
+    sent = [(i.partition, i.offset) for r in packed.requests for i in r.items()]
+    for user in set(users):  # a user's records go from its first, none skipped
+        mine = sorted((i.partition, i.offset) for i in items if i.user_key == user)
+        theirs = sorted(p for p in sent if p in mine)
+        assert theirs == mine[: len(theirs)]
+    gone = sent + [(i.partition, i.offset) for i in packed.oversized]
     assert len(queue) == len(items) - len(gone)
 
 
@@ -415,7 +424,7 @@ def test_a_request_joins_json_objects_and_writes_dicts_and_merges_read_them_back
         Item(0, 2, JsonUpdate("a", {"score": 2}, ("e2",))),
         Item(0, 3, JsonUpdate("c", {"score": 3})),
     ]
-    [request] = pack(coalesce(items), Limits()).requests
+    [request] = taken(items).requests
     assert type(request.attributes[2]) is bytes  # c's lone object, sent as it came
     assert request.attributes[0] == {"external_id": "a", "score": 2, "segment": "x"}  # merged
     expected = {

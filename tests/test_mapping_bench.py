@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from connector.intake import map_source
 from connector.mapping import BrazeUpdate, load_mapping
-from connector.worker import map_source
 from outgrow_braze_dev import mapping_bench
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.offsets import PartitionOffsets
+from connector.offsets import PartitionOffsets, Trackers
 
 
 def tracker(*offsets: int) -> PartitionOffsets:
@@ -97,3 +97,32 @@ def test_tracking_a_chunk_at_once_is_tracking_each_record(chunks: list[list[int]
         one_by_one.finish(offset)
         at_once.finish(offset)
     assert vars(at_once) == vars(one_by_one)
+
+
+def test_trackers_count_what_is_pending_and_commit_what_moved() -> None:
+    trackers = Trackers()
+    for offset in range(5):
+        trackers.of(0).track(offset)
+    trackers.of(1).track(10)
+    assert (trackers.pending(), 0 in trackers, 2 in trackers) == (6, True, False)
+    for offset in (0, 1, 3):
+        trackers.of(0).finish(offset)
+    assert trackers.to_commit() == {0: 2, 1: 10}
+    assert trackers.to_commit([1, 7]) == {1: 10}  # a partition it holds no tracker for: none
+    trackers.committed({0: 2, 7: 4})  # one revoked while its commit was sent is passed over
+    assert trackers.to_commit() == {1: 10}
+    assert trackers.positions() == {0: 2, 1: 10}
+
+
+def test_trackers_tell_busy_partitions_apart_from_dropped_records() -> None:
+    trackers = Trackers()
+    for offset in range(3):
+        trackers.of(4).track(offset)
+    assert trackers.busy({4}) and trackers.busy(None) and not trackers.busy({5})
+    trackers.dropped = {4: 3}  # all three were queued and dropped by a revoke
+    assert not trackers.busy({4})
+    owner = trackers.of(4)
+    assert trackers.owns(4, owner)
+    trackers.forget([4])
+    assert not trackers.owns(4, owner) and trackers.get(4) is None
+    assert trackers.of(4) is not owner  # assigned again: a new tracker

@@ -10,9 +10,7 @@ import orjson
 import pytest
 from aiohttp import ClientConnectorError, ClientSession
 
-from connector.deadletter import SourceRecord
-from connector.mapping import BrazeUpdate, MappingFailure, load_mapping
-from connector.worker import WorkerConfig, map_source, map_value, record_facts, serve
+from connector.worker import WorkerConfig, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
 from tests.kafka_support import end_offsets
@@ -275,73 +273,37 @@ async def test_a_request_refused_whole_is_split_down_to_the_bad_objects(
     assert all(line.profile(u) is not None for u in range(5))
 
 
-def test_map_source_reads_the_first_header_of_each_name() -> None:
-    body = orjson.dumps({"email": "a@b.co", "created_at": "2024-05-01T10:20:30.000Z"})
-    headers = (
-        ("source", b"acme"),
-        ("received-at", b"1714558830000"),
-        ("source", b"later"),
-        ("content-type", b"application/json; charset=utf-8"),
-    )
-    record = SourceRecord("raw", 0, 7, 0, None, body, headers)
-    update = map_source(load_mapping(), record)
-    assert isinstance(update, BrazeUpdate)
-    assert update.events[0]["properties"]["source"] == record.header("source") == "acme"
-    bare = map_source(load_mapping(), SourceRecord("raw", 0, 8, 0, None, body, ()))
-    assert isinstance(bare, BrazeUpdate)
-    assert bare.events[0]["properties"]["source"] == "default"
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        # The receiver's order, read the short way; a later repeat changes nothing.
-        (
-            ("content-type", b"application/json"),
-            ("received-at", b"17"),
-            ("source", b"acme"),
-            ("source", b"later"),
-        ),
-        # Any other order, read header by header.
-        (("source", b"acme"), ("content-type", b"application/json"), ("received-at", b"17")),
-    ],
-)
-def test_record_facts_are_the_first_of_each_header_in_any_order(
-    headers: tuple[tuple[str, bytes], ...],
+async def test_an_outage_longer_than_the_setting_warns_flips_readiness_and_recovers(
+    bootstrap_servers: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert record_facts(headers) == ("application/json", "acme", 17)
+    """The sandbox answers 503 to everything for 5 s; past WORKER_OUTAGE_WARN_S (1 s here) the
+    worker warns with what waits, is not ready, then ready again once Braze answers."""
+    async with pipeline(bootstrap_servers, partitions=1) as line:
+        async with ClientSession() as session:
+            url = f"{line.sandbox.base_url}/_sandbox/faults"
+            async with session.post(url, json={"outage_s": 5.0}) as r:
+                assert r.status == 200
+        await line.produce([lead(u, 0) for u in range(20)])
+        worker = line.start_worker(worker_outage_warn_s=1, worker_retry_max_backoff_s=1)
+        async with asyncio.timeout(30):
+            while (ready := await _ready_when_up(worker.port))[0] != 503:
+                await asyncio.sleep(0.2)
+        assert "no answer" in ready[1]["reason"]
+        assert (await _metrics(worker.port))["outgrow_worker_braze_outage"] == 1
+        await line.all_committed()
+        assert (await _ready_status(worker.port))[0] == 200
+        assert (await _metrics(worker.port))["outgrow_worker_braze_outage"] == 0
+        assert all(line.profile(u) is not None for u in range(20))
+    warnings = [r for r in caplog.records if "braze has given no answer" in r.getMessage()]
+    assert len(warnings) == 1, "one line a minute, and the outage lasted seconds"
+    assert warnings[0].requests_waiting >= 1  # type: ignore[attr-defined]
+    recoveries = [r for r in caplog.records if "braze answers again" in r.getMessage()]
+    assert len(recoveries) == 1
 
 
-@pytest.mark.parametrize("received", [b"", b"-5", b"1.5", "\u00b2".encode(), b"9" * 25])
-def test_a_received_at_that_is_not_plain_digits_is_no_time(received: bytes) -> None:
-    headers = (("content-type", b"application/json"), ("received-at", received), ("source", b"s"))
-    assert record_facts(headers)[2] is None
-
-
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b"", "the body is empty"),
-        (b"{", "the body is not valid JSON"),
-        (b"[1]", "the body is JSON but not an object"),
-    ],
-)
-def test_json_that_is_no_object_fails_the_parse_stage_the_short_way_too(
-    body: bytes, reason: str
-) -> None:
-    with pytest.raises(MappingFailure) as caught:
-        map_value(load_mapping(), body, "application/json", "default", None)
-    assert caught.value.stage == "parse"
-    assert caught.value.reason.startswith(reason)
-
-
-def test_a_header_kafka_holds_without_a_value_is_read_as_empty_text() -> None:
-    body = orjson.dumps({"email": "a@b.co", "created_at": "2024-05-01T10:20:30.000Z"})
-    headers = (("content-type", None), ("received-at", None), ("source", None), ("x", b"1"))
-    record = SourceRecord("raw", 0, 7, 0, None, body, headers)
-    assert record.header("source") == ""
-    assert record.header("missing") is None
-    assert record_facts(headers) == ("application/json", "default", None)
-    update = map_source(load_mapping(), record)
-    assert isinstance(update, BrazeUpdate)
-    assert update.user_key == "email:a@b.co"
+async def _ready_when_up(port: int) -> tuple[int, Any]:
+    """The /readyz answer, or (0, None) while the health server is not listening yet."""
+    try:
+        return await _ready_status(port)
+    except ClientConnectorError:
+        return 0, None

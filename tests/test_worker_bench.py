@@ -90,4 +90,13 @@ def test_a_short_run_delivers_everything_and_stops_everything(
     }
     [run] = scenario["runs"]  # 400 leads may all go before the first reading: figures vary
     assert run["drained"] and run["statuses"].get("429") is None
+    assert run["peak_rss_mb"] > 10  # the worker process's own, read from /proc while it ran
     assert report["ok"] is True
+
+
+def test_peak_rss_is_read_from_proc_of_a_live_process_only() -> None:
+    import os
+
+    own = worker_bench.peak_rss_mb(os.getpid())
+    assert own is not None and own > 10
+    assert worker_bench.peak_rss_mb(2**22 + 1) is None  # beyond pid_max: no such process

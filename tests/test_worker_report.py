@@ -70,14 +70,20 @@ def test_unknown_cpu_time_is_reported_as_unknown() -> None:
     figures = run(cpu_s=None, events=0)
     assert figures.cpu_ms_per_1000 is None
     assert run(events=0).cpu_ms_per_1000 is None
+    assert figures.value("peak_rss_mb") is None  # until the bench has read /proc
 
 
 def test_targets_judge_the_medians() -> None:
     open_ = ScenarioReport(Scenario.named("open", "3000/3s"))
-    open_.runs = [run(14_000), run(16_000), run(15_500, cpu_s=9.0)]
+    open_.runs = [
+        run(14_000, peak_rss_mb=150.0),
+        run(16_000, peak_rss_mb=240.0),
+        run(15_500, cpu_s=9.0, peak_rss_mb=190.0),
+    ]
     assert open_.median("events_per_s") == 15_500
     verdicts = {target.name: (value, met) for target, value, met in open_.verdicts()}
     assert verdicts["events_per_s"] == (15_500, True)
+    assert verdicts["peak_rss_mb"] == (190.0, True)  # 200 MB at most
     assert verdicts["objects_per_request"] == (75.0, True)
     assert verdicts["cpu_ms_per_1000"] == (pytest.approx(4e6 / 140_000), True)  # 28.6, 25, 58
     binding = ScenarioReport(Scenario.named("binding", "300/3s"))
@@ -115,7 +121,7 @@ def test_accounting_finds_lost_events(account: Accounting, problem: str | None) 
 
 def test_the_report_prints_runs_medians_targets_and_accounting() -> None:
     scenario = ScenarioReport(Scenario.named("open", "3000/3s"))
-    scenario.runs = [run(12_000, drained=True), run(13_000)]
+    scenario.runs = [run(12_000, drained=True, peak_rss_mb=180.4), run(13_000, peak_rss_mb=230.0)]
     scenario.accounts = [Accounting(1_000, 1_000, 1_000, 0, drained=True)] * 2
     report = WorkerBenchReport(1_000, 200, 30.0, 50.0, 64, "not pinned", [scenario])
     text = format_report(report)
@@ -124,9 +130,12 @@ def test_the_report_prints_runs_medians_targets_and_accounting() -> None:
     assert "target events/s >= 15000: 12,500.00 MISSED" in text
     assert "drained" in text and "time limit" in text
     assert "Braze received 1,000 events, 0 dead letters: OK" in text
+    assert "peak RSS MB" in text and "180" in text and "205" in text  # a run's, the median
+    assert "target peak RSS MB <= 200: 205.20 MISSED" in text
     data = json.loads(json.dumps(report.as_dict()))
     assert data["ok"] is True
     assert data["scenarios"][0]["median"]["events_per_s"] == 12_500
+    assert data["scenarios"][0]["runs"][0]["peak_rss_mb"] == 180.4
     assert data["scenarios"][0]["targets"][0] == {
         "target": "events/s >= 15000",
         "median": 12_500,

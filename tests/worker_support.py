@@ -7,7 +7,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connector.config import WorkerSettings, load
+from connector.deadletter import Reason, SourceRecord
 from connector.producer import Publisher
 from connector.worker import WorkerConfig, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
@@ -45,6 +46,16 @@ def lead(user: int, round_: int, **extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+
+
+class Letters:
+    """The dead-letter topic as a list, for units that write dead letters."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[SourceRecord, Reason]] = []
+
+    async def send_all(self, records: Sequence[tuple[SourceRecord, Reason]]) -> None:
+        self.sent.extend(records)
 
 
 @dataclass

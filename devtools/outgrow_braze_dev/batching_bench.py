@@ -13,8 +13,8 @@ import statistics
 import time
 
 from connector.batching import Item, Limits, UserQueue
+from connector.intake import map_source
 from connector.mapping import BrazeUpdate, load_mapping
-from connector.worker import map_source
 from outgrow_braze_dev.loadgen import positive_int
 from outgrow_braze_dev.mapping_bench import records
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import orjson
 
 from connector.deadletter import SourceRecord
+from connector.intake import map_source
 from connector.mapping import Mapping, load_mapping
-from connector.worker import map_source
 from outgrow_braze_dev.bench import USERS, lead
 from outgrow_braze_dev.loadgen import positive_int
 

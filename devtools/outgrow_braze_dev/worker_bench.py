@@ -221,6 +221,13 @@ class WorkerProcess:
     log_file: Path
     started_at: float
     cpu_total_s: float | None = None
+    peak_rss_mb: float | None = None  # read while it runs: /proc forgets it at the exit
+
+    def note_peak_rss(self) -> None:
+        """Keep the highest resident set size the worker has had so far."""
+        peak = peak_rss_mb(self.process.pid)
+        if peak is not None:
+            self.peak_rss_mb = max(peak, self.peak_rss_mb or 0.0)
 
     def check_alive(self) -> None:
         """Raise with the end of its log if the worker exited."""
@@ -233,16 +240,39 @@ class WorkerProcess:
         """SIGTERM, wait for the drain, SIGKILL if it will not stop; note its total CPU time."""
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         if self.process.poll() is None:
+            self.note_peak_rss()
             self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
+            if not self._drained_within(timeout_s):
                 self.process.kill()
                 self.process.wait()
                 return
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         used = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         self.cpu_total_s = used if used > 0 else None
+
+    def _drained_within(self, timeout_s: float) -> bool:
+        """Wait for the exit, noting the peak RSS of the drain; say whether it exited."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.note_peak_rss()
+            try:
+                self.process.wait(POLL_S)
+            except subprocess.TimeoutExpired:
+                continue
+            return True
+        return False
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """A live process's peak resident set size (VmHWM) in MB, where /proc tells it."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return None
 
 
 @contextlib.contextmanager
@@ -275,6 +305,7 @@ def _say(message: str) -> None:
 
 
 def _read(sandbox: SandboxProcess, worker: WorkerProcess) -> Counters:
+    worker.note_peak_rss()
     cpu = cpu_seconds(worker.process.pid)
     sandbox_cpu = cpu_seconds(sandbox.process.pid)
     stats = _http(sandbox.base_url + "/_sandbox/stats")
@@ -333,7 +364,7 @@ def run_once(
             f"the worker exited with {worker.process.returncode} after SIGTERM:\n"
             f"{_tail(worker.log_file)}"
         )
-    figures = replace(figures, cpu_total_s=worker.cpu_total_s)
+    figures = replace(figures, cpu_total_s=worker.cpu_total_s, peak_rss_mb=worker.peak_rss_mb)
     final = Counters.from_stats(_http(sandbox.base_url + "/_sandbox/stats"), 0.0, None, None)
     records, committed = records_and_commits(plan.bootstrap, plan.topics.raw_topic, plan.group)
     dead, _ = records_and_commits(plan.bootstrap, plan.topics.dlq_topic, None)
@@ -375,7 +406,8 @@ def _run_scenario(
                 f"scenario {scenario.name} run {number}/{args.runs}: "
                 f"{run.events_per_s:,.0f} events/s, {run.requests_per_s:.1f} req/s, "
                 f"{run.objects_per_request:.2f} obj/req, CPU {format_number(run.cpu_ms_per_1000)} "
-                f"ms/1k, {'drained' if run.drained else 'time limit'}"
+                f"ms/1k, peak RSS {format_number(run.peak_rss_mb, 0)} MB, "
+                f"{'drained' if run.drained else 'time limit'}"
             )
 
 

@@ -46,16 +46,19 @@ class Target:
 
 
 PACKED = Target("objects/request", "objects_per_request", minimum=74)
+MEMORY = Target("peak RSS MB", "peak_rss_mb", maximum=200)
 TARGETS: dict[str, tuple[Target, ...]] = {
     "open": (
         Target("events/s", "events_per_s", minimum=15_000),
         Target("CPU ms per 1,000 events", "cpu_ms_per_1000", maximum=40),
         PACKED,
+        MEMORY,
     ),
     "binding": (
         Target("budget utilisation", "utilisation", minimum=0.95),
         Target("429 answers", "throttled", maximum=0),
         PACKED,
+        MEMORY,
     ),
 }
 SCENARIOS = tuple(TARGETS)
@@ -142,6 +145,7 @@ class RunFigures:
     sandbox_cpu_s: float | None = None
     cpu_total_s: float | None = None
     statuses: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float | None = None  # the worker's VmHWM, start to exit (drain included)
 
     @property
     def events_per_s(self) -> float:
@@ -195,6 +199,7 @@ FIGURES = (
     "throttled",
     "cpu_ms_per_1000",
     "sandbox_core_share",
+    "peak_rss_mb",
 )
 
 
@@ -357,6 +362,7 @@ COLUMNS: tuple[tuple[str, str, int, Callable[[float | None], str]], ...] = (
     ("429s", "throttled", 6, _whole),
     ("CPU ms/1k ev", "cpu_ms_per_1000", 14, format_number),
     ("sandbox core", "sandbox_core_share", 14, _percent),
+    ("peak RSS MB", "peak_rss_mb", 13, _whole),
 )
 HEADER = f"{'run':<8}{'seconds':>8}" + "".join(f"{h:>{w}}" for h, _, w, _ in COLUMNS) + "  end"
 
@@ -395,7 +401,8 @@ def format_report(report: WorkerBenchReport) -> str:
         f"{report.cpus}; {report.in_flight} requests in flight; each run at most "
         f"{report.max_seconds:g} s from the first request, or until drained; medians of "
         f"{max((len(s.runs) for s in report.scenarios), default=0)} runs",
-        "CPU: the worker's user+system time from /proc over the measured window",
+        "CPU: the worker's user+system time from /proc over the measured window; peak RSS: "
+        "the worker's VmHWM from /proc, start to exit",
     ]
     for scenario in report.scenarios:
         lines += ["", *format_scenario(scenario)]

@@ -1,4 +1,4 @@
-"""What the worker keeps current in its metrics: readiness, budget, lag of owned partitions.
+"""What a pipeline keeps current in its metrics: readiness, budget, lag of owned partitions.
 
 No broker or sandbox: the consumer is a stand-in that owns the partitions a test gives it. The
 real-broker tests in test_worker.py read the same gauges over /metrics.
@@ -14,8 +14,7 @@ from connector.braze import Action, AdaptiveLimiter, Answer, RateBudget
 from connector.config import WorkerSettings, load
 from connector.mapping import load_mapping
 from connector.metrics import WorkerMetrics
-from connector.offsets import PartitionOffsets
-from connector.worker import Worker
+from connector.pipeline import Pipeline
 
 TOPIC = "raw"
 HIGHWATER = 100
@@ -42,12 +41,12 @@ class Consumer:
         self.commits.append(offsets)
 
 
-def worker(consumer: Consumer, **settings: Any) -> Worker:
+def pipeline(consumer: Consumer, **settings: Any) -> Pipeline:
     values = {"braze_rate_limit": "3000/3s", "worker_drain_timeout_s": 1, **settings}
     config = load(WorkerSettings, values)
     limiter = AdaptiveLimiter(RateBudget.parse(config.braze_rate_limit))
-    return Worker(
-        consumer,  # type: ignore[arg-type]
+    return Pipeline(
+        consumer,
         None,  # type: ignore[arg-type]  # nothing is sent to Braze here
         limiter,
         None,  # type: ignore[arg-type]  # nothing is dead-lettered here
@@ -58,20 +57,20 @@ def worker(consumer: Consumer, **settings: Any) -> Worker:
     )
 
 
-def sample(line: Worker, name: str, **labels: str) -> float | None:
+def sample(line: Pipeline, name: str, **labels: str) -> float | None:
     return line.metrics.registry.get_sample_value(name, labels)
 
 
-def deliver(line: Worker, partition: int, offsets: range) -> None:
+def deliver(line: Pipeline, partition: int, offsets: range) -> None:
     """Fetch and finish offsets of a partition, as records delivered to Braze would be."""
-    tracker = line.trackers.setdefault(partition, PartitionOffsets())
+    tracker = line.trackers.of(partition)
     for offset in offsets:
         tracker.track(offset)
         tracker.finish(offset)
 
 
 def test_readiness_follows_halts_and_stopping() -> None:
-    line = worker(Consumer(3, {0}))
+    line = pipeline(Consumer(3, {0}))
     assert line.check_ready(stopping=False) is None
     assert sample(line, "outgrow_worker_ready") == 1
 
@@ -84,14 +83,14 @@ def test_readiness_follows_halts_and_stopping() -> None:
 
     # Stopping with partitions still to drain is ready; without any it is not.
     assert line.check_ready(stopping=True) is None
-    line.consumer.mine.clear()  # type: ignore[attr-defined]
+    line.consumer.mine.clear()
     assert line.check_ready(stopping=True) == "stopping"
     assert sample(line, "outgrow_worker_ready") == 0
 
 
 def test_the_budget_is_the_share_of_the_partitions_owned() -> None:
     consumer = Consumer(4, {0})
-    line = worker(consumer, braze_rate_share=0.5)
+    line = pipeline(consumer, braze_rate_share=0.5)
     line.assigned()
     # 3000/3 s x 0.5 x 1 of 4 partitions
     assert sample(line, "outgrow_worker_rate_budget_per_second") == 125
@@ -109,7 +108,7 @@ def test_the_budget_is_the_share_of_the_partitions_owned() -> None:
 
 async def test_revoked_partitions_stop_reporting_lag() -> None:
     consumer = Consumer(3, {0, 1, 2})
-    line = worker(consumer)
+    line = pipeline(consumer)
     for partition in (0, 1, 2):
         deliver(line, partition, range(10 * (partition + 1)))
     line.update_lag()
