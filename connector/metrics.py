@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "ReceiverMetrics", "WorkerMetrics", "observe_all"]
+__all__ = ["CONTENT_TYPE_LATEST", "ReceiverMetrics", "WorkerMetrics"]
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 _BODY_BUCKETS = (256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304)
@@ -161,23 +160,3 @@ class WorkerMetrics:
     def render(self) -> bytes:
         """Return the text exposition of every metric."""
         return generate_latest(self.registry)
-
-
-def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
-    """Observe many amounts at once, as `observe` would one by one.
-
-    `observe` takes two locks and walks the buckets for every amount; the worker observes one
-    end-to-end latency per delivered record, so it counts a request's records per bucket first.
-    This reads prometheus_client's histogram internals; tests/test_metrics.py holds it to
-    `observe`'s output.
-    """
-    if not amounts:
-        return
-    bounds = histogram._upper_bounds
-    per_bucket: dict[int, int] = {}
-    for amount in amounts:
-        index = bisect.bisect_left(bounds, amount)
-        per_bucket[index] = per_bucket.get(index, 0) + 1
-    for index, count in per_bucket.items():
-        histogram._buckets[index].inc(count)
-    histogram._sum.inc(sum(amounts))

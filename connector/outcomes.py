@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from connector.batching import Item
 from connector.deadletter import DeadLetters, Reason, SourceRecord
-from connector.metrics import WorkerMetrics, observe_all
+from connector.metrics import WorkerMetrics
 
 
 @dataclass
@@ -60,9 +60,7 @@ class Outcomes:
         self.counts.delivered += len(items)
         self.metrics.delivered.inc(len(items))
         now_ms = time.time_ns() // 1_000_000
-        latencies_s = [
-            max(now_ms - item.received_at_ms, 0) / 1000
-            for item in items
-            if item.received_at_ms is not None
-        ]
-        observe_all(self.metrics.end_to_end, latencies_s)
+        observe = self.metrics.end_to_end.observe
+        for item in items:
+            if item.received_at_ms is not None:
+                observe(max(now_ms - item.received_at_ms, 0) / 1000)

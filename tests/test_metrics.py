@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import example, given
-from hypothesis import strategies as st
-
-from connector.metrics import DEAD_LETTER_STAGES, WorkerMetrics, observe_all
+from connector.metrics import DEAD_LETTER_STAGES, WorkerMetrics
 
 DEAD_LETTERED = "outgrow_worker_records_dead_lettered_total"
 LAG = "outgrow_worker_consumer_lag"
@@ -39,25 +35,3 @@ def test_readiness_and_budget_are_exported_without_labels() -> None:
     text = WorkerMetrics().render().decode()
     assert "\noutgrow_worker_ready 0.0\n" in text  # until the worker says otherwise
     assert "\noutgrow_worker_rate_budget_per_second 0.0\n" in text  # until partitions come
-
-
-@given(st.lists(st.floats(min_value=0, max_value=7200, allow_nan=False), max_size=60))
-@example([0.0, 0.05, 0.1, 1.0, 3600.0, 7200.0])  # on the bounds, and past the last
-def test_observing_all_at_once_exports_what_observing_one_by_one_does(amounts: list[float]) -> None:
-    one_by_one, all_at_once = WorkerMetrics(), WorkerMetrics()
-    for amount in amounts:
-        one_by_one.end_to_end.observe(amount)
-    observe_all(all_at_once.end_to_end, amounts)
-    assert _samples(all_at_once, "outgrow_worker_end_to_end_seconds") == pytest.approx(
-        _samples(one_by_one, "outgrow_worker_end_to_end_seconds")
-    )
-
-
-def _samples(metrics: WorkerMetrics, name: str) -> dict[str, float]:
-    return {
-        f"{sample.name}{sorted(sample.labels.items())}": sample.value
-        for family in metrics.registry.collect()
-        if family.name == name
-        for sample in family.samples
-        if not sample.name.endswith("_created")
-    }
