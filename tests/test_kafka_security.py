@@ -353,6 +353,9 @@ async def test_consuming_commands_refused_say_so_in_one_line_and_exit_2(
         "KAFKA_REQUEST_TIMEOUT_MS": "5000",
         "WORKER_HOST": "127.0.0.1",
         "WORKER_PORT": str(free_port()),
+        # Unused (Kafka refuses first), but without them the commands would not start at all.
+        "BRAZE_REST_ENDPOINT": "http://127.0.0.1:9",
+        "BRAZE_API_KEY": "unused-key",
     }.items():
         monkeypatch.setenv(name, value)
     topics = fresh_topics()

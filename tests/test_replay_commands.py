@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from connector.config import SANDBOX_DEV_API_KEY
 from tests.cli_support import kafka_options, run_cli
 from tests.worker_support import lead, pipeline
 
@@ -31,6 +32,7 @@ async def test_replay_command_delivers_and_dlq_commands_list_and_show(
     async with pipeline(bootstrap_servers) as line:
         await line.produce([lead(1, 0), {"id": "nobody", "results": []}])
         braze = ["--braze-rest-endpoint", line.sandbox.base_url]
+        braze += ["--braze-api-key", SANDBOX_DEV_API_KEY]
         replayed = await run_cli(capsys, "replay", *kafka_options(line), *braze)
         listed = await run_cli(capsys, "dlq", "list", "--json", *kafka_options(line))
         letters = await line.dead_letters()

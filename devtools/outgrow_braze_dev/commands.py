@@ -2,7 +2,8 @@
 
 `sandbox`, `local-kafka` and `bench` are for people evaluating or developing the connector; the
 production wheel and image do not carry them. The package registers `add_commands` under the
-`outgrow_braze.commands` entry-point group, which `connector.cli` reads.
+`outgrow_braze.commands` entry-point group, which `connector.cli` reads; it builds them with
+`connector.options`, as the connector's own commands are built.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from connector.cli import add_settings_options, run_async, settings, subparser
 from connector.config import SandboxSettings
+from connector.options import add_settings_options, run_async, settings, subparser
 
 
 def cmd_local_kafka(args: argparse.Namespace) -> int:
