@@ -343,11 +343,12 @@ class WorkerSettings(_Settings):
         description="Static group membership: a restart with the same id within "
         "WORKER_SESSION_TIMEOUT_S takes its partitions back without a rebalance (the pod name).",
     )
+    # Kafka's own bounds (group.min/max.session.timeout.ms) are 6 s and 30 min by default.
     worker_session_timeout_s: float = Field(
-        45.0,
+        30.0,
         ge=6,
         le=1_800,
-        description="How long Kafka waits for a silent worker before moving its partitions.",
+        description="How long Kafka waits for a silent worker before it moves its partitions.",
     )
     worker_batch_window_ms: int = Field(
         20, ge=0, le=5_000, description="How long records wait to be coalesced into a request."

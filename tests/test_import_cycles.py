@@ -116,7 +116,7 @@ def _pop_component(node: str, stack: list[str], on_stack: set[str]) -> set[str]:
 
 def test_the_connector_has_no_import_cycle() -> None:
     graph = import_graph(ROOT / "connector")
-    assert "connector.cli" in graph and graph["connector.cli"], "the package was not read"
+    assert graph.get("connector.cli"), "the package was not read"
     assert cycles(graph) == []
 
 
