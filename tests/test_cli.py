@@ -13,19 +13,13 @@ from connector import cli
 from connector import config as cfg
 from tests.cli_support import run_cli
 from tests.kafka_support import fresh_topics
+from tests.test_config import SECURITY_VARIABLES
 
 KAFKA_CLIENT = {
     "KAFKA_BOOTSTRAP_SERVERS",
     "KAFKA_CLIENT_ID",
     "KAFKA_REQUEST_TIMEOUT_MS",
-    "KAFKA_SECURITY_PROTOCOL",
-    "KAFKA_SASL_MECHANISM",
-    "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD",
-    "KAFKA_SSL_CA_FILE",
-    "KAFKA_SSL_CERT_FILE",
-    "KAFKA_SSL_KEY_FILE",
-    "KAFKA_SSL_CHECK_HOSTNAME",
+    *SECURITY_VARIABLES,
 }
 KAFKA_PRODUCER = KAFKA_CLIENT | {"KAFKA_LINGER_MS"}
 TOPICS = {
