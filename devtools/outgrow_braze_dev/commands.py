@@ -40,9 +40,23 @@ def _print_line(text: str) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark."""
-    from outgrow_braze_dev.bench import run_bench
+    # Each target's module builds on outgrow_braze_dev.bench; choosing one here, not there,
+    # keeps bench from importing them back.
+    if args.target == "sandbox":
+        from outgrow_braze_dev.sandbox.bench import run_sandbox_bench
 
-    return run_bench(args)
+        return run_sandbox_bench(args)
+    if args.target == "replay":
+        from outgrow_braze_dev.replay_bench import run_replay_bench
+
+        return run_replay_bench(args)
+    if args.target == "worker":
+        from outgrow_braze_dev.worker_bench import run_worker_bench
+
+        return run_worker_bench(args)
+    from outgrow_braze_dev.bench import run_receiver_bench
+
+    return run_receiver_bench(args)
 
 
 def add_commands(commands: Any) -> None:
@@ -54,9 +68,11 @@ def add_commands(commands: Any) -> None:
     )
 
     from outgrow_braze_dev.bench import add_bench_arguments
+    from outgrow_braze_dev.worker_bench import add_worker_arguments
 
     sub = subparser(commands, "bench", cmd_bench, "outgrow-braze bench receiver --duration 20")
     add_bench_arguments(sub)
+    add_worker_arguments(sub)
 
     sub = subparser(
         commands,
