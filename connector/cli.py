@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.metadata
 import sys
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from connector import config as cfg
@@ -18,52 +17,21 @@ from connector.config import (
     WorkerSettings,
 )
 from connector.errors import ConfigError, ConnectorError
-
-Command = Callable[[argparse.Namespace], int]
+from connector.options import (
+    EPILOG,
+    PRODUCER_ONLY,
+    add_settings_options,
+    braze_settings,
+    given,
+    run_async,
+    settings,
+    subparser,
+)
+from connector.replay_commands import add_replay_commands
 
 # Packages that add subcommands register a function of the subparsers under this group.
 PLUGIN_GROUP = "outgrow_braze.commands"
-
-EPILOG = "Exit codes: 0 done, 1 failed, 2 usage or configuration error."
-
-
-def add_settings_options(
-    parser: argparse.ArgumentParser, *groups: type[Any], only: Collection[str] | None = None
-) -> None:
-    """Offer the fields of the given settings groups (all, or `only` those) as `--option`."""
-    for group in groups:
-        section = parser.add_argument_group(group.__name__, group.__doc__)
-        for name, field in group.model_fields.items():
-            if only is not None and name not in only:
-                continue
-            flag = "--" + name.replace("_", "-")
-            env, default, meaning = next(
-                row for row in cfg.describe_fields(group) if row[0] == cfg.env_name(name)
-            )
-            help_text = f"{meaning} [env {env}; default {default}]"
-            if field.annotation is bool:
-                action: Any = argparse.BooleanOptionalAction
-                section.add_argument(
-                    flag, dest=name, action=action, default=argparse.SUPPRESS, help=help_text
-                )
-            else:
-                section.add_argument(
-                    flag, dest=name, metavar=env, default=argparse.SUPPRESS, help=help_text
-                )
-
-
-def settings(args: argparse.Namespace, group: type[cfg.SettingsT]) -> cfg.SettingsT:
-    """Load one settings group: environment first, command-line options on top."""
-    given = {name: value for name, value in vars(args).items() if name in group.model_fields}
-    return cfg.load(group, given)
-
-
-def run_async(coro: Coroutine[Any, Any, Any]) -> Any:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is absent only on unsupported platforms
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+DISTRIBUTION = "outgrow-braze"
 
 
 def cmd_receiver(args: argparse.Namespace) -> int:
@@ -92,7 +60,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     conf = WorkerConfig(
         kafka=settings(args, KafkaSettings),
         topics=settings(args, TopicSettings),
-        worker=settings(args, WorkerSettings),
+        worker=braze_settings(args),
     )
     # Check the mapping and the budget before connecting to anything.
     load_mapping(conf.worker.mapping_file)
@@ -147,12 +115,12 @@ def cmd_mapping_check(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """Print every setting with its environment variable, default and meaning."""
-    print("| Variable | Default | Meaning |")
-    print("| --- | --- | --- |")
+    """Print each setting's value in effect (secrets masked), where it came from and its meaning."""
+    print("| Variable | Value | From | Meaning |")
+    print("| --- | --- | --- | --- |")
     for group in cfg.ALL_GROUPS:
-        for env, default, meaning in cfg.describe_fields(group):
-            print(f"| `{env}` | `{default}` | {meaning} |")
+        for env, value, source, meaning in cfg.in_effect(group, given(args, group)):
+            print(f"| `{env}` | `{value}` | {source} | {meaning} |")
     return 0
 
 
@@ -165,7 +133,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     identity = (
         Identity("email", args.email) if args.email else Identity("external_id", args.external_id)
     )
-    profiles = run_async(verify(settings(args, WorkerSettings), identity, args.prefix))
+    profiles = run_async(verify(braze_settings(args), identity, args.prefix))
     if args.json:
         print(json.dumps(as_json(profiles), indent=2, ensure_ascii=False))
     else:
@@ -215,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Move Outgrow submissions into Braze through Kafka.",
         epilog=EPILOG,
     )
+    version = importlib.metadata.version(DISTRIBUTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     add_settings_options(parser, LogSettings)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_receiver(commands)
@@ -225,8 +195,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify(commands)
     _add_status(commands)
     _add_offsets(commands)
-    from connector.replay_commands import add_replay_commands
-
     add_replay_commands(commands)
     _add_plugins(commands)
     return parser
@@ -238,19 +206,6 @@ def _add_plugins(commands: Any) -> None:
         entry.load()(commands)
 
 
-def subparser(commands: Any, name: str, command: Command, example: str) -> Any:
-    doc = (command.__doc__ or "").strip()
-    sub = commands.add_parser(
-        name,
-        help=doc,
-        description=doc,
-        epilog=f"Example:\n  {example}\n\n{EPILOG}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub.set_defaults(func=command)
-    return sub
-
-
 def _add_receiver(commands: Any) -> None:
     sub = subparser(
         commands,
@@ -259,7 +214,10 @@ def _add_receiver(commands: Any) -> None:
         "WEBHOOK_BASIC_AUTH=outgrow:s3cret KAFKA_BOOTSTRAP_SERVERS=kafka:9092 "
         "outgrow-braze receiver",
     )
-    add_settings_options(sub, KafkaSettings, TopicSettings, ReceiverSettings)
+    add_settings_options(sub, KafkaSettings)
+    # All of the topics' settings: RECEIVER_ENSURE_TOPICS creates them as `topics ensure` does.
+    add_settings_options(sub, TopicSettings)
+    add_settings_options(sub, ReceiverSettings)
 
 
 def _add_worker(commands: Any) -> None:
@@ -270,7 +228,9 @@ def _add_worker(commands: Any) -> None:
         "BRAZE_REST_ENDPOINT=https://rest.iad-01.braze.com BRAZE_API_KEY=... "
         "BRAZE_RATE_SHARE=0.5 outgrow-braze worker",
     )
-    add_settings_options(sub, KafkaSettings, TopicSettings, WorkerSettings)
+    add_settings_options(sub, KafkaSettings)
+    add_settings_options(sub, TopicSettings, only=WORKER_TOPICS)
+    add_settings_options(sub, WorkerSettings)
 
 
 def _add_topics(commands: Any) -> None:
@@ -279,7 +239,8 @@ def _add_topics(commands: Any) -> None:
     sub = subparser(
         verbs, "ensure", cmd_topics_ensure, "TOPIC_PARTITIONS=24 outgrow-braze topics ensure"
     )
-    add_settings_options(sub, KafkaSettings, TopicSettings)
+    add_settings_options(sub, KafkaSettings, but=PRODUCER_ONLY)
+    add_settings_options(sub, TopicSettings)
 
 
 def _add_mapping(commands: Any) -> None:
@@ -301,11 +262,18 @@ def _add_mapping(commands: Any) -> None:
 
 
 def _add_config(commands: Any) -> None:
-    subparser(commands, "config", cmd_config, "outgrow-braze config > settings.md")
+    sub = subparser(
+        commands, "config", cmd_config, "RAW_TOPIC=leads outgrow-braze config --braze-timeout-s 5"
+    )
+    # Every setting, as the other commands would take it; logging's are the top-level options.
+    for group in cfg.ALL_GROUPS:
+        if group is not LogSettings:
+            add_settings_options(sub, group)
 
 
-# The settings the operator commands use, of the groups they share with the services.
-KAFKA_OPTIONS = ("kafka_bootstrap_servers", "kafka_client_id", "kafka_request_timeout_ms")
+# The topics the worker reads and dead-letters to (replay and redrive too).
+WORKER_TOPICS = ("raw_topic", "dlq_topic", "topic_max_message_bytes")
+# What `verify` reads to ask Braze for a profile.
 BRAZE_OPTIONS = ("braze_rest_endpoint", "braze_api_key", "braze_timeout_s")
 
 
@@ -344,7 +312,7 @@ def _add_status(commands: Any) -> None:
     sub.add_argument("--worker-url", metavar="URL", help="default http://127.0.0.1:WORKER_PORT")
     sub.add_argument("--receiver-url", metavar="URL", help="default http://127.0.0.1:RECEIVER_PORT")
     sub.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    add_settings_options(sub, KafkaSettings, only=KAFKA_OPTIONS)
+    add_settings_options(sub, KafkaSettings, but=PRODUCER_ONLY)
     add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic"))
     add_settings_options(sub, WorkerSettings, only=("consumer_group", "worker_port"))
     add_settings_options(sub, ReceiverSettings, only=("receiver_port",))
@@ -382,7 +350,7 @@ def _add_offsets(commands: Any) -> None:
         default=60.0,
         help="with --force, how long to wait for the members to leave (default 60)",
     )
-    add_settings_options(sub, KafkaSettings, only=KAFKA_OPTIONS)
+    add_settings_options(sub, KafkaSettings, but=PRODUCER_ONLY)
     add_settings_options(sub, TopicSettings, only=("raw_topic",))
     add_settings_options(sub, WorkerSettings, only=("consumer_group",))
 

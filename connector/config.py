@@ -6,6 +6,7 @@ Each field's name is its environment variable in lower case, so `RAW_TOPIC` is `
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -14,6 +15,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.errors import ConfigError
+from connector.kafka_tls import client_context
 
 MIB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
@@ -102,6 +104,15 @@ class KafkaSettings(_Settings):
         """True when connections to brokers are encrypted with TLS."""
         return self.kafka_security_protocol in ("SSL", "SASL_SSL")
 
+    def tls_context(self) -> ssl.SSLContext:
+        """Build the clients' TLS context from the `KAFKA_SSL_*` files; ConfigError if unusable."""
+        return client_context(
+            self.kafka_ssl_ca_file,
+            self.kafka_ssl_cert_file,
+            self.kafka_ssl_key_file,
+            self.kafka_ssl_check_hostname,
+        )
+
 
 def _security_problems(kafka: KafkaSettings) -> list[str]:
     """Say what is wrong with the Kafka security settings taken together; empty if nothing."""
@@ -130,11 +141,8 @@ def _security_problems(kafka: KafkaSettings) -> list[str]:
 
 
 def _tls_problems(kafka: KafkaSettings) -> list[str]:
-    # Imported here: it loads aiokafka, which settings without TLS never need.
-    from connector.kafka_security import tls_context
-
     try:
-        tls_context(kafka)
+        kafka.tls_context()
     except ConfigError as exc:
         return [str(exc)]
     return []
@@ -192,6 +200,19 @@ class ReceiverSettings(_Settings):
     receiver_max_in_flight: int = Field(
         2_000, ge=1, description="Posts handled at once; more are shed with 503."
     )
+    receiver_max_in_flight_bytes: int = Field(
+        64 * MIB,
+        ge=1_024,
+        description="Bytes of bodies handled at once (by Content-Length, or as read); a post "
+        "beyond is shed with 503.",
+    )
+    receiver_client_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=3_600,
+        description="How long a client may take to send its headers, or its body; then it is "
+        "cut off. Idle keep-alive connections close after it too.",
+    )
     receiver_retry_after_s: int = Field(
         5, ge=1, description="`Retry-After` seconds sent with 503 answers."
     )
@@ -218,6 +239,16 @@ class ReceiverSettings(_Settings):
             raise ValueError("give at least one path")
         return value
 
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> ReceiverSettings:
+        if self.receiver_max_in_flight_bytes < self.receiver_max_body_bytes:
+            raise PydanticCustomError(
+                "receiver_bytes",
+                "RECEIVER_MAX_IN_FLIGHT_BYTES must be at least RECEIVER_MAX_BODY_BYTES "
+                f"({self.receiver_max_body_bytes}), or the largest body could never be taken",
+            )
+        return self
+
 
 class LogSettings(_Settings):
     """Logging."""
@@ -233,13 +264,15 @@ class LogSettings(_Settings):
 class WorkerSettings(_Settings):
     """The delivery worker: Braze, its budget, batching and the consumer group."""
 
+    # No defaults: a worker must never deliver to a Braze nobody chose (see require_braze).
     braze_rest_endpoint: str = Field(
-        "http://127.0.0.1:9090",
-        description="Braze REST endpoint, e.g. `https://rest.iad-01.braze.com`, or the sandbox.",
+        "",
+        description="REST endpoint of the workspace's Braze instance, e.g. "
+        "`https://rest.iad-01.braze.com`; required to deliver.",
     )
     braze_api_key: SecretStr = Field(
-        SecretStr("outgrow-braze-sandbox-dev-key"),
-        description="Braze REST API key with `users.track`; defaults to the sandbox's dev key.",
+        SecretStr(""),
+        description="Braze REST API key with `users.track`; required to deliver; never logged.",
     )
     mapping_file: str | None = Field(
         None, description="Mapping file (YAML); unset uses the mapping shipped with the package."
@@ -260,6 +293,18 @@ class WorkerSettings(_Settings):
     worker_port: int = Field(8081, ge=0, le=65_535, description="Port of health and metrics.")
     worker_host: str = Field("0.0.0.0", description="Address of health and metrics.")
     consumer_group: str = Field("outgrow-braze-worker", description="Kafka consumer group.")
+    worker_instance_id: str | None = Field(
+        None,
+        description="Static group membership: a restart with the same id within "
+        "WORKER_SESSION_TIMEOUT_S takes its partitions back without a rebalance (the pod name).",
+    )
+    # Kafka's own bounds (group.min/max.session.timeout.ms) are 6 s and 30 min by default.
+    worker_session_timeout_s: float = Field(
+        30.0,
+        ge=6,
+        le=1_800,
+        description="How long Kafka waits for a silent worker before it moves its partitions.",
+    )
     worker_batch_window_ms: int = Field(
         20, ge=0, le=5_000, description="How long records wait to be coalesced into a request."
     )
@@ -333,10 +378,83 @@ def env_name(field: str) -> str:
 def describe_fields(cls: type[_Settings]) -> Iterator[tuple[str, str, str]]:
     """Yield (environment variable, default, meaning) for each field of a settings group."""
     for name, field in cls.model_fields.items():
-        default = "unset" if field.default is None else str(field.default)
-        if isinstance(field.default, bool):
-            default = str(field.default).lower()
-        yield env_name(name), default, field.description or ""
+        yield env_name(name), shown(field.default), field.description or ""
+
+
+def in_effect(
+    cls: type[_Settings], overrides: Mapping[str, Any] | None = None
+) -> Iterator[tuple[str, str, str, str]]:
+    """Yield (environment variable, value in effect, where it came from, meaning) for a group.
+
+    Where it came from is `option` (an override), `env` or `default`; secrets are masked.
+    """
+    given = dict(overrides or {})
+    settings = load(cls, given)
+    for name, field in cls.model_fields.items():
+        if name in given:
+            source = "option"
+        elif name in settings.model_fields_set:
+            source = "env"
+        else:
+            source = "default"
+        yield env_name(name), shown(getattr(settings, name)), source, field.description or ""
+
+
+def shown(value: object) -> str:
+    """A setting's value as `config` and the README show it: secrets masked, blanks `unset`."""
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "unset" if value is None or value == "" else str(value)
+
+
+# Braze's REST endpoints, one per instance, as its documentation lists them; a workspace's is
+# shown in its dashboard under Settings > APIs and Identifiers.
+BRAZE_REST_ENDPOINTS: tuple[tuple[str, str], ...] = (
+    ("US-01", "https://rest.iad-01.braze.com"),
+    ("US-02", "https://rest.iad-02.braze.com"),
+    ("US-03", "https://rest.iad-03.braze.com"),
+    ("US-04", "https://rest.iad-04.braze.com"),
+    ("US-05", "https://rest.iad-05.braze.com"),
+    ("US-06", "https://rest.iad-06.braze.com"),
+    ("US-07", "https://rest.iad-07.braze.com"),
+    ("US-08", "https://rest.iad-08.braze.com"),
+    ("US-10", "https://rest.us-10.braze.com"),
+    ("EU-01", "https://rest.fra-01.braze.eu"),
+    ("EU-02", "https://rest.fra-02.braze.eu"),
+    ("AU-01", "https://rest.au-01.braze.com"),
+    ("ID-01", "https://rest.id-01.braze.com"),
+    ("JP-01", "https://rest.jp-01.braze.com"),
+    ("KR-01", "https://rest.kr-01.braze.com"),
+)
+
+
+def require_braze(worker: WorkerSettings) -> WorkerSettings:
+    """Return the settings if they name a Braze endpoint and key; ConfigError naming both if not.
+
+    Neither has a default: a worker must deliver to the workspace someone chose.
+    """
+    missing = [
+        env_name(name)
+        for name, value in (
+            ("braze_rest_endpoint", worker.braze_rest_endpoint),
+            ("braze_api_key", worker.braze_api_key.get_secret_value()),
+        )
+        if not value.strip()
+    ]
+    if not missing:
+        return worker
+    endpoints = "\n".join(f"  {instance}  {url}" for instance, url in BRAZE_REST_ENDPOINTS)
+    raise ConfigError(
+        f"BRAZE_REST_ENDPOINT and BRAZE_API_KEY must both be set ({_and(missing)} "
+        f"{'is' if len(missing) == 1 else 'are'} not). BRAZE_API_KEY is a REST API key of the "
+        "workspace with the users.track permission; BRAZE_REST_ENDPOINT is the REST endpoint "
+        "of the workspace's Braze instance (the dashboard shows it under Settings > APIs and "
+        f"Identifiers):\n{endpoints}\n"
+        "To try the connector without Braze, `make run` and deploy/compose.yaml point the "
+        "worker at the Braze sandbox."
+    )
 
 
 ALL_GROUPS: tuple[type[_Settings], ...] = (

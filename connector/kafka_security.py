@@ -24,6 +24,7 @@ from aiokafka.errors import (
 )
 
 from connector.errors import ConfigError, ConnectorError, KafkaUnavailable
+from connector.kafka_tls import reason
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaConsumer
@@ -74,45 +75,8 @@ def client_kwargs(kafka: KafkaSettings, role: str | None = None) -> dict[str, An
         kwargs["sasl_plain_username"] = kafka.kafka_sasl_username
         kwargs["sasl_plain_password"] = kafka.kafka_sasl_password.get_secret_value()
     if kafka.uses_tls:
-        kwargs["ssl_context"] = tls_context(kafka)
+        kwargs["ssl_context"] = kafka.tls_context()
     return kwargs
-
-
-def tls_context(kafka: KafkaSettings) -> ssl.SSLContext:
-    """Build the client's TLS context, as aiokafka.helpers.create_ssl_context does; ConfigError."""
-    ca_file = kafka.kafka_ssl_ca_file
-    try:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
-    except OSError as exc:  # ssl.SSLError is an OSError too
-        raise ConfigError(
-            f"KAFKA_SSL_CA_FILE {ca_file} cannot be read as PEM certificates: {_reason(exc)}"
-        ) from None
-    context.check_hostname = kafka.kafka_ssl_check_hostname
-    if kafka.kafka_ssl_cert_file:
-        _load_client_certificate(context, kafka.kafka_ssl_cert_file, kafka.kafka_ssl_key_file)
-    return context
-
-
-def _load_client_certificate(context: ssl.SSLContext, cert_file: str, key_file: str | None) -> None:
-    try:
-        # An empty passphrase instead of None: OpenSSL would otherwise prompt on the terminal.
-        context.load_cert_chain(cert_file, key_file, password=lambda: "")
-    except OSError as exc:
-        files = f"KAFKA_SSL_CERT_FILE {cert_file}" + (
-            f" and KAFKA_SSL_KEY_FILE {key_file}" if key_file else ""
-        )
-        raise ConfigError(
-            f"{files} cannot be loaded: {_reason(exc)} (PEM, an unencrypted key that matches "
-            "the certificate)"
-        ) from None
-
-
-def _reason(exc: OSError) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verify failed: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
-    return exc.strerror or str(exc)
 
 
 async def connect_failure(kafka: KafkaSettings, exc: BaseException) -> ConnectorError:
@@ -158,7 +122,7 @@ async def _refusal(kafka: KafkaSettings) -> KafkaRefused | None:
 def _as_refusal(kafka: KafkaSettings, broker: str, exc: BaseException) -> KafkaRefused | None:
     if isinstance(exc, ssl.SSLError):
         message = (
-            f"the TLS handshake with Kafka at {broker} failed: {_reason(exc)} "
+            f"the TLS handshake with Kafka at {broker} failed: {reason(exc)} "
             "(check KAFKA_SSL_CA_FILE, KAFKA_SSL_CHECK_HOSTNAME, and that the listener speaks TLS)"
         )
     elif isinstance(exc, SaslAuthenticationFailed | UnsupportedSaslMechanismError):

@@ -52,6 +52,11 @@ class ReceiverMetrics:
             "Webhook posts being handled now.",
             registry=self.registry,
         )
+        self.in_flight_bytes = Gauge(
+            "outgrow_receiver_in_flight_bytes",
+            "Bytes of the bodies of the posts being handled now (declared, or read so far).",
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "outgrow_receiver_ready",
             "1 while the receiver can publish to Kafka and is not draining.",

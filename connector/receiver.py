@@ -44,9 +44,11 @@ class ReceiverState:
     metrics: ReceiverMetrics = field(default_factory=ReceiverMetrics)
     draining: bool = False
     in_flight: int = 0
+    in_flight_bytes: int = 0
 
     def __post_init__(self) -> None:
         self.metrics.in_flight.set_function(lambda: self.in_flight)
+        self.metrics.in_flight_bytes.set_function(lambda: self.in_flight_bytes)
 
 
 class Refusal(Exception):
@@ -92,10 +94,12 @@ async def receive(request: web.BaseRequest, state: ReceiverState) -> web.Respons
     """Handle one Outgrow post: shed, authenticate, check, publish, acknowledge."""
     _shed_if_needed(state)
     state.in_flight += 1
+    body = Body(state)
     try:
-        return await _receive(request, state)
+        return await _receive(request, state, body)
     finally:
         state.in_flight -= 1
+        body.release()
 
 
 def _shed_if_needed(state: ReceiverState) -> None:
@@ -106,11 +110,11 @@ def _shed_if_needed(state: ReceiverState) -> None:
         raise Refusal(503, "overloaded", "too many posts in flight; retry shortly", retry)
 
 
-async def _receive(request: web.BaseRequest, state: ReceiverState) -> web.Response:
+async def _receive(request: web.BaseRequest, state: ReceiverState, held: Body) -> web.Response:
     _authenticate(request, state.credentials)
     source = _source(request)
     mime_type = _mime_type(request)
-    body = await _read_body(request, state.settings.receiver_max_body_bytes)
+    body = await held.read(request)
     try:
         document = parse(body, mime_type)
     except InvalidBody as exc:
@@ -164,16 +168,63 @@ def _too_large(limit: int) -> Refusal:
     return Refusal(413, "payload_too_large", f"the body is larger than {limit} bytes")
 
 
-async def _read_body(request: web.BaseRequest, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
-    chunks, size = [], 0
-    while chunk := await request.content.readany():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)  # a lone chunk comes back as it is, not copied
+class Body:
+    """One post's body, read within the receiver's byte budget and its client timeout.
+
+    A body counts against RECEIVER_MAX_IN_FLIGHT_BYTES from the moment its Content-Length is
+    known (or byte by byte as read, without one) until the post is answered, so the bodies held
+    at once never pass the budget: a post that would pass it is shed with 503 before its body
+    is read. A client that has not sent its whole body within RECEIVER_CLIENT_TIMEOUT_S gets 408.
+    """
+
+    def __init__(self, state: ReceiverState) -> None:
+        self.state = state
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        """Count `size` more bytes against the budget, or shed the post if they do not fit."""
+        settings = self.state.settings
+        if self.state.in_flight_bytes + size > settings.receiver_max_in_flight_bytes:
+            raise Refusal(
+                503,
+                "overloaded",
+                "too many bytes of posts in flight; retry shortly",
+                settings.receiver_retry_after_s,
+            )
+        self.state.in_flight_bytes += size
+        self.held += size
+
+    def release(self) -> None:
+        """Give the body's bytes back to the budget once its post is answered."""
+        self.state.in_flight_bytes -= self.held
+        self.held = 0
+
+    async def read(self, request: web.BaseRequest) -> bytes:
+        """Read the whole body: 413 over the size limit, 503 over the budget, 408 if too slow."""
+        settings = self.state.settings
+        limit, declared = settings.receiver_max_body_bytes, request.content_length
+        if declared is not None:
+            if declared > limit:
+                raise _too_large(limit)
+            self.take(declared)
+        try:
+            async with asyncio.timeout(settings.receiver_client_timeout_s):
+                return await self._chunks(request, limit, counted=declared is not None)
+        except TimeoutError:
+            raise Refusal(
+                408, "request_timeout", "the body did not arrive in time; send it again"
+            ) from None
+
+    async def _chunks(self, request: web.BaseRequest, limit: int, counted: bool) -> bytes:
+        chunks, size = [], 0
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            if not counted:
+                self.take(len(chunk))
+            chunks.append(chunk)
+        return b"".join(chunks)  # a lone chunk comes back as it is, not copied
 
 
 class _EventIds:
@@ -302,8 +353,25 @@ def create_server(state: ReceiverState) -> web.Server:
 
     No application, router or middleware: at thousands of webhooks a second per core their
     per-request cost is a tenth of the receiver's CPU.
+
+    aiohttp closes a connection whose request has not fully arrived when its keep-alive timer
+    runs out, a timer that starts with the connection and again after each answer: that timer
+    is the limit on sending headers (3,630 s by default), so it is the client timeout. The body
+    has its own deadline (`Body.read`); after an early answer (401, 413, 503) the rest of an
+    unread body is drained for no longer than that either.
     """
-    return web.Server(functools.partial(handle, state=state), access_log=None)
+    timeout_s = state.settings.receiver_client_timeout_s
+    return web.Server(
+        functools.partial(handle, state=state),
+        access_log=None,
+        keepalive_timeout=timeout_s,
+        lingering_time=min(_LINGERING_S, timeout_s),
+    )
+
+
+# aiohttp's default: how long an unread body is drained after an early answer, so that the
+# client reads the answer rather than a connection reset.
+_LINGERING_S = 10.0
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from typing import IO, Any
 
 import orjson
 
-from connector.cli import add_settings_options, run_async, settings, subparser
-from connector.config import KafkaSettings, TopicSettings, WorkerSettings
+from connector.config import KafkaSettings, TopicSettings, WorkerSettings, require_braze
 from connector.dlq import Listing
 from connector.intake import map_source
 from connector.kafka_security import start_consumer
 from connector.mapping import MappingFailure, load_mapping
+from connector.options import PRODUCER_ONLY, add_settings_options, run_async, settings, subparser
 from connector.replay import (
     Plan,
     Range,
@@ -41,6 +41,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Re-read the raw topic (or the dead-letter topic) and deliver it again."""
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
     worker = settings(args, WorkerSettings)
+    if not args.dry_run:  # a dry run sends nothing to Braze
+        require_braze(worker)
     mapping = load_mapping(args.mapping or worker.mapping_file)
     topic = topics.dlq_topic if args.dead_letters else topics.raw_topic
     bounds = Range(
@@ -163,11 +165,26 @@ def cmd_dlq_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# What replay reads of the worker's settings: not its service's (health port, group, commits,
+# static membership), nor its share of the budget, which --rate-share gives.
+NOT_REPLAY = (
+    "worker_host",
+    "worker_port",
+    "consumer_group",
+    "worker_instance_id",
+    "worker_session_timeout_s",
+    "worker_commit_interval_s",
+    "worker_fetch_max_bytes",
+    "braze_rate_share",
+)
+REPLAY_TOPICS = ("raw_topic", "dlq_topic", "topic_max_message_bytes")
+LISTING_TOPICS = ("dlq_topic", "topic_max_message_bytes")
+
+
 def add_replay_commands(commands: Any) -> None:
     """Register `replay` and `dlq` on the top-level parser."""
     sub = subparser(commands, "replay", cmd_replay, REPLAY_EXAMPLES.strip())
     _replay_options(sub)
-    add_settings_options(sub, KafkaSettings, TopicSettings, WorkerSettings)
     dlq = commands.add_parser("dlq", help="Inspect and redrive the dead-letter topic.")
     verbs = dlq.add_subparsers(dest="verb", required=True, metavar="VERB")
     listing = subparser(verbs, "list", cmd_dlq_list, "outgrow-braze dlq list")
@@ -175,13 +192,15 @@ def add_replay_commands(commands: Any) -> None:
     show = subparser(verbs, "show", cmd_dlq_show, "outgrow-braze dlq show 3:117")
     show.add_argument("position", help="partition:offset of the dead letter")
     show.add_argument("--mapping", help="mapping file to show the objects with")
+    for reader in (listing, show):
+        add_settings_options(reader, KafkaSettings, but=PRODUCER_ONLY)
+        add_settings_options(reader, TopicSettings, only=LISTING_TOPICS)
+    add_settings_options(show, WorkerSettings, only=("mapping_file",))
     redrive = subparser(
         verbs, "redrive", cmd_replay, "outgrow-braze dlq redrive --reason 'Invalid email'"
     )
     _replay_options(redrive)
     redrive.set_defaults(dead_letters=True)
-    for parser in (listing, show, redrive):
-        add_settings_options(parser, KafkaSettings, TopicSettings, WorkerSettings)
 
 
 def _replay_options(sub: argparse.ArgumentParser) -> None:
@@ -202,3 +221,6 @@ def _replay_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--dead-letters", action="store_true", help="replay the dead-letter topic instead"
     )
+    add_settings_options(sub, KafkaSettings)
+    add_settings_options(sub, TopicSettings, only=REPLAY_TOPICS)
+    add_settings_options(sub, WorkerSettings, but=NOT_REPLAY)

@@ -107,6 +107,10 @@ def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
         max_partition_fetch_bytes=partition_bytes,
         fetch_max_bytes=max(config.worker.worker_fetch_max_bytes, partition_bytes),
         rebalance_timeout_ms=int(config.worker.worker_drain_timeout_s * 1000) + 10_000,
+        # Static membership (KIP-345): a member with an instance id does not leave the group
+        # when it stops, so a restart within the session timeout takes its partitions back.
+        group_instance_id=config.worker.worker_instance_id,
+        session_timeout_ms=int(config.worker.worker_session_timeout_s * 1000),
         **client_kwargs(config.kafka, "worker"),
     )
 

@@ -34,9 +34,14 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Outcome:
     return Outcome(code, captured.out, captured.err)
 
 
-def kafka_options(line: Pipeline, *, dlq: bool = True) -> list[str]:
-    """The options that point a command at a test pipeline's broker, topics and group."""
-    options = ["--kafka-bootstrap-servers", line.bootstrap, "--raw-topic", line.topics.raw]
+def kafka_options(
+    line: Pipeline, *, raw: bool = True, dlq: bool = True, group: bool = True
+) -> list[str]:
+    """The options that point a command at a test pipeline's broker, topics and group; a
+    command offers only the options it reads, so each one leaves out what it does not."""
+    options = ["--kafka-bootstrap-servers", line.bootstrap]
+    if raw:
+        options += ["--raw-topic", line.topics.raw]
     if dlq:
         options += ["--dlq-topic", line.topics.topics.dlq_topic]
-    return [*options, "--consumer-group", line.group]
+    return [*options, "--consumer-group", line.group] if group else options

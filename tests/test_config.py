@@ -9,8 +9,10 @@ from connector.config import (
     KafkaSettings,
     ReceiverSettings,
     TopicSettings,
+    WorkerSettings,
     describe_fields,
     load,
+    require_braze,
     split_list,
 )
 from connector.errors import ConfigError
@@ -48,6 +50,18 @@ def test_invalid_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
         load(TopicSettings, {"topic_partitions": 0})
     with pytest.raises(ConfigError, match="RECORD_KEY_PATHS"):
         load(ReceiverSettings, {"record_key_paths": " , "})
+
+
+def test_braze_endpoint_and_key_have_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BRAZE_REST_ENDPOINT", "BRAZE_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="BRAZE_REST_ENDPOINT and BRAZE_API_KEY are not"):
+        require_braze(load(WorkerSettings))
+    endpoint = {"braze_rest_endpoint": "https://rest.fra-01.braze.eu"}
+    with pytest.raises(ConfigError, match=r"\(BRAZE_API_KEY is not\)"):
+        require_braze(load(WorkerSettings, {**endpoint, "braze_api_key": "  "}))
+    chosen = load(WorkerSettings, {**endpoint, "braze_api_key": "a-key"})
+    assert require_braze(chosen) is chosen
 
 
 def test_split_list_trims_and_drops_blanks() -> None:

@@ -353,12 +353,16 @@ async def test_consuming_commands_refused_say_so_in_one_line_and_exit_2(
         "KAFKA_REQUEST_TIMEOUT_MS": "5000",
         "WORKER_HOST": "127.0.0.1",
         "WORKER_PORT": str(free_port()),
+        # Unused (Kafka refuses first), but without them the commands would not start at all.
+        "BRAZE_REST_ENDPOINT": "http://127.0.0.1:9",
+        "BRAZE_API_KEY": "unused-key",
     }.items():
         monkeypatch.setenv(name, value)
     topics = fresh_topics()
-    options = ["--raw-topic", topics.raw_topic, "--dlq-topic", topics.dlq_topic]
+    monkeypatch.setenv("RAW_TOPIC", topics.raw_topic)
+    monkeypatch.setenv("DLQ_TOPIC", topics.dlq_topic)
     async with asyncio.timeout(60):
-        outcome = await run_cli(capsys, *command, *options)
+        outcome = await run_cli(capsys, *command)
     assert outcome.code == 2, outcome.err  # a configuration error, as for `topics ensure`
     last = outcome.err.strip().splitlines()[-1]
     assert last.startswith(

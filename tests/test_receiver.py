@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from connector.auth import Credentials
 from connector.config import ReceiverSettings, load
+from connector.errors import ConfigError
 from connector.keys import KeyRule
 from connector.producer import Publisher
 from connector.receiver import ReceiverState, handle
@@ -352,6 +353,46 @@ async def test_overload_and_draining_shed_with_retry_after(receiver: Receiver) -
             assert (await ready.json())["reason"] == "draining"
     finally:
         state.draining = False
+
+
+async def test_a_body_that_does_not_fit_the_byte_budget_is_shed(bootstrap_servers: str) -> None:
+    budget = 4_096
+    async with running_receiver(
+        bootstrap_servers, receiver_max_body_bytes=2_048, receiver_max_in_flight_bytes=budget
+    ) as rx:
+        state = rx.state
+        body = orjson.dumps(lead(1)).ljust(1_500)
+        headers = {**AUTH, "Content-Type": "application/json"}
+        state.in_flight_bytes = budget - 1_000  # as if other posts held that much
+        try:
+            # By its Content-Length before it is read, and without one as it is read.
+            for data in (body, _chunks(body, 500)):
+                async with rx.session.post(rx.url(), data=data, headers=headers) as answer:
+                    assert answer.status == 503
+                    assert answer.headers["Retry-After"] == "5"
+                    assert (await answer.json())["error"] == "overloaded"
+            assert state.in_flight_bytes == budget - 1_000, "a refused post keeps nothing"
+        finally:
+            state.in_flight_bytes = 0
+        for data in (body, _chunks(body, 500)):
+            async with rx.session.post(rx.url(), data=data, headers=headers) as answer:
+                assert answer.status == 202, await answer.text()
+        assert state.in_flight_bytes == 0, "an answered post gives its bytes back"
+        async with rx.session.get(rx.url("/metrics")) as metrics:
+            assert "outgrow_receiver_in_flight_bytes 0.0" in await metrics.text()
+
+
+async def _chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_the_byte_budget_holds_at_least_one_whole_body() -> None:
+    with pytest.raises(ConfigError, match="RECEIVER_MAX_IN_FLIGHT_BYTES must be at least"):
+        load(
+            ReceiverSettings,
+            {"receiver_max_body_bytes": 2_048, "receiver_max_in_flight_bytes": 1_024},
+        )
 
 
 async def test_metrics_report_readiness_without_a_probe(bootstrap_servers: str) -> None:

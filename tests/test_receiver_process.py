@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from aiohttp import ClientError, ClientSession
 
@@ -61,10 +62,10 @@ async def wait_ready(session: ClientSession, base: str, timeout_s: float = 30) -
 
 
 @asynccontextmanager
-async def receiver_process(bootstrap: str) -> AsyncIterator[Process]:
+async def receiver_process(bootstrap: str, **settings: str) -> AsyncIterator[Process]:
     topics = await fresh_topics(bootstrap)
     port = free_port()
-    env = _env(bootstrap, port, topics.raw, topics.topics.dlq_topic)
+    env = {**_env(bootstrap, port, topics.raw, topics.topics.dlq_topic), **settings}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -167,3 +168,119 @@ async def test_invalid_setting_exits_two_naming_it(value: str) -> None:
     _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2
     assert b"RECEIVER_PORT" in stderr
+
+
+# The manifests' memory limit of a receiver container (deploy/kubernetes/base/receiver.yaml).
+MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
+MIB = 1024 * 1024
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident set size so far (VmHWM), from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def post_head(port: int, length: int) -> bytes:
+    return (
+        f"POST /webhooks/outgrow?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def read_answer(reader: asyncio.StreamReader) -> Answer:
+    head = await reader.readuntil(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines if line)
+    body = await reader.readexactly(int(headers.get("Content-Length", "0")))
+    return Answer(int(status_line.split()[1]), headers, body)
+
+
+def big_lead(n: int) -> bytes:
+    """A lead padded with white space to exactly 1 MiB, the largest body accepted."""
+    return orjson.dumps({"id": f"big-{n}", "user_info": {"email": f"big{n}@example.com"}}).ljust(
+        MIB
+    )
+
+
+async def test_posts_beyond_the_byte_budget_are_shed_and_memory_stays_bounded(
+    bootstrap_servers: str,
+) -> None:
+    """Eight hundred 1 MiB posts at once, as a new user tried: the receiver once reached 1.75 GB.
+
+    Every client sends its headers first, so all of them are in flight together before any body
+    is read; then each sends its body, the shed ones too, as a client that does not wait for an
+    early answer would. The budget (64 MiB by default) takes 64 of them.
+    """
+    posts = 800
+    async with receiver_process(bootstrap_servers) as rx, ClientSession() as session:
+        await wait_ready(session, rx.base)
+        port = int(rx.base.rsplit(":", 1)[1])
+        connections = [await asyncio.open_connection("127.0.0.1", port) for _ in range(posts)]
+        for _, writer in connections:
+            writer.write(post_head(port, MIB))
+        answers = [asyncio.ensure_future(read_answer(reader)) for reader, _ in connections]
+        budget = 64 * MIB  # RECEIVER_MAX_IN_FLIGHT_BYTES' default
+        async with asyncio.timeout(30):
+            while sum(answer.done() for answer in answers) < posts - budget // MIB:
+                await asyncio.sleep(0.05)
+        held = [n for n, answer in enumerate(answers) if not answer.done()]
+        for n, (_, writer) in enumerate(connections):
+            writer.write(big_lead(n))
+        async with asyncio.timeout(60):
+            results = await asyncio.gather(*answers)
+        peak = peak_rss_bytes(rx.proc.pid)
+        for _, writer in connections:
+            writer.close()
+    assert len(held) == budget // MIB
+    accepted = [n for n, result in enumerate(results) if result.status == 202]
+    assert accepted == held, "each post the budget held was accepted, and only those"
+    for result in results:
+        if result.status != 202:
+            assert (result.status, result.headers["Retry-After"]) == (503, "5")
+            assert orjson.loads(result.body)["error"] == "overloaded"
+    records = await read_all(bootstrap_servers, rx.raw_topic)
+    published = {dict(record.headers)["event-id"].decode() for record in records}
+    acknowledged = {orjson.loads(results[n].body)["event_id"] for n in accepted}
+    assert acknowledged <= published, "a post answered 202 is in Kafka"
+    assert peak < MEMORY_LIMIT_BYTES, f"peak RSS {peak / MIB:.0f} MiB"
+
+
+async def test_a_client_that_stops_halfway_is_cut_off(bootstrap_servers: str) -> None:
+    timeout_s = 1.0
+    settings = {"RECEIVER_CLIENT_TIMEOUT_S": str(timeout_s)}
+    async with receiver_process(bootstrap_servers, **settings) as rx, ClientSession() as session:
+        await wait_ready(session, rx.base)
+        port = int(rx.base.rsplit(":", 1)[1])
+        head = post_head(port, 1_000)
+        half_headers = await asyncio.open_connection("127.0.0.1", port)
+        half_headers[1].write(head[: len(head) // 2])
+        half_body = await asyncio.open_connection("127.0.0.1", port)
+        half_body[1].write(head + b'{"id": "half", "padding": "' + b"x" * 400)
+        # Far longer than the timeout, yet bounded: before, both stayed open indefinitely.
+        async with asyncio.timeout(timeout_s * 20):
+            assert await half_headers[0].read() == b"", "closed without an answer"
+            answer = await read_answer(half_body[0])
+            assert await half_body[0].read() == b"", "and then closed"
+        for _, writer in (half_headers, half_body):
+            writer.close()
+        assert answer.status == 408
+        assert orjson.loads(answer.body)["error"] == "request_timeout"
+        async with session.post(
+            f"{rx.base}/webhooks/outgrow?token={TOKEN}",
+            data=b'{"id": "whole"}',
+            headers={"Content-Type": "application/json"},
+        ) as whole:
+            assert whole.status == 202, "the receiver still serves"
+    records = await read_all(bootstrap_servers, rx.raw_topic)
+    assert [record.value for record in records] == [b'{"id": "whole"}']

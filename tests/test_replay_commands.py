@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY
 from tests.cli_support import kafka_options, run_cli
 from tests.worker_support import lead, pipeline
 
@@ -14,7 +15,8 @@ async def test_dry_run_command_prints_objects_and_a_summary(
 ) -> None:
     async with pipeline(bootstrap_servers) as line:
         await line.produce([lead(u, 0) for u in range(5)])
-        outcome = await run_cli(capsys, "replay", "--dry-run", *kafka_options(line))
+        replay = kafka_options(line, group=False)
+        outcome = await run_cli(capsys, "replay", "--dry-run", *replay)
         assert line.sandbox.state.stats.snapshot()["requests"] == {}
     assert outcome.code == 0
     objects = [orjson.loads(text) for text in outcome.out.splitlines()]
@@ -30,14 +32,17 @@ async def test_replay_command_delivers_and_dlq_commands_list_and_show(
 ) -> None:
     async with pipeline(bootstrap_servers) as line:
         await line.produce([lead(1, 0), {"id": "nobody", "results": []}])
+        replay = kafka_options(line, group=False)
+        dlq = kafka_options(line, raw=False, group=False)
         braze = ["--braze-rest-endpoint", line.sandbox.base_url]
-        replayed = await run_cli(capsys, "replay", *kafka_options(line), *braze)
-        listed = await run_cli(capsys, "dlq", "list", "--json", *kafka_options(line))
+        braze += ["--braze-api-key", SANDBOX_DEV_API_KEY]
+        replayed = await run_cli(capsys, "replay", *replay, *braze)
+        listed = await run_cli(capsys, "dlq", "list", "--json", *dlq)
         letters = await line.dead_letters()
         where = f"{letters[0].partition}:{letters[0].offset}"
-        shown = await run_cli(capsys, "dlq", "show", where, *kafka_options(line))
-        missing = await run_cli(capsys, "dlq", "show", "0:999", *kafka_options(line))
-        bad = await run_cli(capsys, "dlq", "show", "nonsense", *kafka_options(line))
+        shown = await run_cli(capsys, "dlq", "show", where, *dlq)
+        missing = await run_cli(capsys, "dlq", "show", "0:999", *dlq)
+        bad = await run_cli(capsys, "dlq", "show", "nonsense", *dlq)
         assert line.profile(1) is not None
     assert replayed.code == 1, "a record was dead-lettered"
     assert "dead-lettered 1" in replayed.err

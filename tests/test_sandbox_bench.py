@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from outgrow_braze_dev import bench
+from outgrow_braze_dev import bench, commands
 from outgrow_braze_dev.load_tools import WRK_MARKER, RunResult
 from outgrow_braze_dev.processes import BenchError, SandboxProcess
 from outgrow_braze_dev.sandbox import bench as sandbox_bench
@@ -83,7 +83,7 @@ def test_a_short_run_measures_and_stops_everything(capsys: pytest.CaptureFixture
     args = argparse.Namespace(
         target="sandbox", duration=0.5, runs=1, connections=4, warmup=0.0, tool="auto", json=True
     )
-    assert bench.run_bench(args) == 0
+    assert commands.cmd_bench(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ok"] is True
     assert summary["runs"][0]["requests"] > 0

@@ -10,6 +10,7 @@ import pytest
 from connector.verify import outgrow_profile
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
+from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY
 from tests.cli_support import Outcome, run_cli
 from tests.worker_support import Pipeline, free_port, lead, pipeline, sandbox_settings
 
@@ -29,7 +30,14 @@ async def delivered(bootstrap_servers: str) -> AsyncIterator[Pipeline]:
 
 
 async def verify(capsys: pytest.CaptureFixture[str], endpoint: str, *args: str) -> Outcome:
-    return await run_cli(capsys, "verify", "--braze-rest-endpoint", endpoint, *args)
+    return await run_cli(
+        capsys, "verify", "--braze-rest-endpoint", endpoint, *_key_unless_given(args), *args
+    )
+
+
+def _key_unless_given(args: tuple[str, ...]) -> list[str]:
+    # Neither the endpoint nor the key has a default; a test that means another key gives it.
+    return [] if "--braze-api-key" in args else ["--braze-api-key", SANDBOX_DEV_API_KEY]
 
 
 async def test_a_delivered_profile_shows_its_outgrow_attributes_and_event_counts(

@@ -15,6 +15,7 @@ from outgrow_braze_dev.worker_bench import WorkerPlan, scenarios_of, worker_env
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     bench.add_bench_arguments(parser)
+    worker_bench.add_worker_arguments(parser)
     return parser.parse_args(["worker", *argv])
 
 

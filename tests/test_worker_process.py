@@ -19,6 +19,7 @@ def _env(line: object, port: int) -> dict[str, str]:
         "RAW_TOPIC": topics.raw,
         "DLQ_TOPIC": topics.topics.dlq_topic,
         "BRAZE_REST_ENDPOINT": settings.braze_rest_endpoint,
+        "BRAZE_API_KEY": settings.braze_api_key.get_secret_value(),
         "CONSUMER_GROUP": settings.consumer_group,
         "WORKER_HOST": "127.0.0.1",
         "WORKER_PORT": str(port),

@@ -49,7 +49,6 @@ from outgrow_braze_dev.processes import (
     start_connector,
     stop_process,
 )
-from outgrow_braze_dev.worker_bench import add_worker_arguments
 
 TARGETS = ["receiver", "sandbox", "replay", "worker"]
 USERS = 10_000
@@ -91,7 +90,6 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
         help="load tool: wrk, the built-in generator, or auto (wrk if installed)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_worker_arguments(parser)
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -472,20 +470,8 @@ def _bench_receiver(args: argparse.Namespace, tool: str) -> BenchReport:
     return report
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    """Run the benchmark; 0 when every answer was 2xx and Kafka holds every record, else 1."""
-    if args.target == "sandbox":
-        from outgrow_braze_dev.sandbox.bench import run_sandbox_bench
-
-        return run_sandbox_bench(args)
-    if args.target == "replay":
-        from outgrow_braze_dev.replay_bench import run_replay_bench
-
-        return run_replay_bench(args)
-    if args.target == "worker":
-        from outgrow_braze_dev.worker_bench import run_worker_bench
-
-        return run_worker_bench(args)
+def run_receiver_bench(args: argparse.Namespace) -> int:
+    """Run the receiver's benchmark; 0 when every answer was 2xx and Kafka holds every record."""
     from outgrow_braze_dev.kafka import BrokerUnavailable
 
     try:

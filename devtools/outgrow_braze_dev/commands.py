@@ -2,7 +2,8 @@
 
 `sandbox`, `local-kafka` and `bench` are for people evaluating or developing the connector; the
 production wheel and image do not carry them. The package registers `add_commands` under the
-`outgrow_braze.commands` entry-point group, which `connector.cli` reads.
+`outgrow_braze.commands` entry-point group, which `connector.cli` reads; it builds them with
+`connector.options`, as the connector's own commands are built.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from connector.cli import add_settings_options, run_async, settings, subparser
+from connector.options import add_settings_options, run_async, settings, subparser
 from outgrow_braze_dev.settings import SandboxSettings
 
 
@@ -39,9 +40,23 @@ def _print_line(text: str) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark."""
-    from outgrow_braze_dev.bench import run_bench
+    # Each target's module builds on outgrow_braze_dev.bench; choosing one here, not there,
+    # keeps bench from importing them back.
+    if args.target == "sandbox":
+        from outgrow_braze_dev.sandbox.bench import run_sandbox_bench
 
-    return run_bench(args)
+        return run_sandbox_bench(args)
+    if args.target == "replay":
+        from outgrow_braze_dev.replay_bench import run_replay_bench
+
+        return run_replay_bench(args)
+    if args.target == "worker":
+        from outgrow_braze_dev.worker_bench import run_worker_bench
+
+        return run_worker_bench(args)
+    from outgrow_braze_dev.bench import run_receiver_bench
+
+    return run_receiver_bench(args)
 
 
 def add_commands(commands: Any) -> None:
@@ -53,9 +68,11 @@ def add_commands(commands: Any) -> None:
     )
 
     from outgrow_braze_dev.bench import add_bench_arguments
+    from outgrow_braze_dev.worker_bench import add_worker_arguments
 
     sub = subparser(commands, "bench", cmd_bench, "outgrow-braze bench receiver --duration 20")
     add_bench_arguments(sub)
+    add_worker_arguments(sub)
 
     sub = subparser(
         commands,

@@ -66,7 +66,11 @@ async def _serve(bootstrap: str, user: str, password: str, token: str) -> None:
     async with Sandbox(SandboxConfig.from_settings(load(SandboxSettings))) as sandbox:
         worker_settings = load(
             WorkerSettings,
-            {"braze_rest_endpoint": sandbox.base_url, "worker_host": "127.0.0.1"},
+            {
+                "braze_rest_endpoint": sandbox.base_url,
+                "braze_api_key": SANDBOX_DEV_API_KEY,
+                "worker_host": "127.0.0.1",
+            },
         )
         port = receiver_settings.receiver_port
         print(_banner(port, user, password, token, sandbox.base_url), file=sys.stderr, flush=True)

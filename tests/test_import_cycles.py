@@ -1,4 +1,5 @@
-"""The development tools' imports: no cycles among their modules, and none from the connector.
+"""The packages' imports: no cycles among the modules of the connector or of the development
+tools, and no import of the development tools from the connector.
 
 The production package must run where `outgrow_braze_dev` is not installed (the wheel, the
 image's runtime stage), so no module of `connector` may import it, not even inside a function.
@@ -12,6 +13,10 @@ from tests.import_cycles import find_cycles, imported_names, modules
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV = "outgrow_braze_dev"
+
+
+def test_the_connector_has_no_import_cycles() -> None:
+    assert find_cycles(ROOT, "connector") == []
 
 
 def test_the_development_tools_have_no_import_cycles() -> None:
