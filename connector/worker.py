@@ -68,7 +68,7 @@ async def delivering(
 
 
 async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None:
-    """Run one worker until SIGTERM/SIGINT (or `stop`): drain, commit, leave the group."""
+    """Run one worker until SIGTERM/SIGINT (or `stop`): drain, commit, stop consuming."""
     from connector.health import health_app, start_health
     from connector.mapping import load_mapping
 
@@ -76,7 +76,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
     mapping = load_mapping(settings.mapping_file)
     tune_gc(WORKER_YOUNG_OBJECTS)
     stop = stop or stop_on_signals()
-    consumer = _consumer(config)
+    consumer = consumer_for(config)
     topic = config.topics.raw_topic
     share = settings.braze_rate_share
     async with delivering(config, consumer, mapping, topic, share) as (pipeline, _):
@@ -93,7 +93,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
             await runner.cleanup()
 
 
-def _consumer(config: WorkerConfig) -> AIOKafkaConsumer:
+def consumer_for(config: WorkerConfig) -> AIOKafkaConsumer:
     """The group member's consumer: commits by hand, from the earliest offset when new.
 
     A fetch's bytes are held until its records are taken, next to the pending records:

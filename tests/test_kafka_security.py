@@ -22,7 +22,7 @@ from connector.kafka_security import KafkaRefused, client_kwargs
 from connector.producer import Publisher
 from connector.replay import replay_consumer
 from connector.topics import ensure_topics
-from connector.worker import WorkerConfig, _consumer
+from connector.worker import WorkerConfig, consumer_for
 from outgrow_braze_dev.kafka import JarBroker
 from tests.cli_support import run_cli
 from tests.worker_support import free_port
@@ -261,7 +261,7 @@ async def _read_back(kafka: KafkaSettings, topics: TopicSettings) -> list[bytes 
 
 async def _worker_sees(kafka: KafkaSettings, topics: TopicSettings) -> bool:
     """Start the worker's group consumer and ask it for the topic list."""
-    consumer = _consumer(WorkerConfig(kafka, topics, load(WorkerSettings)))
+    consumer = consumer_for(WorkerConfig(kafka, topics, load(WorkerSettings)))
     await consumer.start()
     try:
         return topics.raw_topic in await consumer.topics()

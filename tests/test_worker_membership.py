@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from connector.config import WorkerSettings, load
-from connector.worker import WorkerConfig, _consumer
+from connector.worker import WorkerConfig, consumer_for
 from tests.kafka_support import Topics, fresh_topics
 
 PARTITIONS = 4
@@ -42,7 +42,7 @@ class Member(ConsumerRebalanceListener):  # type: ignore[misc]
 async def member(topics: Topics, group: str, instance_id: str | None) -> AsyncIterator[Member]:
     """Start the worker's consumer as `serve` builds it, subscribed to the raw topic."""
     settings = load(WorkerSettings, {"consumer_group": group, "worker_instance_id": instance_id})
-    consumer = _consumer(WorkerConfig(topics.kafka, topics.topics, settings))
+    consumer = consumer_for(WorkerConfig(topics.kafka, topics.topics, settings))
     joined = Member(consumer)
     await consumer.start()
     consumer.subscribe([topics.raw], listener=joined)
