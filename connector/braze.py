@@ -303,6 +303,10 @@ def _why(exc: BaseException) -> str:
     """A few words on why no answer came, without the request."""
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientSSLError):  # the proxy's CA missing from BRAZE_CA_FILE?
+        error = exc.os_error
+        reason = getattr(error, "verify_message", None) or getattr(error, "reason", None)
+        return f"TLS failed: {reason or error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}"
     return str(exc) or type(exc).__name__
