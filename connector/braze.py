@@ -17,7 +17,7 @@ from yarl import URL
 from connector.budget import TokenBucket, window_shape
 from connector.config import WorkerSettings
 from connector.errors import ConfigError
-from connector.http_client import client_session
+from connector.http_client import client_session, proxy_for
 
 TRACK_PATH = "/users/track"
 USER_AGENT = "outgrow-braze"
@@ -204,7 +204,7 @@ def retry_after(headers: Any, now: float | None = None) -> float | None:
 
 class BrazeClient:
     """POST /users/track bodies over one long-lived aiohttp session (`connector.http_client`):
-    pooled keep-alive connections, TLS verified, the proxy variables honoured."""
+    pooled keep-alive connections, TLS verified, through the proxy the environment names."""
 
     def __init__(
         self,
@@ -215,6 +215,7 @@ class BrazeClient:
         ca_file: str | None = None,
     ) -> None:
         self._url = api_url(endpoint, TRACK_PATH)
+        self._proxy = proxy_for(self._url)
         self._api_key = api_key
         self._headers = {
             "Authorization": f"Bearer {api_key}",
@@ -240,7 +241,6 @@ class BrazeClient:
             timeout_s=self._timeout_s,
             ca_file=self._ca_file,
             connections=self._connections,
-            headers=self._headers,
         )
         return self
 
@@ -261,7 +261,12 @@ class BrazeClient:
         """Send one JSON body and classify the answer; never raises for HTTP or network trouble."""
         assert self._session is not None, "use the client in `async with`"
         try:
-            async with self._session.post(self._url, data=body) as response:
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers=self._headers,
+                proxy=self._proxy,
+            ) as response:
                 raw = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {_why(exc)}"))
@@ -303,6 +308,10 @@ def _why(exc: BaseException) -> str:
     """A few words on why no answer came, without the request."""
     if isinstance(exc, TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # its text names the proxy, password too
+        return f"the proxy answered {exc.status} {exc.message}"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"cannot connect to the proxy: {exc.os_error.strerror or exc.os_error}"
     if isinstance(exc, aiohttp.ClientSSLError):  # the proxy's CA missing from BRAZE_CA_FILE?
         error = exc.os_error
         reason = getattr(error, "verify_message", None) or getattr(error, "reason", None)

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import aiohttp
+from yarl import URL
 
 from connector.cluster import Cluster, GroupState
 from connector.config import KafkaSettings, TopicSettings
 from connector.errors import ConnectorError
-from connector.http_client import client_session
+from connector.http_client import client_session, proxy_for
 from connector.tables import print_table
 
 PROBE_TIMEOUT_S = 3.0
@@ -143,11 +144,11 @@ async def dead_letter_counts(cluster: Cluster, topic: str) -> tuple[DeadLetterCo
 
 async def probe(name: str, url: str, ca_file: str | None = None) -> Service:
     """Ask a service's `/readyz`; unreachable is an answer, not an error."""
-    target = url.rstrip("/") + "/readyz"
     try:
+        target = URL(url.rstrip("/") + "/readyz")
         async with (
             client_session(timeout_s=PROBE_TIMEOUT_S, ca_file=ca_file) as session,
-            session.get(target) as response,
+            session.get(target, proxy=proxy_for(target)) as response,
         ):
             body = await _json(response)
             status = response.status

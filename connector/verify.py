@@ -18,7 +18,7 @@ import orjson
 from connector.braze import api_url, retry_after
 from connector.config import WorkerSettings
 from connector.errors import ConnectorError
-from connector.http_client import client_session
+from connector.http_client import client_session, proxy_for
 from connector.tables import print_table
 
 EXPORT_PATH = "/users/export/ids"
@@ -119,7 +119,9 @@ class Exporter:
         try:
             async with (
                 client_session(timeout_s=self._timeout_s, ca_file=self._ca_file) as session,
-                session.post(self._url, data=body, headers=headers) as response,
+                session.post(
+                    self._url, data=body, headers=headers, proxy=proxy_for(self._url)
+                ) as response,
             ):
                 raw = await response.read()
                 status, answer_headers = response.status, response.headers

@@ -87,10 +87,12 @@ async def raw_server(answer: Answer) -> AsyncIterator[str]:
 
 @dataclass
 class ForwardProxy:
-    """What a forward proxy passed on: the absolute-form targets, in order."""
+    """What a forward proxy passed on: the absolute-form targets, in order, and the
+    Proxy-Authorization each came with."""
 
     url: str = ""
     targets: list[str] = field(default_factory=list)
+    logins: list[str | None] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -104,6 +106,7 @@ async def forward_proxy() -> AsyncIterator[ForwardProxy]:
         if not target.startswith("http://"):
             return web.Response(status=400, text="a forward proxy takes absolute-form requests")
         proxy.targets.append(target)
+        proxy.logins.append(request.headers.get("Proxy-Authorization"))
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         body = await request.read()
         async with origin.request(request.method, target, headers=headers, data=body) as answer:
@@ -117,6 +120,56 @@ async def forward_proxy() -> AsyncIterator[ForwardProxy]:
         async with serving(app) as port:
             proxy.url = f"http://127.0.0.1:{port}"
             yield proxy
+
+
+@dataclass
+class TunnelProxy:
+    """What a tunnelling proxy could read: the head of each CONNECT request, in order."""
+
+    url: str = ""
+    heads: list[bytes] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def tunnel_proxy() -> AsyncIterator[TunnelProxy]:
+    """A proxy on loopback taking `CONNECT host:port`, as HTTPS goes through a forward proxy:
+    it answers 200 and then passes bytes both ways, unread. Anything else gets 405."""
+    proxy = TunnelProxy()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            proxy.heads.append(head)
+            method, target, _ = head.split(b"\r\n", 1)[0].split(b" ")
+            if method != b"CONNECT":
+                writer.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            host, port = target.decode().rsplit(":", 1)
+            origin_reader, origin_writer = await asyncio.open_connection(host, int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(_pipe(reader, origin_writer), _pipe(origin_reader, writer))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    proxy.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        yield proxy
+    finally:
+        server.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65_536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
 
 
 def make_certificate(root: Path) -> Path:

@@ -25,6 +25,7 @@ from connector import mapping_file
 from connector.auth import credentials_from
 from connector.braze import RateBudget
 from connector.errors import ConfigError
+from tests.deploy_support import known_setting_names
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -32,9 +33,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
-KNOWN_SETTINGS = frozenset(
-    cfg.env_name(name) for group in cfg.ALL_GROUPS for name in group.model_fields
-)
+KNOWN_SETTINGS = known_setting_names()
 BUILD_TOOLS = ("gcc", "g++", "clang", "build-essential", "make ", "cmake", "python3-dev", "cargo")
 
 # What each role reads, and what the stack must set for it rather than leave to a default.

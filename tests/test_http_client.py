@@ -4,16 +4,19 @@ then `verify` and `status`; and BRAZE_CA_FILE is checked when the settings are r
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
+from yarl import URL
 
+from connector.braze import Action, BrazeClient
 from connector.config import WorkerSettings, load
 from connector.errors import ConfigError
-from connector.http_client import PROXY_VARIABLES, client_session, tls_context
+from connector.http_client import PROXY_VARIABLES, client_session, proxy_for, tls_context
 from connector.status import probe
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
@@ -24,26 +27,35 @@ from tests.http_support import (
     forward_proxy,
     make_certificate,
     serving_context,
+    tunnel_proxy,
 )
-from tests.worker_support import lead, pipeline, sandbox_settings
+from tests.worker_support import free_port, lead, pipeline, sandbox_settings
 
 USERS = 60
 
 
 @pytest.fixture
-async def proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ForwardProxy]:
-    """A forward proxy named by HTTP_PROXY, and no other proxy variable of this machine's."""
+def no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """None of this machine's proxy variables."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+@pytest.fixture
+async def proxy(
+    no_proxy_variables: None, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ForwardProxy]:
+    """A forward proxy named by HTTP_PROXY."""
     async with forward_proxy() as running:
         monkeypatch.setenv("HTTP_PROXY", running.url)
         yield running
 
 
 async def test_the_worker_delivers_everything_through_the_proxy(
-    proxy: ForwardProxy, bootstrap_servers: str
+    proxy: ForwardProxy, bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("//", "//outgrow:pr0xy@"))
     async with pipeline(bootstrap_servers) as line:
         await line.produce([lead(user, 0) for user in range(USERS)])
         line.start_worker()
@@ -54,6 +66,7 @@ async def test_the_worker_delivers_everything_through_the_proxy(
     assert proxy.targets, "nothing went through the proxy"
     assert set(proxy.targets) == {f"{line.sandbox.base_url}/users/track"}
     assert len(proxy.targets) == sum(answered.values())
+    assert set(proxy.logins) == {"Basic b3V0Z3JvdzpwcjB4eQ=="}  # outgrow:pr0xy
 
 
 async def test_no_proxy_sends_the_worker_straight_to_braze(
@@ -146,4 +159,89 @@ async def test_a_session_waits_no_longer_than_its_timeout() -> None:
     async with client_session(timeout_s=2.5, connections=3) as session:
         assert session.timeout.total == 2.5
         assert session.connector is not None and session.connector.limit == 3
-        assert session.trust_env
+
+
+async def test_https_goes_through_a_tunnel_and_braze_s_key_stays_inside_it(
+    no_proxy_variables: None, certificate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def created(request: web.Request) -> web.Response:
+        return web.json_response({"message": "success"}, status=201)
+
+    key = "a-braze-key-9e0f"
+    ca_file = str(certificate / "cert.pem")
+    async with (
+        tunnel_proxy() as proxy,
+        aiohttp_server(created, serving_context(certificate)) as (url, seen),
+    ):
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("//", "//outgrow:pr0xy@"))
+        async with BrazeClient(url, key, timeout_s=5, connections=2, ca_file=ca_file) as client:
+            answers = [await client.track(b"{}") for _ in range(3)]
+    assert [answer.status for answer in answers] == [201] * 3
+    assert len(seen) == 3 and seen[0].secure
+    (head,) = proxy.heads  # one tunnel, kept alive
+    assert head.startswith(f"CONNECT {url.removeprefix('https://')} HTTP/1.1\r\n".encode())
+    assert b"Proxy-Authorization: Basic b3V0Z3JvdzpwcjB4eQ==\r\n" in head
+    assert key.encode() not in head
+
+
+async def test_a_proxy_down_or_refusing_is_a_retry_that_names_it_but_not_its_password(
+    no_proxy_variables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    refusing = await asyncio.start_server(refuse, "127.0.0.1", 0)
+    proxies = {
+        "cannot connect to the proxy": f"127.0.0.1:{free_port()}",
+        "the proxy answered 407 Proxy Authentication Required": (
+            f"127.0.0.1:{refusing.sockets[0].getsockname()[1]}"
+        ),
+    }
+    async with refusing:
+        for says, address in proxies.items():
+            monkeypatch.setenv("HTTPS_PROXY", f"http://outgrow:pr0xy@{address}")
+            client = BrazeClient("https://rest.iad-01.braze.com", "k", timeout_s=5, connections=1)
+            async with client:
+                answer = await client.track(b"{}")
+            assert (answer.status, answer.action) == (0, Action.RETRY)
+            assert says in answer.message and "pr0xy" not in answer.message
+
+
+def test_a_proxy_that_is_no_url_is_a_config_error_that_hides_it(
+    no_proxy_variables: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://outgrow:pr0xy@proxy:99999")
+    with pytest.raises(ConfigError, match="the proxy named for https:// is no URL") as caught:
+        BrazeClient("https://rest.iad-01.braze.com", "k", timeout_s=5, connections=1)
+    assert "pr0xy" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("variables", "target", "proxy"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://rest.iad-01.braze.com/users/track",
+         "http://proxy:3128"),
+        ({"https_proxy": "http://u:p%40ss@proxy:3128", "HTTPS_PROXY": "http://other:1"},
+         "https://rest.iad-01.braze.com/", "http://u:p%40ss@proxy:3128"),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://sandbox:9090/", None),
+        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": ".svc,localhost"},
+         "http://outgrow-braze-worker.ns.svc:8081/readyz", None),
+        ({"HTTP_PROXY": "http://proxy:3128", "NO_PROXY": ".svc,localhost"},
+         "http://sandbox:9090/", "http://proxy:3128"),
+        ({}, "https://rest.iad-01.braze.com/", None),
+        ({"HTTPS_PROXY": "proxy:3128"}, "https://rest.iad-01.braze.com/", "http://proxy:3128"),
+    ],
+)  # fmt: skip
+def test_the_environment_names_the_proxy_of_each_target(
+    no_proxy_variables: None,
+    monkeypatch: pytest.MonkeyPatch,
+    variables: dict[str, str],
+    target: str,
+    proxy: str | None,
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert proxy_for(URL(target)) == (URL(proxy) if proxy else None)
