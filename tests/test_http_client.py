@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import uvloop
 from aiohttp import web
 from yarl import URL
 
@@ -161,24 +162,31 @@ async def test_a_session_waits_no_longer_than_its_timeout() -> None:
         assert session.connector is not None and session.connector.limit == 3
 
 
-async def test_https_goes_through_a_tunnel_and_braze_s_key_stays_inside_it(
-    no_proxy_variables: None, certificate: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])  # the worker runs on uvloop
+def test_https_goes_through_a_tunnel_and_braze_s_key_stays_inside_it(
+    no_proxy_variables: None, certificate: Path, monkeypatch: pytest.MonkeyPatch, loop: str
 ) -> None:
     async def created(request: web.Request) -> web.Response:
         return web.json_response({"message": "success"}, status=201)
 
     key = "a-braze-key-9e0f"
-    ca_file = str(certificate / "cert.pem")
-    async with (
-        tunnel_proxy() as proxy,
-        aiohttp_server(created, serving_context(certificate)) as (url, seen),
-    ):
-        monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("//", "//outgrow:pr0xy@"))
-        async with BrazeClient(url, key, timeout_s=5, connections=2, ca_file=ca_file) as client:
-            answers = [await client.track(b"{}") for _ in range(3)]
-    assert [answer.status for answer in answers] == [201] * 3
+    settings = {"braze_api_key": key, "braze_ca_file": str(certificate / "cert.pem")}
+
+    async def main() -> tuple[list[int], list[web.Request], str, list[bytes]]:
+        async with (
+            tunnel_proxy() as proxy,
+            aiohttp_server(created, serving_context(certificate)) as (url, seen),
+        ):
+            monkeypatch.setenv("HTTPS_PROXY", proxy.url.replace("//", "//outgrow:pr0xy@"))
+            braze = load(WorkerSettings, {**settings, "braze_rest_endpoint": url})
+            async with BrazeClient.from_settings(braze, 2) as client:
+                answers = [(await client.track(b"{}")).status for _ in range(3)]
+        return answers, seen, url, proxy.heads
+
+    answers, seen, url, heads = (uvloop.run if loop == "uvloop" else asyncio.run)(main())
+    assert answers == [201] * 3
     assert len(seen) == 3 and seen[0].secure
-    (head,) = proxy.heads  # one tunnel, kept alive
+    (head,) = heads  # one tunnel, kept alive
     assert head.startswith(f"CONNECT {url.removeprefix('https://')} HTTP/1.1\r\n".encode())
     assert b"Proxy-Authorization: Basic b3V0Z3JvdzpwcjB4eQ==\r\n" in head
     assert key.encode() not in head
