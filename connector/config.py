@@ -334,6 +334,14 @@ class WorkerSettings(_Settings):
         10.0, gt=0, description="While Braze refuses the key, how often to try again."
     )
 
+    @field_validator("braze_api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: SecretStr) -> SecretStr:
+        # aiohttp refuses such a header on every request; a key file's last newline is typical.
+        if not value.get_secret_value().isprintable():
+            raise PydanticCustomError("header", "holds a line break or another control character")
+        return value
+
     @field_validator("braze_ca_file", mode="before")
     @classmethod
     def _blank_ca_file_is_unset(cls, value: object) -> object:

@@ -25,6 +25,7 @@ from connector.braze import (
     api_url,
     retry_after,
 )
+from connector.config import WorkerSettings, load
 from connector.errors import ConfigError
 from tests.http_support import (
     aiohttp_server,
@@ -204,6 +205,13 @@ def test_client_refuses_an_endpoint_it_cannot_post_to(endpoint: str, says: str) 
         BrazeClient(endpoint, "key", timeout_s=1, connections=1)
     assert "BRAZE_REST_ENDPOINT" in str(caught.value)
     assert "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["a-key\n", "a-key\r\nX-Other: 1", "a\tkey"])
+def test_a_key_that_cannot_be_a_header_is_refused_when_read(key: str) -> None:
+    with pytest.raises(ConfigError, match="BRAZE_API_KEY: holds a line break") as caught:
+        load(WorkerSettings, {"braze_api_key": key})
+    assert "a-key" not in str(caught.value)
 
 
 # -- answers -----------------------------------------------------------------------------------
