@@ -307,6 +307,18 @@ async def test_a_body_that_runs_to_the_close_is_read() -> None:
     ] * 2
 
 
+async def test_an_interim_answer_is_skipped_for_the_real_one() -> None:
+    async def interim(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+
+    async with raw_server(interim) as url:
+        (answer,) = await _track(url)
+    assert (answer.status, answer.action) == (201, Action.DONE)
+
+
 # -- no answer: a retry, never an exception ----------------------------------------------------
 
 
