@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import math
 import re
-import ssl
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 import orjson
-from aiolimiter import AsyncLimiter
+from yarl import URL
 
+from connector.budget import TokenBucket, window_shape
+from connector.config import WorkerSettings
 from connector.errors import ConfigError
-from connector.http1 import NoAnswer, Origin, Pool, request_head
+from connector.http_client import client_session, proxy_for
 
 TRACK_PATH = "/users/track"
 USER_AGENT = "outgrow-braze"
@@ -96,58 +97,10 @@ class RateBudget:
         return self.requests / self.period_s
 
 
-class ReshapableLimiter(AsyncLimiter):
-    """aiolimiter's leaky bucket whose rate can change while requests wait in it.
-
-    A new limiter per rate change would leave the old one releasing its waiters at the old
-    rate, two buckets at once; this changes the one bucket in place instead (aiolimiter 1.x).
-    """
-
-    def reshape(self, max_rate: float, time_period: float) -> None:
-        """Account for the time passed at the old rate, then continue at the new one."""
-        in_use = _loop_running() and self._level > 0
-        if in_use:
-            self._leak()
-        self.max_rate = max_rate
-        self.time_period = time_period
-        self._rate_per_sec = max_rate / time_period
-        if in_use:
-            self._wake_next()
-
-    def free_now(self) -> int:
-        """How many acquisitions would pass at once: none while an `acquire()` waits, which
-        goes first."""
-        if any(not waiter[-1].done() for waiter in self._waiters):
-            return 0
-        self._leak()
-        return max(math.floor(self.max_rate - self._level), 0)
-
-    def take_now(self, amount: int) -> None:
-        """Acquire `amount` without waiting; `free_now()` said it passes."""
-        self._level += amount
-
-    def seconds_to_free(self) -> float:
-        """When one more acquisition passes, as far as the bucket's level tells."""
-        self._leak()
-        return max((self._level + 1 - self.max_rate) / self._rate_per_sec, 0.0)
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 @dataclass
 class AdaptiveLimiter:
-    """A token bucket no window of `period_s` can exceed, cut on 429s and regrown slowly.
-
-    aiolimiter's leaky bucket lets `max_rate` through at once and then drips; a burst plus a
-    full period of drip would pass twice the budget in one window. So the bucket holds only
-    `burst_fraction` of the budget and drips the rest, which keeps every window within it.
-    """
+    """A token bucket no window of `period_s` can exceed (`budget.window_shape`), cut on 429s
+    and regrown slowly."""
 
     budget: RateBudget
     share: float = 1.0
@@ -157,10 +110,10 @@ class AdaptiveLimiter:
     growth_step: float = 0.05
     paused_until: float = 0.0
     _changed_at: float = 0.0
-    _limiter: ReshapableLimiter = field(init=False)
+    _bucket: TokenBucket = field(init=False)
 
     def __post_init__(self) -> None:
-        self._limiter = ReshapableLimiter(*self._shape())
+        self._bucket = TokenBucket(*self._shape())
 
     @property
     def requests_per_s(self) -> float:
@@ -168,16 +121,12 @@ class AdaptiveLimiter:
         return self.budget.requests * self.share * self.factor / self.budget.period_s
 
     def _shape(self) -> tuple[float, float]:
-        """(bucket size, seconds to drain it) for the current share and factor."""
-        per_window = max(self.budget.requests * self.share * self.factor, 1.0)
-        burst = max(per_window * self.burst_fraction, 1.0)
-        drip_per_s = (per_window - burst) / self.budget.period_s
-        if drip_per_s <= 0:
-            return 1.0, self.budget.period_s
-        return burst, burst / drip_per_s
+        """(bucket size, refill per second) for the current share and factor."""
+        per_window = self.budget.requests * self.share * self.factor
+        return window_shape(per_window, self.budget.period_s, self.burst_fraction)
 
     def _reshape(self) -> None:
-        self._limiter.reshape(*self._shape())
+        self._bucket.reshape(*self._shape())
 
     def set_share(self, share: float) -> None:
         """Use a new share of the workspace budget (after a rebalance)."""
@@ -191,7 +140,7 @@ class AdaptiveLimiter:
         # A pause may be extended while we sleep, so look again after each one.
         while (delay := self.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(delay)
-        await self._limiter.acquire()
+        await self._bucket.acquire()
         return time.monotonic() - started
 
     def free_now(self) -> int:
@@ -199,17 +148,17 @@ class AdaptiveLimiter:
         waits in `acquire()` (it goes first)."""
         if self.paused_until > time.monotonic():
             return 0
-        return self._limiter.free_now()
+        return self._bucket.free_now()
 
     def take_now(self, slots: int) -> None:
         """Take request slots that `free_now()` offered, before any await."""
-        self._limiter.take_now(slots)
+        self._bucket.take_now(slots)
 
     def seconds_to_free(self) -> float:
         """How long until `free_now()` may offer a slot again (never zero: a waiting retry
         may take the next one)."""
         pause = self.paused_until - time.monotonic()
-        return max(pause, self._limiter.seconds_to_free(), 0.001)
+        return max(pause, self._bucket.seconds_to_free(), 0.001)
 
     def throttled(self, retry_after_s: float | None) -> None:
         """Braze said 429: pause as told, then continue at half the rate.
@@ -254,7 +203,8 @@ def retry_after(headers: Any, now: float | None = None) -> float | None:
 
 
 class BrazeClient:
-    """POST /users/track bodies over keep-alive connections (`connector.http1`)."""
+    """POST /users/track bodies over one long-lived aiohttp session (`connector.http_client`):
+    pooled keep-alive connections, TLS verified, through the proxy the environment names."""
 
     def __init__(
         self,
@@ -262,19 +212,36 @@ class BrazeClient:
         api_key: str,
         timeout_s: float,
         connections: int,
-        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
     ) -> None:
+        self._url = api_url(endpoint, TRACK_PATH)
+        self._proxy = proxy_for(self._url)
         self._api_key = api_key
-        origin = Origin.parse(endpoint)
-        headers = (
-            ("Authorization", f"Bearer {api_key}"),
-            ("Content-Type", "application/json"),
-            ("User-Agent", USER_AGENT),
+        self._headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._timeout_s, self._connections, self._ca_file = timeout_s, connections, ca_file
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_settings(cls, settings: WorkerSettings, connections: int) -> BrazeClient:
+        """The client of BRAZE_REST_ENDPOINT with its key, timeout and CA file."""
+        return cls(
+            settings.braze_rest_endpoint,
+            settings.braze_api_key.get_secret_value(),
+            settings.braze_timeout_s,
+            connections,
+            settings.braze_ca_file,
         )
-        self._head = request_head(origin, TRACK_PATH, headers)
-        self._pool = Pool(origin, limit=connections, timeout_s=timeout_s, ssl_context=ssl_context)
 
     async def __aenter__(self) -> BrazeClient:
+        self._session = client_session(
+            timeout_s=self._timeout_s,
+            ca_file=self._ca_file,
+            connections=self._connections,
+        )
         return self
 
     async def __aexit__(
@@ -283,7 +250,8 @@ class BrazeClient:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._pool.close()
+        if self._session is not None:
+            await self._session.close()
 
     def redact(self, text: str) -> str:
         """Remove the API key, which Braze echoes in some 401 bodies."""
@@ -291,11 +259,18 @@ class BrazeClient:
 
     async def track(self, body: bytes) -> Answer:
         """Send one JSON body and classify the answer; never raises for HTTP or network trouble."""
+        assert self._session is not None, "use the client in `async with`"
         try:
-            reply = await self._pool.post(self._head, body)
-        except NoAnswer as exc:
-            return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {exc}"))
-        return self._answer(reply.status, reply.body, reply.headers)
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers=self._headers,
+                proxy=self._proxy,
+            ) as response:
+                raw = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Answer(0, Action.RETRY, self.redact(f"no answer from Braze: {_why(exc)}"))
+        return self._answer(response.status, raw, response.headers)
 
     def _answer(self, status: int, raw: bytes, headers: Any) -> Answer:
         message, errors = _read_body(raw)
@@ -310,6 +285,40 @@ class BrazeClient:
             errors=errors,
             retry_after_s=retry_after(headers),
         )
+
+
+def api_url(endpoint: str, path: str) -> URL:
+    """The URL of a Braze REST API path under BRAZE_REST_ENDPOINT; ConfigError if it is none."""
+    name = "BRAZE_REST_ENDPOINT"
+    try:
+        url = URL(endpoint.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https"):
+        raise ConfigError(f"{name} {endpoint!r} must start with http:// or https://")
+    if not url.host:
+        raise ConfigError(f"{name} {endpoint!r} names no host")
+    if url.user is not None or url.password is not None or url.query_string or url.fragment:
+        # Not quoted: what follows the host may be a credential.
+        raise ConfigError(f"{name} may hold only a scheme, host, port and path")
+    return url.with_path(url.path.rstrip("/") + path)
+
+
+def _why(exc: BaseException) -> str:
+    """A few words on why no answer came, without the request."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # its text names the proxy, password too
+        return f"the proxy answered {exc.status} {exc.message}"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"cannot connect to the proxy: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):  # the proxy's CA missing from BRAZE_CA_FILE?
+        error = exc.os_error
+        reason = getattr(error, "verify_message", None) or getattr(error, "reason", None)
+        return f"TLS failed: {reason or error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}"
+    return str(exc) or type(exc).__name__
 
 
 def _read_body(raw: bytes) -> tuple[str, tuple[dict[str, Any], ...]]:

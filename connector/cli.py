@@ -156,7 +156,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "receiver": args.receiver_url or f"http://127.0.0.1:{receiver.receiver_port}",
     }
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
-    status = run_async(collect(kafka, topics, worker.consumer_group, urls))
+    status = run_async(collect(kafka, topics, worker.consumer_group, urls, worker.braze_ca_file))
     if args.json:
         print(json.dumps(status.as_json(), indent=2, ensure_ascii=False))
     else:
@@ -274,7 +274,7 @@ def _add_config(commands: Any) -> None:
 # The topics the worker reads and dead-letters to (replay and redrive too).
 WORKER_TOPICS = ("raw_topic", "dlq_topic", "topic_max_message_bytes")
 # What `verify` reads to ask Braze for a profile.
-BRAZE_OPTIONS = ("braze_rest_endpoint", "braze_api_key", "braze_timeout_s")
+BRAZE_OPTIONS = ("braze_rest_endpoint", "braze_api_key", "braze_timeout_s", "braze_ca_file")
 
 
 def _add_verify(commands: Any) -> None:
@@ -314,7 +314,9 @@ def _add_status(commands: Any) -> None:
     sub.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_settings_options(sub, KafkaSettings, but=PRODUCER_ONLY)
     add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic"))
-    add_settings_options(sub, WorkerSettings, only=("consumer_group", "worker_port"))
+    add_settings_options(
+        sub, WorkerSettings, only=("consumer_group", "worker_port", "braze_ca_file")
+    )
     add_settings_options(sub, ReceiverSettings, only=("receiver_port",))
 
 

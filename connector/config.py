@@ -290,6 +290,11 @@ class WorkerSettings(_Settings):
         False, description="Count BRAZE_MAX_OBJECTS per array (legacy Braze rate limits)."
     )
     braze_timeout_s: float = Field(10.0, gt=0, description="Timeout of one Braze request.")
+    braze_ca_file: str | None = Field(
+        None,
+        description="PEM CAs trusted besides the system's by every HTTP client (Braze, `verify`, "
+        "`status`), e.g. a TLS-inspecting egress proxy's.",
+    )
     worker_port: int = Field(8081, ge=0, le=65_535, description="Port of health and metrics.")
     worker_host: str = Field("0.0.0.0", description="Address of health and metrics.")
     consumer_group: str = Field("outgrow-braze-worker", description="Kafka consumer group.")
@@ -343,6 +348,32 @@ class WorkerSettings(_Settings):
         description="After this long without an answer from Braze (no connection, timeouts,"
         " 5xx), warn once a minute and report not ready until it answers again.",
     )
+
+    @field_validator("braze_api_key")
+    @classmethod
+    def _key_fits_a_header(cls, value: SecretStr) -> SecretStr:
+        # aiohttp refuses such a header on every request; a key file's last newline is typical.
+        if not value.get_secret_value().isprintable():
+            raise PydanticCustomError("header", "holds a line break or another control character")
+        return value
+
+    @field_validator("braze_ca_file", mode="before")
+    @classmethod
+    def _blank_ca_file_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _ca_file_loads(self) -> WorkerSettings:
+        if self.braze_ca_file is None:
+            return self
+        # Imported here: it loads aiohttp, which most commands never need.
+        from connector.http_client import tls_context
+
+        try:
+            tls_context(self.braze_ca_file)
+        except ConfigError as exc:
+            raise PydanticCustomError("braze_ca_file", str(exc)) from None
+        return self
 
 
 SettingsT = TypeVar("SettingsT", bound=_Settings)

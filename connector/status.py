@@ -9,10 +9,12 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 import aiohttp
+from yarl import URL
 
 from connector.cluster import Cluster, GroupState
 from connector.config import KafkaSettings, TopicSettings
 from connector.errors import ConnectorError
+from connector.http_client import client_session, proxy_for
 from connector.tables import print_table
 
 PROBE_TIMEOUT_S = 3.0
@@ -87,10 +89,15 @@ class Status:
 
 
 async def collect(
-    kafka: KafkaSettings, topics: TopicSettings, group: str, urls: dict[str, str]
+    kafka: KafkaSettings,
+    topics: TopicSettings,
+    group: str,
+    urls: dict[str, str],
+    ca_file: str | None = None,
 ) -> Status:
-    """Read lag and dead letters from Kafka while probing the services."""
-    probes = asyncio.gather(*(probe(name, url) for name, url in urls.items()))
+    """Read lag and dead letters from Kafka while probing the services (trusting `ca_file`'s
+    CAs too, BRAZE_CA_FILE)."""
+    probes = asyncio.gather(*(probe(name, url, ca_file) for name, url in urls.items()))
     try:
         async with Cluster(kafka) as cluster:
             state, lags = await group_lag(cluster, group, topics.raw_topic)
@@ -135,14 +142,13 @@ async def dead_letter_counts(cluster: Cluster, topic: str) -> tuple[DeadLetterCo
     )
 
 
-async def probe(name: str, url: str) -> Service:
+async def probe(name: str, url: str, ca_file: str | None = None) -> Service:
     """Ask a service's `/readyz`; unreachable is an answer, not an error."""
-    target = url.rstrip("/") + "/readyz"
-    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
     try:
+        target = URL(url.rstrip("/") + "/readyz")
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.get(target) as response,
+            client_session(timeout_s=PROBE_TIMEOUT_S, ca_file=ca_file) as session,
+            session.get(target, proxy=proxy_for(target)) as response,
         ):
             body = await _json(response)
             status = response.status

@@ -14,11 +14,11 @@ from typing import IO, Any, Literal
 
 import aiohttp
 import orjson
-from yarl import URL
 
-from connector.braze import retry_after
+from connector.braze import api_url, retry_after
 from connector.config import WorkerSettings
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import ConnectorError
+from connector.http_client import client_session, proxy_for
 from connector.tables import print_table
 
 EXPORT_PATH = "/users/export/ids"
@@ -104,11 +104,9 @@ class Exporter:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.endpoint = settings.braze_rest_endpoint.rstrip("/")
-        url = URL(self.endpoint)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(f"BRAZE_REST_ENDPOINT {self.endpoint!r} is not an http(s) URL")
+        self._url = api_url(self.endpoint, EXPORT_PATH)
         self._key = settings.braze_api_key.get_secret_value()
-        self._timeout = aiohttp.ClientTimeout(total=settings.braze_timeout_s)
+        self._timeout_s, self._ca_file = settings.braze_timeout_s, settings.braze_ca_file
 
     def redact(self, text: str) -> str:
         """Remove the API key, which Braze echoes in some 401 bodies."""
@@ -119,11 +117,14 @@ class Exporter:
         headers = {"Authorization": f"Bearer {self._key}", "Content-Type": "application/json"}
         body = orjson.dumps(identity.request_body())
         try:
-            async with aiohttp.ClientSession(timeout=self._timeout) as session:
-                url = self.endpoint + EXPORT_PATH
-                async with session.post(url, data=body, headers=headers) as response:
-                    raw = await response.read()
-                    status, answer_headers = response.status, response.headers
+            async with (
+                client_session(timeout_s=self._timeout_s, ca_file=self._ca_file) as session,
+                session.post(
+                    self._url, data=body, headers=headers, proxy=proxy_for(self._url)
+                ) as response,
+            ):
+                raw = await response.read()
+                status, answer_headers = response.status, response.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = self.redact(str(exc)) or type(exc).__name__
             raise VerifyFailed(f"cannot reach Braze at {self.endpoint}: {reason}") from None

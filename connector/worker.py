@@ -50,12 +50,7 @@ async def delivering(
     there), says what the pipeline does besides delivering; the live worker's by default."""
     settings = config.worker
     limiter = AdaptiveLimiter(RateBudget.parse(settings.braze_rate_limit), share=share)
-    client = BrazeClient(
-        settings.braze_rest_endpoint,
-        settings.braze_api_key.get_secret_value(),
-        settings.braze_timeout_s,
-        settings.worker_max_requests_in_flight,
-    )
+    client = BrazeClient.from_settings(settings, settings.worker_max_requests_in_flight)
     max_bytes = config.topics.topic_max_message_bytes
     async with Publisher(config.kafka, config.topics.dlq_topic, max_bytes) as dlq, client:
         dead_letters = DeadLetters(dlq, mapping.version)

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from pydantic.fields import FieldInfo
 
 from connector import config
+from connector.http_client import PROXY_VARIABLES
 from outgrow_braze_dev.settings import EVERY_GROUP
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,8 +74,9 @@ def settings() -> dict[str, Setting]:
 
 
 def known_setting_names() -> frozenset[str]:
-    """Return the environment variables the code reads; it ignores any other without a word."""
-    return frozenset(settings())
+    """Return the environment variables the code reads, its settings and the standard proxy
+    variables its HTTP clients honour; it ignores any other without a word."""
+    return frozenset(settings()) | frozenset(PROXY_VARIABLES)
 
 
 # --------------------------------------------------------------------------- kustomize

@@ -13,6 +13,8 @@ import re
 import tomllib
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+from urllib.request import proxy_bypass_environment
 
 import jsonschema
 import kubernetes_validate
@@ -49,12 +51,14 @@ from tests.deploy_support import (
 )
 from tests.dev_support import production_install
 
-OVERLAYS = ("dev", "production")
+# `egress-proxy` is production with components/egress-proxy, as deploy/README.md combines them.
+OVERLAYS = ("dev", "production", "egress-proxy")
 STRIMZI = "strimzi"
 DIRECTORIES = {
     "base": KUBERNETES / "base",
     "dev": KUBERNETES / "overlays" / "dev",
     "production": KUBERNETES / "overlays" / "production",
+    "egress-proxy": ROOT / "tests" / "data" / "kubernetes" / "egress-proxy",
     STRIMZI: KUBERNETES / "strimzi",
 }
 # Built-in kinds are validated against this release's schemas, the oldest supported: the
@@ -434,6 +438,43 @@ def file_problems(objects: list[Manifest]) -> list[str]:
     return problems
 
 
+def proxy_problems(objects: list[Manifest]) -> list[str]:
+    """A container sent through a proxy that NO_PROXY does not keep Kafka and the cluster's
+    Services away from, or that its network policies do not let reach the proxy."""
+    services = [
+        f"{s['metadata']['name']}.{s['metadata']['namespace']}.svc"
+        for s in find(objects, "Service")
+    ]
+    problems = []
+    for _, template in pod_templates(objects):
+        for container in template["spec"]["containers"]:
+            env = container_env(container, objects)
+            proxy = env.get("HTTPS_PROXY") or env.get("HTTP_PROXY")
+            if not isinstance(proxy, str):
+                continue
+            kafka = [
+                h.rsplit(":", 1)[0] for h in effective(env, "KAFKA_BOOTSTRAP_SERVERS").split(",")
+            ]
+            exempt = {"no": env.get("NO_PROXY", "")}
+            problems += [
+                f"{container['name']}: NO_PROXY leaves {host} to the proxy"
+                for host in kafka + services
+                if not proxy_bypass_environment(host, exempt)
+            ]
+            if not _egress_allows(objects, template["metadata"]["labels"], urlsplit(proxy).port):
+                problems.append(f"{container['name']}: no network policy lets it reach {proxy}")
+    return problems
+
+
+def _egress_allows(objects: list[Manifest], labels: dict[str, str], port: int | None) -> bool:
+    return any(
+        any(p.get("port") == port for p in rule.get("ports", []))
+        for policy in find(objects, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"].get("matchLabels", {}), labels)
+        for rule in policy["spec"].get("egress", [])
+    )
+
+
 def selector_problems(objects: list[Manifest]) -> list[str]:
     """Services, budgets and policies selecting no pod, or naming a port no selected pod has."""
     pods = [
@@ -750,6 +791,7 @@ CHECKS: dict[str, Check] = {
     "files": lambda r, o: file_problems(r[o]),
     "selectors": lambda r, o: selector_problems(r[o]),
     "scaling": lambda r, o: scaling_problems(r[o]),
+    "proxy": lambda r, o: proxy_problems(r[o]),
     "keda": keda_problems,
     "topics": topic_problems,
     "acls": acl_problems,
@@ -878,6 +920,9 @@ sizes       dev        ConfigMap receiver-settings data.RECEIVER_MAX_BODY_BYTES 
 mapping     dev        ConfigMap mapping data.mapping\.yaml "version: 1"
 mapping     dev        Deployment worker {c}.volumeMounts.1.readOnly false
 images      production Deployment worker {c}.image {image}:0.0.9
+proxy       egress-proxy ConfigMap worker-settings data.NO_PROXY localhost,.cluster.local
+proxy       egress-proxy NetworkPolicy worker-braze-egress spec.egress.0.ports.0.port 443
+files       egress-proxy ConfigMap worker-settings data.BRAZE_CA_FILE /etc/outgrow-braze/ca.pem
 """
 PATHS = {
     "pod": "spec.template.spec",
