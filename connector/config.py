@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.errors import ConfigError
+from connector.mapping_paths import parse_lead_path
 
 MIB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
@@ -212,6 +213,8 @@ class ReceiverSettings(_Settings):
     def _paths_not_blank(cls, value: str) -> str:
         if not split_list(value):
             raise ValueError("give at least one path")
+        for text in split_list(value):
+            parse_lead_path(text)  # a PathSyntaxError is a ValueError saying what is wrong
         return value
 
 

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
@@ -192,7 +191,6 @@ class Worker:
             tracker = self.trackers[partition] = PartitionOffsets()
         finish, add, new_item = tracker.finish, self.queue.add, tuple.__new__
         mapping, admit, shape = self.mapping, self.admit, self.shape
-        native = mapping.native.take if mapping.native is not None else None
         failed = []
         offsets = [record.offset for record in records]
         tracker.track_all(offsets)
@@ -201,20 +199,16 @@ class Worker:
                 self.skipped += 1
                 finish(offset)
                 continue
-            # The receiver's records, mapped natively from their headers on; what that declines,
-            # and anything else, in Python.
-            taken = native(record.headers, record.value) if native is not None else None
-            if taken is not None:
-                result, received_at_ms = taken
-            else:
-                content_type, label, received_at_ms = record_facts(record.headers)
-                try:
-                    value = record.value or b""
-                    result = map_python(mapping, value, content_type, label, received_at_ms)
-                except MappingFailure as failure:
-                    why = Reason(failure.stage, failure.reason)
-                    failed.append((SourceRecord.consumed(tp, record), why))
-                    continue
+            content_type, label, received_at_ms = record_facts(record.headers)
+            try:
+                value = record.value or b""
+                result = map_record(
+                    mapping, value, content_type, source=label, received_at_ms=received_at_ms
+                )
+            except MappingFailure as failure:
+                why = Reason(failure.stage, failure.reason)
+                failed.append((SourceRecord.consumed(tp, record), why))
+                continue
             if type(result) is not BrazeUpdate or result.empty:
                 if isinstance(result, Filtered):
                     self.metrics.filtered.labels(result.rule).inc()
@@ -575,33 +569,7 @@ class RawRecord(Protocol):
 def map_source(mapping: Mapping, record: RawRecord) -> BrazeUpdate | Filtered:
     """Map a raw or dead-lettered record with the headers the receiver wrote."""
     content_type, source, received_at_ms = record_facts(record.headers)
-    return map_value(mapping, record.value or b"", content_type, source, received_at_ms)
-
-
-def map_value(
-    mapping: Mapping, value: bytes, content_type: str, source: str, received_at_ms: int | None
-) -> BrazeUpdate | Filtered:
-    """`map_record()`, with a JSON object from the receiver taken the short way: natively,
-    unless the native plan declines the record, else by the Python plan."""
-    if content_type == JSON and mapping.native is not None:
-        mapped = mapping.native(value, source, received_at_ms)
-        if mapped is not None:
-            return mapped
-    return map_python(mapping, value, content_type, source, received_at_ms)
-
-
-def map_python(
-    mapping: Mapping, value: bytes, content_type: str, source: str, received_at_ms: int | None
-) -> BrazeUpdate | Filtered:
-    """`map_record()`, with a JSON object from the receiver taken by the Python plan."""
-    if content_type == JSON and mapping.plan is not None:
-        try:
-            document = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            document = None
-        if type(document) is dict:
-            return mapping.plan(document, source, received_at_ms)
-    # Anything else, and the reason a JSON body cannot be mapped, the general way.
+    value = record.value or b""
     return map_record(mapping, value, content_type, source=source, received_at_ms=received_at_ms)
 
 
@@ -682,8 +650,6 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
 
     settings = config.worker
     mapping = load_mapping(settings.mapping_file)
-    if mapping.plan is not None and mapping.native is None:
-        log.warning("the native mapping plan is not built (connector._native); mapping in Python")
     tune_gc(WORKER_YOUNG_OBJECTS)
     stop = stop or stop_on_signals()
     consumer = _consumer(config)

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import ClientConnectorError, ClientSession
 
 from connector.deadletter import SourceRecord
-from connector.mapping import BrazeUpdate, MappingFailure, load_mapping
-from connector.worker import WorkerConfig, map_source, map_value, record_facts, serve
+from connector.mapping import BrazeUpdate, load_mapping
+from connector.worker import WorkerConfig, map_source, record_facts, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
 from tests.kafka_support import end_offsets
@@ -316,23 +316,6 @@ def test_record_facts_are_the_first_of_each_header_in_any_order(
 def test_a_received_at_that_is_not_plain_digits_is_no_time(received: bytes) -> None:
     headers = (("content-type", b"application/json"), ("received-at", received), ("source", b"s"))
     assert record_facts(headers)[2] is None
-
-
-@pytest.mark.parametrize(
-    ("body", "reason"),
-    [
-        (b"", "the body is empty"),
-        (b"{", "the body is not valid JSON"),
-        (b"[1]", "the body is JSON but not an object"),
-    ],
-)
-def test_json_that_is_no_object_fails_the_parse_stage_the_short_way_too(
-    body: bytes, reason: str
-) -> None:
-    with pytest.raises(MappingFailure) as caught:
-        map_value(load_mapping(), body, "application/json", "default", None)
-    assert caught.value.stage == "parse"
-    assert caught.value.reason.startswith(reason)
 
 
 def test_a_header_kafka_holds_without_a_value_is_read_as_empty_text() -> None:
