@@ -16,12 +16,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from connector.mapping_file import CompiledMapping, compile_mapping
 from connector.mapping_paths import MISSING
 from connector.mapping_results import BrazeUpdate, Filtered
 from connector.mapping_rules import MappingFailure, Profile, Run, Source
 from connector.mapping_yaml import MappingFileError
-from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
+from connector.payloads import ACCEPTED_TYPES, JSON, InvalidBody, parse
 from connector.transforms import text_of
 
 __all__ = [
@@ -128,9 +130,16 @@ def map_record(
     """Parse a raw record's value by its content type (once: nothing after reads it again),
     then map it; the worker's way for every record."""
     mime_type = _mime_type(content_type)
+    if mime_type == JSON:  # the common case: a JSON object, read without parse()'s calls
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            document = None
+        if type(document) is dict:
+            return mapping.run(document, source, received_at_ms)
     if mime_type not in ACCEPTED_TYPES:
         raise MappingFailure("parse", "the content type is neither JSON nor a form")
-    try:
+    try:  # a form, or for the reason a JSON body is refused
         document = parse(value, mime_type)
     except InvalidBody as exc:
         raise MappingFailure("parse", _PARSE_REASONS.get(exc.code, exc.code)) from None

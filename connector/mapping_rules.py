@@ -16,7 +16,17 @@ from typing import Any, NoReturn
 
 from connector.mapping_paths import MISSING, Path
 from connector.mapping_results import BrazeUpdate, Filtered
-from connector.transforms import CoercionError, Transform, converter, shaper, text_of
+from connector.transforms import (
+    MAX_TEXT,
+    CoercionError,
+    Transform,
+    converter,
+    shaper,
+    text_of,
+    to_integer,
+    to_number,
+    to_string,
+)
 
 Document = abc.Mapping[str, Any]
 # The record's facts ($source, $received_at, $profile), and the typed values rules share.
@@ -40,6 +50,24 @@ class MappingFailure(Exception):
 
     def __repr__(self) -> str:
         return f"MappingFailure(stage={self.stage!r}, reason={self.reason!r})"
+
+
+def _typed(
+    convert: Callable[[Any], Any] | None,
+    failed: Callable[[Path, CoercionError], NoReturn] | None,
+) -> Callable[[Path, Any], Any] | None:
+    """`convert` of a value found at a path, telling `failed` (which raises) where it cannot."""
+    if convert is None:
+        return None
+    assert failed is not None  # a conversion always says how it fails
+
+    def typed(path: Path, value: Any) -> Any:
+        try:
+            return convert(value)
+        except CoercionError as exc:
+            failed(path, exc)
+
+    return typed
 
 
 def has_value(value: Any) -> bool:
@@ -66,7 +94,9 @@ class Source:
         the path that held it, and raises.
         """
         probes = tuple((path, *path.probe()) for path in self.paths)
-        solid = _SOLID
+        solid, typed = _SOLID, _typed(convert, failed)
+        # What the common conversions give back as it is, known without calling them.
+        text_as_is, int_as_is = convert is to_string, convert in (to_number, to_integer)
 
         def first(document: Document, meta: Meta) -> Any:
             # Each path's first step written out: most leads lack most of the places tried.
@@ -76,17 +106,17 @@ class Source:
                     continue
                 if then is not None:
                     value = then(value)
-                if type(value) is str:  # the common case, without has_value's checks
+                kind = type(value)
+                if kind is str:  # the common case, without has_value's checks
                     if not value.strip():
                         continue
-                elif type(value) not in solid and not has_value(value):
-                    continue
-                if convert is None:
+                    if text_as_is and len(value) <= MAX_TEXT:
+                        return value
+                elif kind is int and int_as_is:
                     return value
-                try:
-                    return convert(value)
-                except CoercionError as exc:
-                    failed(path, exc)  # type: ignore[misc]
+                elif kind not in solid and not has_value(value):
+                    continue
+                return value if typed is None else typed(path, value)
             return MISSING
 
         return first
@@ -119,13 +149,13 @@ class FieldRule:
 
         return self.source.compile(converter(self.kind, self.transforms, self.split), failed)
 
-    def compile(self, typed: Reader | None = None) -> Reader:
-        """A function giving the rule's value, or MISSING when it is absent and optional;
-        `typed` is `self.typing()`, or one shared with rules typing the same source alike."""
+    def compile(self) -> Reader:
+        """A function giving the rule's value, or MISSING when it is absent and optional (a
+        profile compiles its rules together, to share what they type alike: _Sharing)."""
         fixed = self.fixed
         if self.source is None:
             return lambda document, meta: fixed
-        typed, missing = typed or self.typing(), self.missing()
+        typed, missing = self.typing(), self.missing()
         if missing is None:
             return typed
 
@@ -285,6 +315,7 @@ class Filter:
 
 
 Fields = Callable[[abc.Iterable["FieldRule"]], Callable[[Document, Meta], dict[str, Any]]]
+Event = Callable[[Document, Meta], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -295,16 +326,14 @@ class EventRule:
     time: FieldRule
     properties: tuple[FieldRule, ...] = ()
 
-    def compile(
-        self, value: Callable[[FieldRule], Reader], values: Fields
-    ) -> Callable[[Document, Meta], dict[str, Any]]:
-        """A function building the event object (without the identity); `value` and `values`
-        compile its field rules as the profile does."""
-        name, time, properties = self.name, value(self.time), values(self.properties)
+    def compile(self, values: Fields) -> Event:
+        """A function building the event object (without the identity); `values` compiles its
+        field rules as the profile does."""
+        name, fields = self.name, values((self.time, *self.properties))
 
         def event(document: Document, meta: Meta) -> dict[str, Any]:
-            built = {"name": name, "time": time(document, meta)}
-            found = properties(document, meta)
+            found = fields(document, meta)  # the time (always found, or a failure) first
+            built = {"name": name, "time": found.pop("time")}
             if found:
                 built["properties"] = found
             return built
@@ -339,7 +368,7 @@ class Profile:
         dropping = tuple((rule.name, rule.compile(read)) for rule in self.filters)
         identify = _identifier(tuple(rule.compile(read) for rule in self.identity), self.identity)
         attributes = compiler.values(self.attributes)
-        made = _all(tuple(rule.compile(compiler.value, compiler.values) for rule in self.events))
+        made = _all(tuple(rule.compile(compiler.values) for rule in self.events))
         keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in self.identity}
         # An attribute named like the identity field gives way to it.
         clash = any(rule.name in keys for rule in self.attributes)
@@ -433,29 +462,14 @@ class _Sharing:
             reader = self.kept[source] = _kept(slot, source.compile())
         return reader
 
-    def value(self, rule: FieldRule) -> Reader:
-        """A field rule's value (the next in the profile's order)."""
-        if rule.source is None:
-            return rule.compile()
-        read, store, load = self._typing(rule)
-        if read is None:
-            return rule.compile(lambda document, meta: meta[load])
-        if store is None:
-            return rule.compile(read)
-
-        def stored(document: Document, meta: Meta) -> Any:
-            value = meta[store] = read(document, meta)
-            return value
-
-        return rule.compile(stored)
-
     def values(self, rules: abc.Iterable[FieldRule]) -> Callable[[Document, Meta], dict[str, Any]]:
         """A function giving `{name: value}` for the rules (the next in the profile's order)
-        that find a value, in their order; `value()` of each, written out in one loop."""
+        that find a value, in their order; a rule typing a shared value has its `compile()`
+        written out in the loop, to store or load that value."""
         steps = tuple(
-            (rule.name, rule.compile(), None, None, None)
-            if rule.source is None
-            else (rule.name, *self._typing(rule), rule.missing())
+            (rule.name, *self._typing(rule), rule.missing())
+            if rule.typed_key() in self.slots
+            else (rule.name, rule.compile(), None, None, None)
             for rule in rules
         )
 
@@ -475,12 +489,10 @@ class _Sharing:
         return values
 
     def _typing(self, rule: FieldRule) -> tuple[Reader | None, int | None, int | None]:
-        """How the rule finds its typed value: `(read, store, load)`, `read` None when it loads
-        a value typed before from slot `load`, `store` the slot where it keeps one, if any."""
+        """How a rule typing a shared value finds it: `(read, store, None)` for the first,
+        which keeps it in slot `store`, and `(None, None, load)` for the others."""
         key = rule.typed_key()
-        slot = self.slots.get(key)
-        if slot is None:
-            return rule.typing(), None, None
+        slot = self.slots[key]
         if key in self.typed:
             return None, None, slot
         self.typed.add(key)
