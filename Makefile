@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml devtools/pyproject.toml native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs)
+$(STAMP): pyproject.toml devtools/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]' -e ./devtools
@@ -34,7 +34,6 @@ lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check connector devtools tests
 	$(BIN)/ruff format --check connector devtools tests
 	$(BIN)/mypy
-	cargo fmt --manifest-path native/Cargo.toml --check
 
 bench: $(STAMP) kafka-jars  ## Benchmark the receiver against the local broker (others: outgrow-braze bench -h)
 	$(BIN)/outgrow-braze bench receiver

@@ -14,24 +14,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from connector.mapping_results import payload_json
+import orjson
 
 
 class Update(Protocol):
     """What batching needs of a mapped record (see `connector.mapping.BrazeUpdate`).
 
-    A request carries the payloads: objects as dicts, or as JSON (bytes). Dicts are asked for
-    only to merge a user's attributes objects.
+    A request carries the payloads, each a /users/track object; `attribute_object()` gives the
+    same attributes object, asked for only to merge a user's several.
     """
 
     @property
     def user_key(self) -> str: ...
 
     @property
-    def attribute_payload(self) -> dict[str, Any] | bytes | None: ...
+    def attribute_payload(self) -> dict[str, Any] | None: ...
 
     @property
-    def event_payloads(self) -> Sequence[dict[str, Any] | bytes]: ...
+    def event_payloads(self) -> Sequence[dict[str, Any]]: ...
 
     def attribute_object(self) -> dict[str, Any] | None: ...
 
@@ -119,10 +119,7 @@ class UserObjects:
 
 @dataclass
 class TrackRequest:
-    """One /users/track body, and which records each object came from.
-
-    Its objects are payloads (see `Update`): dicts, or JSON already.
-    """
+    """One /users/track body, and which records each object came from."""
 
     attributes: list[Any] = field(default_factory=list)
     attribute_items: list[list[Item]] = field(default_factory=list)
@@ -136,13 +133,13 @@ class TrackRequest:
         return len(self.attributes) + len(self.events)
 
     def encoded(self) -> bytes:
-        """The JSON body to send: objects that are JSON already are joined in as they are."""
-        arrays = []
+        """The JSON body to send; an empty array is left out."""
+        body: dict[str, list[Any]] = {}
         if self.attributes:
-            arrays.append(b'"attributes":[' + b",".join(map(payload_json, self.attributes)) + b"]")
+            body["attributes"] = self.attributes
         if self.events:
-            arrays.append(b'"events":[' + b",".join(map(payload_json, self.events)) + b"]")
-        return b"{" + b",".join(arrays) + b"}"
+            body["events"] = self.events
+        return orjson.dumps(body)
 
     def items_for(self, input_array: str, index: int) -> list[Item]:
         """The records behind the object Braze names by array and index."""

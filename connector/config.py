@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.errors import ConfigError
 from connector.kafka_tls import client_context
+from connector.mapping_paths import parse_lead_path
 
 MIB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
@@ -237,6 +238,8 @@ class ReceiverSettings(_Settings):
     def _paths_not_blank(cls, value: str) -> str:
         if not split_list(value):
             raise ValueError("give at least one path")
+        for text in split_list(value):
+            parse_lead_path(text)  # a PathSyntaxError is a ValueError saying what is wrong
         return value
 
     @model_validator(mode="after")

@@ -1,12 +1,16 @@
-"""The Kafka record key: who the submission is about, so one user's records share a partition."""
+"""The Kafka record key: who the submission is about, so one user's records share a partition.
+
+Its paths are written, and read, in the mapping file's path language (connector.mapping_paths).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from connector.config import split_list
+from connector.mapping_paths import Move, Path, parse_lead_path
 
 MAX_KEY_BYTES = 1024
 
@@ -15,46 +19,41 @@ MAX_KEY_BYTES = 1024
 class KeyRule:
     """Paths tried in order: identity paths first (normalised), then the lead id as given."""
 
-    identity_paths: tuple[tuple[str, ...], ...]
-    lead_id_paths: tuple[tuple[str, ...], ...]
+    identity_paths: tuple[Path, ...]
+    lead_id_paths: tuple[Path, ...]
+    # Each path's walker, made once.
+    _identity: tuple[Move, ...] = field(init=False, repr=False, compare=False)
+    _lead_id: tuple[Move, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_identity", tuple(p.walker() for p in self.identity_paths))
+        object.__setattr__(self, "_lead_id", tuple(p.walker() for p in self.lead_id_paths))
 
     @classmethod
     def from_settings(cls, identity: str, lead_id: str) -> KeyRule:
-        """Build a rule from two comma-separated lists of dotted paths."""
+        """Build a rule from two comma-separated lists of paths (PathSyntaxError if one is bad;
+        the settings were checked when read)."""
         return cls(_paths(identity), _paths(lead_id))
 
     def key_for(self, document: Mapping[str, Any]) -> bytes | None:
         """Return the record key for a document, or None when no path holds a usable value."""
-        for path in self.identity_paths:
-            key = _encode(_text(lookup(document, path)), lower=True)
+        for walk in self._identity:
+            key = _encode(_text(walk(document)), lower=True)
             if key:
                 return key
-        for path in self.lead_id_paths:
-            key = _encode(_text(lookup(document, path)), lower=False)
+        for walk in self._lead_id:
+            key = _encode(_text(walk(document)), lower=False)
             if key:
                 return key
         return None
 
 
-def _paths(spec: str) -> tuple[tuple[str, ...], ...]:
-    return tuple(tuple(path.split(".")) for path in split_list(spec))
-
-
-def lookup(document: Any, path: Sequence[str]) -> Any:
-    """Follow a path through nested objects (and list indexes); None where it leads nowhere."""
-    node = document
-    for part in path:
-        if type(node) is dict or isinstance(node, Mapping):  # JSON's dicts, without the ABC check
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
+def _paths(spec: str) -> tuple[Path, ...]:
+    return tuple(parse_lead_path(text) for text in split_list(spec))
 
 
 def _text(value: Any) -> str | None:
-    """A scalar as trimmed text; objects, lists, booleans and blanks are not identities."""
+    """A scalar as trimmed text; objects, lists, booleans, blanks and MISSING are not identities."""
     if type(value) is str:  # the common case, first
         return value.strip() or None
     if isinstance(value, bool) or value is None:

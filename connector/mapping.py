@@ -1,9 +1,9 @@
 """Map a raw Outgrow record to Braze /users/track objects, as a mapping file says; no I/O.
 
-`load_mapping()` reads and checks a mapping file once; `Mapping.apply()` and `map_record()` are
-pure. A record comes out as a `BrazeUpdate`, as `Filtered` (dropped on purpose), or raises
-`MappingFailure` (it belongs on the dead-letter topic). The language is described in
-docs/mapping.md.
+`load_mapping()` reads, checks and compiles a mapping file once; `Mapping.apply()` and
+`map_record()` are pure. A record comes out as a `BrazeUpdate`, as `Filtered` (dropped on
+purpose), or raises `MappingFailure` (it belongs on the dead-letter topic). The language is
+described in docs/mapping.md.
 """
 
 from __future__ import annotations
@@ -11,25 +11,20 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import orjson
 
 from connector.mapping_file import CompiledMapping, compile_mapping
-from connector.mapping_native import compile_native
 from connector.mapping_paths import MISSING
-from connector.mapping_plan import Plan, compile_plan
-from connector.mapping_reads import reader
 from connector.mapping_results import BrazeUpdate, Filtered
-from connector.mapping_rules import MappingFailure, Profile, Source, identify
+from connector.mapping_rules import MappingFailure, Profile, Run, Source
 from connector.mapping_yaml import MappingFileError
-from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
+from connector.payloads import ACCEPTED_TYPES, JSON, InvalidBody, parse
 from connector.transforms import text_of
-
-if TYPE_CHECKING:
-    from connector._native import NativePlan
 
 __all__ = [
     "DEFAULT_MAPPING",
@@ -57,38 +52,40 @@ _PARSE_REASONS = {
 
 @dataclass(frozen=True)
 class Mapping:
-    """A loaded mapping file; `version` is a short hash of its bytes."""
+    """A loaded mapping file, compiled; `version` is a short hash of its bytes."""
 
     version: str
     profiles: tuple[Profile, ...] = field(repr=False)
     fallback: Profile = field(repr=False)
     content_id: Source = field(repr=False)
-    # Each profile's rules compiled once, by profile name (names are unique in a file).
-    plans: dict[str, Plan] = field(init=False, repr=False, compare=False)
-    plan: Plan | None = field(init=False, repr=False, compare=False)
-    # With one profile, the same plan run natively from the JSON body (see mapping_native).
-    native: NativePlan | None = field(init=False, repr=False, compare=False)
-    _content_id: Callable[[dict[str, Any], dict[str, Any]], Any] = field(
-        init=False, repr=False, compare=False
-    )
+    # The file as one function of a parsed lead: each profile compiled once, here.
+    run: Run = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        plans = {profile.name: compile_plan(profile) for profile in (*self.profiles, self.fallback)}
-        object.__setattr__(self, "plans", plans)
-        # With one profile, every dict lead is mapped by its plan: no choosing per record.
-        object.__setattr__(self, "plan", None if self.profiles else plans[self.fallback.name])
-        object.__setattr__(self, "native", None if self.profiles else compile_native(self.fallback))
-        object.__setattr__(self, "_content_id", reader(self.content_id))
+        object.__setattr__(self, "run", self._compile())
+
+    def _compile(self) -> Run:
+        if not self.profiles:  # one profile: no choosing per record
+            return self.fallback.compile()
+        runs = {profile.name: profile.compile() for profile in (*self.profiles, self.fallback)}
+        profile_for = self.profile_for
+
+        def run(
+            document: abc.Mapping[str, Any], source: str, received_at_ms: int | None
+        ) -> BrazeUpdate | Filtered:
+            return runs[profile_for(document, source).name](document, source, received_at_ms)
+
+        return run
+
+    @functools.cached_property
+    def _content_id(self) -> Any:
+        return self.content_id.compile()
 
     def profile_for(self, document: abc.Mapping[str, Any], source: str) -> Profile:
         """Choose the first profile whose `when` holds for the record, else the fallback."""
         if not self.profiles:
             return self.fallback
-        if type(document) is dict:
-            found = self._content_id(document, {"source": source})
-        else:
-            first = self.content_id.first(document, {"source": source})
-            found = MISSING if first is None else first[1]
+        found = self._content_id(document, {"source": source})
         content_id = None if found is MISSING else text_of(found)
         folded = content_id.strip().casefold() if content_id else None
         return next((p for p in self.profiles if p.selects(source, folded)), self.fallback)
@@ -97,31 +94,7 @@ class Mapping:
         self, document: abc.Mapping[str, Any], *, source: str, received_at_ms: int | None
     ) -> BrazeUpdate | Filtered:
         """Map one parsed lead; raise MappingFailure when it cannot be mapped."""
-        if type(document) is not dict:
-            return self.apply_rules(document, source=source, received_at_ms=received_at_ms)
-        profile = self.profile_for(document, source) if self.profiles else self.fallback
-        return self.plans[profile.name](document, source, received_at_ms)
-
-    def apply_rules(
-        self, document: abc.Mapping[str, Any], *, source: str, received_at_ms: int | None
-    ) -> BrazeUpdate | Filtered:
-        """Map one lead by the rules' own methods: the reference the compiled plans follow."""
-        profile = self.profile_for(document, source)
-        meta = {"source": source, "received_at": received_at_ms, "profile": profile.name}
-        dropped_by = profile.dropping_filter(document, meta)
-        if dropped_by is not None:
-            return Filtered(dropped_by)
-        identity = identify(profile.identity, document, meta)
-        attributes = {
-            name: value
-            for name, value in profile.attribute_values(document, meta).items()
-            if name not in identity.fields
-        }
-        if "user_alias" in identity.fields:
-            # Braze creates an alias-only profile only when told to; events alone never do.
-            attributes["_update_existing_only"] = False
-        events = profile.event_values(document, meta)
-        return BrazeUpdate(identity.user_key, identity.fields, attributes, events)
+        return self.run(document, source, received_at_ms)
 
 
 def load_mapping(path: str | Path | None = None) -> Mapping:
@@ -154,15 +127,23 @@ def map_record(
     source: str,
     received_at_ms: int | None,
 ) -> BrazeUpdate | Filtered:
-    """Parse a raw record's value by its content type, then map it."""
+    """Parse a raw record's value by its content type (once: nothing after reads it again),
+    then map it; the worker's way for every record."""
     mime_type = _mime_type(content_type)
+    if mime_type == JSON:  # the common case: a JSON object, read without parse()'s calls
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            document = None
+        if type(document) is dict:
+            return mapping.run(document, source, received_at_ms)
     if mime_type not in ACCEPTED_TYPES:
         raise MappingFailure("parse", "the content type is neither JSON nor a form")
-    try:
+    try:  # a form, or for the reason a JSON body is refused
         document = parse(value, mime_type)
     except InvalidBody as exc:
         raise MappingFailure("parse", _PARSE_REASONS.get(exc.code, exc.code)) from None
-    return mapping.apply(document, source=source, received_at_ms=received_at_ms)
+    return mapping.run(document, source, received_at_ms)
 
 
 @functools.lru_cache(maxsize=64)

@@ -29,7 +29,7 @@ from connector.mapping_rules import (
     Source,
 )
 from connector.mapping_yaml import Lines, Location, MappingFileError, describe, read_yaml
-from connector.transforms import CoercionError, Transform, coerce, text_of, transform_text
+from connector.transforms import CoercionError, Transform, converter, text_of
 
 # Shipped inside the package so an installed wheel finds it; a byte-identical copy of the
 # canonical `schemas/mapping.schema.json` (tests/test_deploy_container.py keeps them equal).
@@ -322,7 +322,7 @@ class _Compiler:
         where: Location,
     ) -> Any:
         try:
-            return coerce(transform_text(value, transforms), kind, split)
+            return converter(kind, transforms, split)(value)
         except CoercionError as exc:
             self.fail(where, f"this value {exc}")
 

@@ -8,6 +8,10 @@ results[title=Score].value        the first element whose `title` is `Score` (ca
 questions[*].answer               every element's answer, as a list
 "Which plan?".value               a quoted key, for keys holding `.`, `[` or `"`
 $source, $received_at, $profile   facts about the record rather than the lead
+
+Each step compiles itself once into a function of the node, handing what it finds to the next
+step's; a path is that chain. The mapping's rules and the receiver's record key both read leads
+through it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import enum
 from collections import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from connector.transforms import text_of
@@ -37,14 +41,48 @@ class PathSyntaxError(ValueError):
     """A path is not written in the path language; the message says where and why."""
 
 
+Move = Callable[[Any], Any]  # from a node to the value a path's steps lead to, or MISSING
+Probe = tuple[str, bool, Move | None]  # see Path.probe
+
+
 @dataclass(frozen=True)
 class Key:
     name: str
+
+    def compile(self, then: Move | None) -> Move:
+        """An object's member; of a list, the element at a position written as a key (`a.0`)."""
+        name = self.name
+        position = int(name) if _is_index(name) else None
+
+        def key(node: Any) -> Any:
+            if type(node) is dict or isinstance(node, abc.Mapping):  # dicts without the ABC check
+                node = node.get(name)
+            elif position is not None:
+                node = _at(node, position)
+            else:
+                return MISSING
+            if node is None or node is MISSING:
+                return MISSING
+            return node if then is None else then(node)
+
+        return key
 
 
 @dataclass(frozen=True)
 class Index:
     position: int
+
+    def compile(self, then: Move | None) -> Move:
+        """A list's element at a position, from the end when negative."""
+        position = self.position
+
+        def index(node: Any) -> Any:
+            node = _at(node, position)
+            if node is None or node is MISSING:
+                return MISSING
+            return node if then is None else then(node)
+
+        return index
 
 
 @dataclass(frozen=True)
@@ -52,10 +90,41 @@ class Select:
     field: str
     value: str  # casefolded, trimmed
 
+    def compile(self, then: Move | None) -> Move:
+        """The first element of a list whose field's text matches, case and spaces ignored."""
+        field, wanted = self.field, self.value
+
+        def select(node: Any) -> Any:
+            if not isinstance(node, list):
+                return MISSING
+            for item in node:
+                if type(item) is dict or isinstance(item, abc.Mapping):
+                    found = item.get(field)
+                    # Text, the common case, compared without text_of's checks.
+                    if type(found) is str:
+                        hit = found.strip().casefold() == wanted
+                    else:
+                        hit = matches(found, wanted)
+                    if hit:
+                        return item if then is None else then(item)
+            return MISSING
+
+        return select
+
 
 @dataclass(frozen=True)
 class Each:
-    pass
+    def compile(self, then: Move | None) -> Move:
+        """`[*]`: the rest of the way from each element of a list, keeping what leads somewhere."""
+
+        def each(node: Any) -> Any:
+            if not isinstance(node, list):
+                return MISSING
+            if then is None:
+                return list(node)  # nulls too: a list as it is
+            return [value for value in map(then, node) if value is not MISSING]
+
+        return each
 
 
 Step = Key | Index | Select | Each
@@ -68,18 +137,24 @@ class Path:
     text: str
     steps: tuple[Step, ...]
     meta: str | None = None
-    # `walk(node, steps)` made once into a function of the node; see `walker`.
-    walker: Callable[[Any], Any] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "walker", walker(self.steps))
+    def walker(self) -> Move:
+        """The steps as one function of the node, each step prepared once (no record field)."""
+        then: Move | None = None
+        for step in reversed(self.steps):
+            then = step.compile(then)
+        return _itself if then is None else then
 
-    def resolve(self, document: Any, meta: abc.Mapping[str, Any]) -> Any:
-        """Return the value the path leads to, or MISSING."""
-        if self.meta is None:
-            return self.walker(document)
-        value = meta.get(self.meta)
-        return MISSING if value is None else value
+    def probe(self) -> Probe:
+        """Where to start and the way on: `(name, is_fact, then)`. The value is the record's
+        fact `name`, or the lead's member `name` (every path but a fact starts with a key)
+        followed by `then` unless None; null, or MISSING from `then`, lead nowhere."""
+        if self.meta is not None:
+            return self.meta, True, None
+        first, rest = self.steps[0], Path(self.text, self.steps[1:])
+        if not isinstance(first, Key):
+            raise PathSyntaxError(f"{self.text}: a path starts with a key")
+        return first.name, False, rest.walker() if rest.steps else None
 
     def __str__(self) -> str:
         return self.text
@@ -95,51 +170,22 @@ def parse_path(text: str) -> Path:
     return Path(text, _Parser(text).steps())
 
 
+def parse_lead_path(text: str) -> Path:
+    """Parse a path to a place in the lead (not a record field), or raise PathSyntaxError
+    quoting it: for settings that list paths."""
+    try:
+        path = parse_path(text)
+    except PathSyntaxError as exc:
+        raise PathSyntaxError(f"'{text}': {exc}") from None
+    if path.meta is not None:
+        raise PathSyntaxError(f"'{text}' is a fact of the record, not a place in the lead")
+    return path
+
+
 def matches(value: Any, wanted: str) -> bool:
     """Compare a scalar with a selector value, ignoring case and surrounding spaces."""
     text = text_of(value)
     return text is not None and text.strip().casefold() == wanted
-
-
-def walk(node: Any, steps: tuple[Step, ...]) -> Any:
-    """Follow `steps` from `node` one at a time; return the value, or MISSING."""
-    for position, step in enumerate(steps):
-        if type(step) is Key and type(node) is dict:  # the common case, without _step's checks
-            node = node.get(step.name)
-            if node is None:
-                return MISSING
-            continue
-        if isinstance(step, Each):
-            return _each(node, steps[position + 1 :])
-        node = _step(node, step)
-        if node is MISSING or node is None:
-            return MISSING
-    return node
-
-
-def _each(node: Any, rest: tuple[Step, ...]) -> Any:
-    if not isinstance(node, list):
-        return MISSING
-    found = (walk(item, rest) for item in node)
-    return [value for value in found if value is not MISSING]
-
-
-def _step(node: Any, step: Step) -> Any:
-    if isinstance(step, Key):
-        if isinstance(node, abc.Mapping):
-            return node.get(step.name, MISSING)
-        if _is_index(step.name):
-            return _at(node, int(step.name))
-        return MISSING
-    if isinstance(step, Index):
-        return _at(node, step.position)
-    if isinstance(step, Select) and isinstance(node, list):
-        for item in node:
-            # `type(item) is dict` first: the common case, without the slower ABC check.
-            is_mapping = type(item) is dict or isinstance(item, abc.Mapping)
-            if is_mapping and matches(item.get(step.field), step.value):
-                return item
-    return MISSING
 
 
 def _is_index(name: str) -> bool:
@@ -152,108 +198,8 @@ def _at(node: Any, position: int) -> Any:
     return MISSING
 
 
-# --- walkers: `walk` made once per path into a function of the node ---------------------------
-
-Move = Callable[[Any], Any]
-
-
-def walker(steps: tuple[Step, ...]) -> Move:
-    """Return a function doing what `walk(node, steps)` does, with each step prepared once.
-
-    Each step becomes a function that finds the next node and hands it to the function of the
-    steps after it; a run of keys at the end is one function.
-    """
-    if all(type(step) is Key for step in steps):
-        return _keys(steps) if steps else _itself
-    step, then = steps[0], walker(steps[1:]) if len(steps) > 1 else None
-    if type(step) is Each:
-        return _each_then(then)
-    if type(step) is Select:
-        return _select_then(step.field, step.value, then)
-    return _step_then(step, then)
-
-
 def _itself(node: Any) -> Any:
     return node
-
-
-def _keys(steps: tuple[Step, ...]) -> Move:
-    """Keys only, the most common: plain dict look-ups while the nodes are dicts."""
-    names = tuple(step.name for step in steps if isinstance(step, Key))
-    if len(names) == 1:
-        return _key(names[0], steps)
-
-    def keys(node: Any) -> Any:
-        for position, name in enumerate(names):
-            if type(node) is not dict:
-                return walk(node, steps[position:])
-            node = node.get(name)
-            if node is None:  # absent or null, as _step and walk see it
-                return MISSING
-        return node
-
-    return keys
-
-
-def _key(name: str, steps: tuple[Step, ...]) -> Move:
-    def key(node: Any) -> Any:
-        if type(node) is not dict:
-            return walk(node, steps)
-        node = node.get(name)
-        return MISSING if node is None else node
-
-    return key
-
-
-def _each_then(then: Move | None) -> Move:
-    """`[*]`: the rest of the way from each element of a list, keeping what leads somewhere."""
-
-    def each(node: Any) -> Any:
-        if not isinstance(node, list):
-            return MISSING
-        if then is None:
-            return list(node)
-        return [value for value in map(then, node) if value is not MISSING]
-
-    return each
-
-
-def _select_then(field: str, wanted: str, then: Move | None) -> Move:
-    """`[field=value]`: the first element whose field's text matches, text compared straight."""
-
-    def select(node: Any) -> Any:
-        if not isinstance(node, list):
-            return MISSING
-        for item in node:
-            if type(item) is dict:
-                found = item.get(field)
-                hit = (
-                    found.strip().casefold() == wanted
-                    if type(found) is str
-                    else matches(found, wanted)
-                )
-            elif isinstance(item, abc.Mapping):
-                hit = matches(item.get(field), wanted)
-            else:
-                continue
-            if hit:
-                return item if then is None else then(item)
-        return MISSING
-
-    return select
-
-
-def _step_then(step: Step, then: Move | None) -> Move:
-    """A key (before other steps) or a list position."""
-    name = step.name if isinstance(step, Key) else None
-
-    def move(node: Any) -> Any:
-        node = node.get(name) if name is not None and type(node) is dict else _step(node, step)
-        if node is None or node is MISSING:
-            return MISSING
-        return node if then is None else then(node)
-
-    return move
 
 
 class _Parser:

@@ -1,5 +1,7 @@
-"""The compiled rules of a mapping file, and how each one reads a lead.
+"""The rules of a mapping file, each compiled once into the function that applies it to a lead.
 
+A profile compiles into one function `(lead, source, received_at_ms)` giving a `BrazeUpdate` or
+`Filtered`, or raising `MappingFailure`: its rules' functions, made at load, called in order.
 Nothing here quotes a value from the lead in a message: failures name the rule and the path, so
 reasons can go to the dead-letter topic without personal data in them.
 """
@@ -8,15 +10,34 @@ from __future__ import annotations
 
 import re
 from collections import abc
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from connector.mapping_paths import MISSING, Path
-from connector.transforms import CoercionError, Transform, coerce, text_of, transform_text
+from connector.mapping_results import BrazeUpdate, Filtered
+from connector.transforms import (
+    MAX_TEXT,
+    CoercionError,
+    Transform,
+    converter,
+    shaper,
+    text_of,
+    to_integer,
+    to_number,
+    to_string,
+)
 
 Document = abc.Mapping[str, Any]
-Meta = abc.Mapping[str, Any]
+# The record's facts ($source, $received_at, $profile), and the typed values rules share.
+Meta = dict[Any, Any]
+Reader = Callable[[Document, Meta], Any]  # a value, or MISSING
+Test = Callable[[Document, Meta], bool]
+Run = Callable[[Document, str, "int | None"], "BrazeUpdate | Filtered"]
+
+# Values of these types always hold; text must not be blank and lists not empty.
+_SOLID = frozenset({int, float, bool, dict})
+_UNSET = object()  # a shared value not computed yet for this record
 
 
 class MappingFailure(Exception):
@@ -31,29 +52,22 @@ class MappingFailure(Exception):
         return f"MappingFailure(stage={self.stage!r}, reason={self.reason!r})"
 
 
-@dataclass(frozen=True)
-class Source:
-    """Paths tried in order; the first that holds a value wins."""
-
-    paths: tuple[Path, ...]
-
-    def candidates(self, document: Document, meta: Meta) -> Iterator[tuple[Path, Any]]:
-        """Yield each path holding a value (not null, blank text or an empty list), with it."""
-        for path in self.paths:
-            value = path.resolve(document, meta)
-            if has_value(value):
-                yield path, value
-
-    def first(self, document: Document, meta: Meta) -> tuple[Path, Any] | None:
-        # A loop rather than next(candidates()): this runs for every rule of every record.
-        for path in self.paths:
-            value = path.resolve(document, meta)
-            if has_value(value):
-                return path, value
+def _typed(
+    convert: Callable[[Any], Any] | None,
+    failed: Callable[[Path, CoercionError], NoReturn] | None,
+) -> Callable[[Path, Any], Any] | None:
+    """`convert` of a value found at a path, telling `failed` (which raises) where it cannot."""
+    if convert is None:
         return None
+    assert failed is not None  # a conversion always says how it fails
 
-    def __str__(self) -> str:
-        return ", ".join(path.text for path in self.paths)
+    def typed(path: Path, value: Any) -> Any:
+        try:
+            return convert(value)
+        except CoercionError as exc:
+            failed(path, exc)
+
+    return typed
 
 
 def has_value(value: Any) -> bool:
@@ -61,6 +75,54 @@ def has_value(value: Any) -> bool:
     if value is MISSING or value == []:
         return False
     return not isinstance(value, str) or bool(value.strip())
+
+
+@dataclass(frozen=True)
+class Source:
+    """Paths tried in order; the first that holds a value wins."""
+
+    paths: tuple[Path, ...]
+
+    def compile(
+        self,
+        convert: Callable[[Any], Any] | None = None,
+        failed: Callable[[Path, CoercionError], NoReturn] | None = None,
+    ) -> Reader:
+        """A function giving the first value a path holds (see has_value), or MISSING.
+
+        With `convert`, the value found is given converted; when it cannot be, `failed` is told
+        the path that held it, and raises.
+        """
+        probes = tuple((path, *path.probe()) for path in self.paths)
+        solid, typed = _SOLID, _typed(convert, failed)
+        # What the common conversions give back as it is, known without calling them.
+        text_as_is, int_as_is = convert is to_string, convert in (to_number, to_integer)
+
+        def first(document: Document, meta: Meta) -> Any:
+            # Each path's first step written out: most leads lack most of the places tried.
+            for path, name, fact, then in probes:
+                value = (meta if fact else document).get(name)
+                if value is None:
+                    continue
+                if then is not None:
+                    value = then(value)
+                kind = type(value)
+                if kind is str:  # the common case, without has_value's checks
+                    if not value.strip():
+                        continue
+                    if text_as_is and len(value) <= MAX_TEXT:
+                        return value
+                elif kind is int and int_as_is:
+                    return value
+                elif kind not in solid and not has_value(value):
+                    continue
+                return value if typed is None else typed(path, value)
+            return MISSING
+
+        return first
+
+    def __str__(self) -> str:
+        return ", ".join(path.text for path in self.paths)
 
 
 @dataclass(frozen=True)
@@ -76,22 +138,51 @@ class FieldRule:
     transforms: tuple[Transform, ...] = ()
     split: str | None = None
 
-    def value(self, document: Document, meta: Meta) -> Any:
-        """Return the typed value, or MISSING when it is absent and optional."""
+    def typing(self) -> Reader:
+        """A function giving the source's value typed as the rule says, or MISSING when there
+        is none; a value that cannot be typed fails, naming this rule and the path."""
+        assert self.source is not None  # constants are never typed per record
+        label = self.label
+
+        def failed(path: Path, error: CoercionError) -> NoReturn:
+            raise MappingFailure("map", f"{label}: the value at {path} {error}") from None
+
+        return self.source.compile(converter(self.kind, self.transforms, self.split), failed)
+
+    def compile(self) -> Reader:
+        """A function giving the rule's value, or MISSING when it is absent and optional (a
+        profile compiles its rules together, to share what they type alike: _Sharing)."""
+        fixed = self.fixed
         if self.source is None:
-            return self.fixed
-        found = self.source.first(document, meta)
-        if found is None:
-            if self.required:
-                raise MappingFailure("map", f"{self.label} is required but {self._nowhere()}")
-            return self.fixed
-        path, raw = found
-        try:
-            if self.transforms:
-                raw = transform_text(raw, self.transforms)
-            return coerce(raw, self.kind, self.split)
-        except CoercionError as exc:
-            raise MappingFailure("map", f"{self.label}: the value at {path} {exc}") from None
+            return lambda document, meta: fixed
+        typed, missing = self.typing(), self.missing()
+        if missing is None:
+            return typed
+
+        def value(document: Document, meta: Meta) -> Any:
+            found = typed(document, meta)
+            return missing() if found is MISSING else found
+
+        return value
+
+    def missing(self) -> Callable[[], Any] | None:
+        """What the rule gives when its source finds nothing: the default, or a failure when
+        the value is required; None when it then has no value."""
+        fixed = self.fixed
+        if self.required:
+            reason = f"{self.label} is required but {self._nowhere()}"
+
+            def required() -> Any:
+                raise MappingFailure("map", reason)
+
+            return required
+        return None if fixed is MISSING else lambda: fixed
+
+    def typed_key(self) -> Hashable:
+        """Rules with equal keys type equal values from a record; arrays, being lists, never."""
+        if self.kind == "array" or self.source is None:
+            return id(self)
+        return (self.source, self.kind, self.transforms, self.split)
 
     def _nowhere(self) -> str:
         if self.source is not None and len(self.source.paths) == 1:
@@ -99,12 +190,8 @@ class FieldRule:
         return f"none of {self.source} holds a value"
 
 
-@dataclass(frozen=True)
-class Identity:
-    """The Braze identifier of one user, and a stable text naming it."""
-
-    user_key: str
-    fields: dict[str, Any]
+Identity = tuple[str, dict[str, Any]]  # a stable text naming the user, and Braze's fields
+Reads = Callable[[Source], Reader]  # compiles where a source's first value is read
 
 
 @dataclass(frozen=True)
@@ -116,34 +203,42 @@ class IdentityRule:
     transforms: tuple[Transform, ...] = ()
     label: str = ""  # the alias label, for kind alias
 
-    def match(self, document: Document, meta: Meta) -> Identity | None:
-        """Return the identity, or None when no path holds a usable scalar."""
-        for _, value in self.source.candidates(document, meta):
-            text = text_of(value) if not isinstance(value, bool) else None
-            if text is None:
-                continue
-            text = transform_text(text.strip(), self.transforms)
-            if text:
-                return self._identity(text)
-        return None
+    def compile(self, read: Reads = Source.compile) -> Callable[[Document, Meta], Identity | None]:
+        """A function giving the identity from the first path holding usable text, or None;
+        `read` compiles the source's first value, as the profile does."""
+        first = read(self.source)
+        candidates = tuple(Source((path,)).compile() for path in self.source.paths)
+        shape, kind, label = shaper(self.transforms), self.kind, self.label
+        prefix = f"alias:{label}:" if kind == "alias" else f"{kind}:"
 
-    def _identity(self, text: str) -> Identity:
-        if self.kind == "alias":
-            alias = {"alias_name": text, "alias_label": self.label}
-            return Identity(f"alias:{self.label}:{text}", {"user_alias": alias})
-        return Identity(f"{self.kind}:{text}", {self.kind: text})
+        def usable(value: Any) -> Identity | None:
+            text = value if type(value) is str else None if type(value) is bool else text_of(value)
+            if text is None:  # a list or an object
+                return None
+            text = shape(text.strip())
+            if not text:
+                return None
+            if kind == "alias":
+                return prefix + text, {"user_alias": {"alias_name": text, "alias_label": label}}
+            return prefix + text, {kind: text}
+
+        def match(document: Document, meta: Meta) -> Identity | None:
+            value = first(document, meta)
+            if value is MISSING:
+                return None
+            found = usable(value)  # the first candidate, which most often decides
+            if found is not None:
+                return found
+            for candidate in candidates:  # each path holding a value, in order
+                value = candidate(document, meta)
+                if value is not MISSING and (found := usable(value)) is not None:
+                    return found
+            return None
+
+        return match
 
     def describe(self) -> str:
         return f"alias '{self.label}'" if self.kind == "alias" else self.kind
-
-
-def identify(rules: abc.Sequence[IdentityRule], document: Document, meta: Meta) -> Identity:
-    """Apply the first identity rule that matches, or raise MappingFailure."""
-    for rule in rules:
-        identity = rule.match(document, meta)
-        if identity is not None:
-            return identity
-    raise no_identity(rules)
 
 
 def no_identity(rules: abc.Sequence[IdentityRule]) -> MappingFailure:
@@ -162,32 +257,46 @@ class Condition:
     pattern: re.Pattern[str] | None = None
     exists: bool = True
 
-    def holds(self, document: Document, meta: Meta) -> bool:
-        found = self.source.first(document, meta)
+    def compile(self, read: Reads = Source.compile) -> Test:
+        """A function saying whether the condition holds for a lead; `read` compiles the
+        source's first value, as the profile does."""
+        read_value, exists = read(self.source), self.exists
         if self.test == "exists":
-            return (found is not None) == self.exists
-        return found is not None and self.holds_for(found[1])
+            return lambda document, meta: (read_value(document, meta) is not MISSING) is exists
+        passes = self._passes()
 
-    def holds_for(self, value: Any) -> bool:
-        """Whether the test holds for a value the source found (any element of a list)."""
-        values = value if isinstance(value, list) else [value]
-        return any(self._passes(one) for one in values)
-
-    def _passes(self, value: Any) -> bool:
-        text = text_of(value)
-        if text is None:
+        def holds(document: Document, meta: Meta) -> bool:
+            value = read_value(document, meta)
+            if type(value) is str:  # the common case, first
+                return passes(value.strip())
+            if value is MISSING:
+                return False
+            for one in value if isinstance(value, list) else (value,):
+                text = text_of(one)
+                if text is not None and passes(text.strip()):
+                    return True  # any element of a list will do
             return False
-        text = text.strip()
+
+        return holds
+
+    def _passes(self) -> Callable[[str], bool]:
+        """The test of trimmed text."""
         if self.pattern is not None:
-            return self.pattern.search(text) is not None
-        folded = text.casefold()
+            search = self.pattern.search
+            return lambda text: search(text) is not None
+        operands = self.operands
         if self.test == "equals":
-            return folded in self.operands
+            return lambda text: text.casefold() in operands
         if self.test == "starts_with":
-            return any(folded.startswith(operand) for operand in self.operands)
+            return lambda text: text.casefold().startswith(operands)
         if self.test == "ends_with":
-            return any(folded.endswith(operand) for operand in self.operands)
-        return any(operand in folded for operand in self.operands)
+            return lambda text: text.casefold().endswith(operands)
+
+        def contains(text: str) -> bool:
+            folded = text.casefold()
+            return any(operand in folded for operand in operands)
+
+        return contains
 
 
 @dataclass(frozen=True)
@@ -197,8 +306,16 @@ class Filter:
     name: str
     conditions: tuple[Condition, ...]
 
-    def drops(self, document: Document, meta: Meta) -> bool:
-        return all(condition.holds(document, meta) for condition in self.conditions)
+    def compile(self, read: Reads = Source.compile) -> Test:
+        """A function saying whether the filter drops a lead."""
+        tests = tuple(condition.compile(read) for condition in self.conditions)
+        if len(tests) == 1:
+            return tests[0]
+        return lambda document, meta: all(test(document, meta) for test in tests)
+
+
+Fields = Callable[[abc.Iterable["FieldRule"]], Callable[[Document, Meta], dict[str, Any]]]
+Event = Callable[[Document, Meta], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -209,12 +326,18 @@ class EventRule:
     time: FieldRule
     properties: tuple[FieldRule, ...] = ()
 
-    def event(self, document: Document, meta: Meta) -> dict[str, Any]:
-        """Build the event object (without the identity)."""
-        event: dict[str, Any] = {"name": self.name, "time": self.time.value(document, meta)}
-        properties = _values(self.properties, document, meta)
-        if properties:
-            event["properties"] = properties
+    def compile(self, values: Fields) -> Event:
+        """A function building the event object (without the identity); `values` compiles its
+        field rules as the profile does."""
+        name, fields = self.name, values((self.time, *self.properties))
+
+        def event(document: Document, meta: Meta) -> dict[str, Any]:
+            found = fields(document, meta)  # the time (always found, or a failure) first
+            built = {"name": name, "time": found.pop("time")}
+            if found:
+                built["properties"] = found
+            return built
+
         return event
 
 
@@ -238,24 +361,151 @@ class Profile:
             return False
         return bool(self.sources or self.content_ids)
 
-    def dropping_filter(self, document: Document, meta: Meta) -> str | None:
-        """Return the name of the first filter that drops the record, if any."""
-        for rule in self.filters:
-            if rule.drops(document, meta):
-                return rule.name
-        return None
+    def compile(self) -> Run:
+        """The profile as one function: filters, identity, attributes, events, in this order."""
+        compiler = _Sharing(self)
+        name, read = self.name, compiler.read
+        dropping = tuple((rule.name, rule.compile(read)) for rule in self.filters)
+        identify = _identifier(tuple(rule.compile(read) for rule in self.identity), self.identity)
+        attributes = compiler.values(self.attributes)
+        made = _all(tuple(rule.compile(compiler.values) for rule in self.events))
+        keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in self.identity}
+        # An attribute named like the identity field gives way to it.
+        clash = any(rule.name in keys for rule in self.attributes)
+        # Braze creates an alias-only profile only when told to; events alone never do.
+        alias = "user_alias" in keys
 
-    def attribute_values(self, document: Document, meta: Meta) -> dict[str, Any]:
-        return _values(self.attributes, document, meta)
+        def run(
+            document: Document, source: str, received_at_ms: int | None
+        ) -> BrazeUpdate | Filtered:
+            meta = {"source": source, "received_at": received_at_ms, "profile": name}
+            for rule, drops in dropping:
+                if drops(document, meta):
+                    return Filtered(rule)
+            user_key, fields = identify(document, meta)
+            values = attributes(document, meta)
+            if clash:
+                for field in fields:
+                    values.pop(field, None)
+            if alias and "user_alias" in fields:
+                values["_update_existing_only"] = False
+            return BrazeUpdate(user_key, fields, values, made(document, meta))
 
-    def event_values(self, document: Document, meta: Meta) -> tuple[dict[str, Any], ...]:
-        return tuple(rule.event(document, meta) for rule in self.events)
+        return run
 
 
-def _values(rules: abc.Iterable[FieldRule], document: Document, meta: Meta) -> dict[str, Any]:
-    values = {}
-    for rule in rules:
-        value = rule.value(document, meta)
-        if value is not MISSING:
-            values[rule.name] = value
-    return values
+def _all(
+    events: tuple[Callable[[Document, Meta], dict[str, Any]], ...],
+) -> Callable[[Document, Meta], tuple[dict[str, Any], ...]]:
+    """The events' objects, in order."""
+    if len(events) == 1:  # the common case, without a loop's cost
+        (event,) = events
+        return lambda document, meta: (event(document, meta),)
+
+    def all_events(document: Document, meta: Meta) -> tuple[dict[str, Any], ...]:
+        made = []
+        for event in events:
+            made.append(event(document, meta))
+        return tuple(made)
+
+    return all_events
+
+
+def _identifier(
+    matches: tuple[Callable[[Document, Meta], Identity | None], ...],
+    rules: tuple[IdentityRule, ...],
+) -> Callable[[Document, Meta], Identity]:
+    """The identity from the first rule that matches, or MappingFailure."""
+    failure = no_identity(rules)
+
+    def identify(document: Document, meta: Meta) -> Identity:
+        for match in matches:
+            found = match(document, meta)
+            if found is not None:
+                return found
+        raise MappingFailure(failure.stage, failure.reason)
+
+    return identify
+
+
+class _Sharing:
+    """Compiles a profile's reads and field rules; what several rules read, or type alike,
+    from one source is computed once per record, kept in the record's `meta` under a number.
+
+    Field rules run in the profile's order, each of them for every record mapped, so the first
+    to type a shared value stores it and the others load it; one that cannot be typed fails
+    naming that first rule, as it would without sharing. Reads by filters and identity rules,
+    which not every record runs, are kept at whichever first use.
+    """
+
+    def __init__(self, profile: Profile) -> None:
+        reads: list[Hashable] = [rule.source for rule in profile.identity]
+        reads += [condition.source for rule in profile.filters for condition in rule.conditions]
+        fields = [*profile.attributes]
+        for event in profile.events:
+            fields += [event.time, *event.properties]
+        keys = reads + [rule.typed_key() for rule in fields if rule.source is not None]
+        self.slots: dict[Hashable, int] = {}  # what is shared -> its number in a record's meta
+        for key in keys:
+            if keys.count(key) > 1:
+                self.slots.setdefault(key, len(self.slots))
+        self.kept: dict[Hashable, Reader] = {}
+        self.typed: set[Hashable] = set()  # shared typed values a rule compiled so far stores
+
+    def read(self, source: Source) -> Reader:
+        """The first value a source holds, as it is."""
+        slot = self.slots.get(source)
+        if slot is None:
+            return source.compile()
+        reader = self.kept.get(source)
+        if reader is None:
+            reader = self.kept[source] = _kept(slot, source.compile())
+        return reader
+
+    def values(self, rules: abc.Iterable[FieldRule]) -> Callable[[Document, Meta], dict[str, Any]]:
+        """A function giving `{name: value}` for the rules (the next in the profile's order)
+        that find a value, in their order; a rule typing a shared value has its `compile()`
+        written out in the loop, to store or load that value."""
+        steps = tuple(
+            (rule.name, *self._typing(rule), rule.missing())
+            if rule.typed_key() in self.slots
+            else (rule.name, rule.compile(), None, None, None)
+            for rule in rules
+        )
+
+        def values(document: Document, meta: Meta) -> dict[str, Any]:
+            found = {}
+            for name, read, store, load, missing in steps:
+                value = meta[load] if read is None else read(document, meta)
+                if store is not None:
+                    meta[store] = value
+                if value is MISSING:
+                    if missing is None:
+                        continue
+                    value = missing()
+                found[name] = value
+            return found
+
+        return values
+
+    def _typing(self, rule: FieldRule) -> tuple[Reader | None, int | None, int | None]:
+        """How a rule typing a shared value finds it: `(read, store, None)` for the first,
+        which keeps it in slot `store`, and `(None, None, load)` for the others."""
+        key = rule.typed_key()
+        slot = self.slots[key]
+        if key in self.typed:
+            return None, None, slot
+        self.typed.add(key)
+        return rule.typing(), slot, None
+
+
+def _kept(slot: int, read: Reader) -> Reader:
+    """`read`, computed once per record and kept in its meta under `slot`."""
+
+    def kept(document: Document, meta: Meta) -> Any:
+        value = meta.get(slot, _UNSET)
+        if value is _UNSET:
+            value = meta[slot] = read(document, meta)
+        return value
+
+    return kept

@@ -266,9 +266,7 @@ CONVERTERS: dict[str, Converter] = {
 
 def coerce(value: Any, kind: str, split: str | None = None) -> Any:
     """Convert a value to one of TYPES, or raise CoercionError."""
-    if kind == "array":
-        return to_array(value, split)
-    return CONVERTERS[kind](value)
+    return converter(kind, (), split)(value)
 
 
 @dataclass(frozen=True)
@@ -278,30 +276,73 @@ class Transform:
     name: str
     argument: str = ""
 
-    def __call__(self, text: str) -> str:
-        if self.name == "trim":
-            return text.strip()
-        if self.name == "lower":
-            return text.lower()
-        if self.name == "upper":
-            return text.upper()
+    def compile(self) -> Callable[[str], str]:
+        """The step as a function of text."""
+        if self.name in _STR_METHODS:
+            return _STR_METHODS[self.name]
         if self.name == "sha256":
-            return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            return _sha256
+        argument = self.argument
         if self.name == "prefix":
-            return self.argument + text
-        return text + self.argument
+            return lambda text: argument + text
+        return lambda text: text + argument
+
+
+_STR_METHODS: dict[str, Callable[[str], str]] = {
+    "trim": str.strip,
+    "lower": str.lower,
+    "upper": str.upper,
+}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def shaper(transforms: Sequence[Transform]) -> Callable[[str], str]:
+    """The transforms, in order, as one function of text."""
+    steps = tuple(step.compile() for step in transforms)
+    if len(steps) == 1:
+        return steps[0]
+
+    def shape(text: str) -> str:
+        for step in steps:
+            text = step(text)
+        return text
+
+    return shape
+
+
+def text_shaper(transforms: Sequence[Transform]) -> Callable[[Any], Any]:
+    """The transforms over a scalar's text; a value that is not a scalar is refused."""
+    shape = shaper(transforms)
+
+    def shape_text(value: Any) -> str:
+        text = value if type(value) is str else text_of(value)
+        if text is None:
+            raise CoercionError(_not("text", value))
+        return shape(text)
+
+    return shape_text
 
 
 def transform_text(value: Any, transforms: Sequence[Transform]) -> Any:
     """Run the transforms over a scalar's text; without transforms the value is left alone."""
+    return text_shaper(transforms)(value) if transforms else value
+
+
+def converter(
+    kind: str, transforms: Sequence[Transform] = (), split: str | None = None
+) -> Callable[[Any], Any]:
+    """`coerce(transform_text(value, transforms), kind, split)` as one function."""
+    if kind == "array":
+        convert: Callable[[Any], Any] = lambda value: to_array(value, split)  # noqa: E731
+    else:
+        convert = CONVERTERS[kind]
     if not transforms:
-        return value
-    text = text_of(value)
-    if text is None:
-        raise CoercionError(_not("text", value))
-    for step in transforms:
-        text = step(text)
-    return text
+        return convert
+    shape = text_shaper(transforms)
+    return lambda value: convert(shape(value))
 
 
 def _not(wanted: str, value: Any) -> str:

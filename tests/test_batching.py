@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.batching import Item, Limits, Packed, TrackRequest, UserQueue
+from connector.batching import Item, Limits, Packed, UserQueue
 
 
 @dataclass(frozen=True)
@@ -402,40 +402,3 @@ def test_after_a_revoke_the_queue_sends_exactly_the_kept_records_once(
         if not queue:
             break
     assert sorted(sent) == kept
-
-
-class JsonUpdate(Update):
-    """A mapped record whose objects are JSON already, as the native plan makes them."""
-
-    @property
-    def attribute_payload(self) -> Any:
-        found = self.attribute_object()
-        return None if found is None else orjson.dumps(found)
-
-    @property
-    def event_payloads(self) -> tuple[Any, ...]:
-        return tuple(orjson.dumps(one) for one in self.event_objects())
-
-
-def test_a_request_joins_json_objects_and_writes_dicts_and_merges_read_them_back() -> None:
-    items = [
-        Item(0, 0, JsonUpdate("a", {"score": 1, "segment": "x"}, ("e0",))),
-        Item(0, 1, Update("b", {"score": 5})),
-        Item(0, 2, JsonUpdate("a", {"score": 2}, ("e2",))),
-        Item(0, 3, JsonUpdate("c", {"score": 3})),
-    ]
-    [request] = taken(items).requests
-    assert type(request.attributes[2]) is bytes  # c's lone object, sent as it came
-    assert request.attributes[0] == {"external_id": "a", "score": 2, "segment": "x"}  # merged
-    expected = {
-        "attributes": [
-            {"external_id": "a", "score": 2, "segment": "x"},
-            {"external_id": "b", "score": 5},
-            {"external_id": "c", "score": 3},
-        ],
-        "events": [{"external_id": "a", "name": "e0"}, {"external_id": "a", "name": "e2"}],
-    }
-    assert orjson.loads(request.encoded()) == expected
-    assert orjson.loads(TrackRequest(events=[b'{"name":"e"}']).encoded()) == {
-        "events": [{"name": "e"}]
-    }

@@ -64,6 +64,15 @@ def test_braze_endpoint_and_key_have_no_default(monkeypatch: pytest.MonkeyPatch)
     assert require_braze(chosen) is chosen
 
 
+def test_record_key_paths_are_checked_at_start_up() -> None:
+    with pytest.raises(ConfigError, match=r"RECORD_LEAD_ID_PATHS.*'a\[x\]': a selector is"):
+        load(ReceiverSettings, {"record_lead_id_paths": "id, a[x]"})
+    with pytest.raises(ConfigError, match=r"RECORD_KEY_PATHS.*'\$source' is a fact of the record"):
+        load(ReceiverSettings, {"record_key_paths": "$source"})
+    settings = load(ReceiverSettings, {"record_key_paths": 'email, "a.b", results[title=x].v'})
+    assert settings.record_key_paths == 'email, "a.b", results[title=x].v'
+
+
 def test_split_list_trims_and_drops_blanks() -> None:
     assert split_list(" a, b ,,c ") == ["a", "b", "c"]
     assert split_list("") == []

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.config import DEFAULT_KEY_PATHS, DEFAULT_LEAD_ID_PATHS
-from connector.keys import MAX_KEY_BYTES, KeyRule, lookup
+from connector.keys import MAX_KEY_BYTES, KeyRule
+from connector.mapping_paths import PathSyntaxError
 
 RULE = KeyRule.from_settings(DEFAULT_KEY_PATHS, DEFAULT_LEAD_ID_PATHS)
 
@@ -41,10 +44,35 @@ def test_custom_paths_with_list_index() -> None:
     assert rule.key_for({"hidden": {"external_id": "E1"}}) == b"e1"
 
 
-def test_lookup_stops_at_scalars_and_missing_indexes() -> None:
-    assert lookup({"a": "text"}, ["a", "b"]) is None
-    assert lookup({"a": [1]}, ["a", "3"]) is None
-    assert lookup({"a": [1]}, ["a", "x"]) is None
+def test_paths_stop_at_scalars_and_missing_indexes() -> None:
+    rule = KeyRule.from_settings("a.b, a.3, a.x", "z")
+    assert rule.key_for({"a": "text"}) is None
+    assert rule.key_for({"a": [1]}) is None
+
+
+def test_paths_are_the_mapping_files_paths() -> None:
+    rule = KeyRule.from_settings('results[title=E-mail].value, "user.email", list[-1]', "id")
+    assert rule.key_for({"results": [{"title": " e-mail ", "value": "A@b.co"}]}) == b"a@b.co"
+    assert rule.key_for({"user.email": "B@c.co", "user": {"email": "x@y.z"}}) == b"b@c.co"
+    assert rule.key_for({"list": ["x@y.z", "Last@y.z"]}) == b"last@y.z"
+
+
+def test_form_fields_are_read_where_the_form_nests_them() -> None:
+    # user_info[email]=... in a form body is {"user_info": {"email": ...}} once parsed.
+    assert RULE.key_for({"user_info": {"email": "F@orm.co"}}) == b"f@orm.co"
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        ("user_info[email]", "'user_info[email]': a selector is [N], [*] or [field=value]"),
+        ("email, a..b", "'a..b': a key is missing"),
+        ("$source", "'$source' is a fact of the record, not a place in the lead"),
+    ],
+)
+def test_a_bad_path_says_which_and_why(paths: str, message: str) -> None:
+    with pytest.raises(PathSyntaxError, match=re.escape(message)):
+        KeyRule.from_settings(paths, "id")
 
 
 emails = st.emails().map(str)

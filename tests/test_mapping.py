@@ -24,9 +24,11 @@ from connector.mapping import (
     map_record,
 )
 from connector.transforms import MAX_TEXT
+from outgrow_braze_dev.bench import lead
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(__file__).resolve().parent / "data" / "outgrow"
+GOLDEN = Path(__file__).resolve().parent / "data" / "golden" / "mappings"
 RECEIVED_AT_MS = 1714558830000  # 2024-05-01T10:20:30.000Z
 RECEIVED_AT = "2024-05-01T10:20:30.000Z"
 HEAD = "version: 1\nidentity:\n  - email: email\n"
@@ -438,6 +440,88 @@ def test_an_event_without_any_time_fails(default: Mapping) -> None:
         "the time of event 'outgrow_submission' is required but none of created_at, "
         "$received_at holds a value"
     )
+
+
+def test_rules_typing_one_source_alike_get_their_own_arrays(tmp_path: Path) -> None:
+    mapping = mapping_of(
+        HEAD + "attributes:\n  a: {from: tags, type: array}\n  b: {from: tags, type: array}\n",
+        tmp_path,
+    )
+    update = apply(mapping, {"email": "a@b.co", "tags": ["x"]})
+    assert update.attributes["a"] == update.attributes["b"] == ["x"]
+    assert update.attributes["a"] is not update.attributes["b"]
+
+
+SHARED = """\
+version: 1
+identity:
+  - email: email
+attributes:
+  first: {from: score, type: number}
+  second: {from: score, type: number, required: true}
+  third: {from: score, type: number, default: 0}
+events:
+  - name: e
+    time: {value: 2024-05-01T10:20:30Z}
+    properties:
+      again: {from: score, type: number}
+"""
+
+
+def test_a_value_several_rules_type_alike_fails_naming_the_first(tmp_path: Path) -> None:
+    mapping = mapping_of(SHARED, tmp_path)
+    update = apply(mapping, {"email": "a@b.co", "score": "75%"})
+    assert update.attributes == {"first": 75, "second": 75, "third": 75}
+    assert update.events[0]["properties"] == {"again": 75}
+    unreadable = failure(mapping, {"email": "a@b.co", "score": "many"})
+    assert unreadable.reason == "attribute 'first': the value at score is not a number"
+    absent = failure(mapping, {"email": "a@b.co"})
+    assert absent.reason == "attribute 'second' is required but score holds no value"
+
+
+def test_a_bench_lead_maps_to_an_update(default: Mapping) -> None:
+    result = default.apply(lead(7), source="default", received_at_ms=1)
+    assert isinstance(result, BrazeUpdate)
+    assert result.user_key == "email:bench.user.7@example.com"
+    assert result.attributes["outgrow_quiz_score"] == 72
+    assert result.events[0]["properties"]["segment"] == "Growth Stage"
+
+
+def test_a_test_lead_is_filtered(default: Mapping) -> None:
+    document = {**lead(1), "user_info": {"email": " Someone@Outgrow.co "}}
+    assert apply(default, document) == Filtered("outgrow_test_lead")
+
+
+def test_any_mapping_is_read_as_a_dict_is(default: Mapping) -> None:
+    class Lead(dict[str, Any]):
+        pass
+
+    document = lead(3)
+    assert apply(default, Lead(document)) == apply(default, document)
+
+
+def test_a_failure_names_the_path_that_held_the_value() -> None:
+    mapping = load_mapping(GOLDEN / "plan_everything.yaml")
+    document = {"id": "u1", "code": "c", "results": [{"title": "Score", "value": "many"}]}
+    assert failure(mapping, document).reason == (
+        "attribute 'score': the value at results[title=Score].value is not a number"
+    )
+
+
+def test_names_and_keys_from_the_file_are_taken_as_written() -> None:
+    mapping = load_mapping(GOLDEN / "plan_hostile.yaml")
+    document = {"x') or __import__('os') #": {"k": "U1"}, "p'": {"q\\": "v"}, "q'": "go"}
+    result = apply(mapping, document)
+    assert isinstance(result, BrazeUpdate)
+    assert result.user_key == "alias:l'a\"b\\c\nd:U1"
+    assert result.attributes == {
+        "a'b\"c\\d\ne": "v",
+        "{0}": "'; raise SystemExit #",
+        "_update_existing_only": False,
+    }
+    assert result.events[0]["name"] == "e')\n"
+    assert result.events[0]["properties"] == {"p'": "v"}
+    assert apply(mapping, {**document, "q'": " STOP "}) == Filtered("f'\n\"g")
 
 
 # --- filters -----------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ from connector.mapping_paths import (
     Each,
     Index,
     Key,
+    Path,
     PathSyntaxError,
     Select,
     Step,
     parse_path,
-    walk,
-    walker,
 )
+from connector.mapping_rules import Source
 
 LEAD: dict[str, Any] = {
     "calc_name": "Maturity",
@@ -41,8 +41,16 @@ LEAD: dict[str, Any] = {
 META = {"source": "acme", "received_at": 1714558830000, "profile": "default"}
 
 
-def resolve(text: str, document: Any = LEAD) -> Any:
-    return parse_path(text).resolve(document, META)
+def resolve(text: str, document: Any = LEAD, meta: dict[str, Any] = META) -> Any:
+    """Where a path leads: a fact of the record as a source reads it, else the path's walker."""
+    path = parse_path(text)
+    if path.meta is not None:
+        return Source((path,)).compile()(document, meta)
+    return path.walker()(document)
+
+
+def walker(steps: tuple[Step, ...]) -> Any:
+    return Path("", steps).walker()
 
 
 @pytest.mark.parametrize(
@@ -96,7 +104,7 @@ def test_paths_that_lead_nowhere_are_missing(text: str) -> None:
 
 
 def test_a_record_field_that_is_unknown_at_run_time_is_missing() -> None:
-    assert parse_path("$received_at").resolve(LEAD, {"received_at": None}) is MISSING
+    assert resolve("$received_at", LEAD, {"received_at": None}) is MISSING
 
 
 def test_paths_parse_into_steps() -> None:
@@ -179,7 +187,16 @@ def test_resolving_never_fails_and_never_returns_null(document: Any, text: str) 
 
 
 class Lead(dict[str, Any]):
-    """A mapping that is not a dict, which walkers leave to `walk`."""
+    """A mapping that is not a dict."""
+
+
+def as_leads(value: Any) -> Any:
+    """The same JSON value with every object a Lead."""
+    if isinstance(value, dict):
+        return Lead({key: as_leads(item) for key, item in value.items()})
+    if isinstance(value, list):
+        return [as_leads(item) for item in value]
+    return value
 
 
 steps = st.lists(
@@ -192,16 +209,24 @@ steps = st.lists(
     ),
     max_size=5,
 ).map(tuple)
-nodes = json_values | json_values.map(lambda value: Lead(a=value, b=[Lead(title=" X ")]))
 
 
-@given(nodes, steps)
-def test_walkers_walk_as_walk_does(node: Any, path: tuple[Step, ...]) -> None:
-    assert walker(path)(node) == walk(node, path)
+@given(json_values, steps)
+def test_any_mapping_is_read_as_a_dict_is(node: Any, path: tuple[Step, ...]) -> None:
+    assert walker(path)(as_leads(node)) == walker(path)(node)
 
 
 def test_walkers_read_selector_fields_as_text() -> None:
     path = parse_path("a[title=1].v").steps
     for node in ({"a": [{"title": 1, "v": "n"}]}, {"a": [Lead(title=" 1 ", v="n")]}):
-        assert walker(path)(node) == walk(node, path) == "n"
+        assert walker(path)(node) == "n"
     assert walker(path)({"a": [{"title": 1}]}) is MISSING
+
+
+def test_a_list_position_written_as_a_key_reads_a_list_only() -> None:
+    assert resolve("a.1", {"a": ["x", "y"]}) == "y"
+    assert resolve("a.1", {"a": {"1": "z"}}) == "z"
+    assert resolve("a.\u0661", {"a": ["x", "y"]}) is MISSING  # digits, but not ASCII ones
+    assert resolve("a.1234567890", {"a": ["x"]}) is MISSING
+    assert resolve("a[*]", {"a": ["x", None, []]}) == ["x", None, []]
+    assert resolve("a[*].b", {"a": [{"b": 1}, None, {"b": None}, {"c": 2}]}) == [1]

@@ -417,8 +417,39 @@ def test_canonical_times_one_change_away_are_the_texts_given_back(text: str) -> 
         ("2024-05-01T10:20:30.000+00:00", False),
         ("2024-05-0\u0661T10:20:30.000Z", False),
         (" 2024-05-01T10:20:30.000Z", False),
+        ("2000-02-29T00:00:00.000Z", True),
+        ("1900-02-29T00:00:00.000Z", False),
+        ("2026-04-31T00:00:00.000Z", False),
+        ("2026-01-01T23:60:00.000Z", False),
+        ("2026-00-01T00:00:00.000Z", False),
+        ("2026-13-01T00:00:00.000Z", False),
+        ("2026-01-00T00:00:00.000Z", False),
+        ("2026-01-01T00:00:00.000+", False),
+        ("٢٠٢٦-01-01T00:00:00.000Z", False),
     ],
 )
 def test_canonical_times(text: str, canonical: bool) -> None:
     assert is_canonical_time(text) is canonical
     assert given_back(text) is canonical
+
+
+@pytest.mark.parametrize(
+    ("number", "time"),
+    [
+        (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),  # the first moment Braze accepts
+        (-62_135_596_800_001, None),
+        (32_535_215_999_999, "3000-12-31T23:59:59.999Z"),  # and the last
+        (32_535_216_000_000, None),
+        (32_503_679_999, "2999-12-31T23:59:59.000Z"),  # seconds below 1e11
+        (99_999_999_999, None),
+        (100_000_000_000, "1973-03-03T09:46:40.000Z"),  # milliseconds from it
+        (2**70, None),
+        (-(2**70), None),
+    ],
+)
+def test_epoch_time_edges(number: int, time: str | None) -> None:
+    if time is None:
+        with pytest.raises(CoercionError, match="outside the years Braze accepts"):
+            to_time(number)
+    else:
+        assert to_time(number) == time
