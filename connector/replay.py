@@ -18,6 +18,7 @@ from typing import IO, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from connector.cluster import Cluster
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import SourceRecord
 from connector.errors import ConfigError
@@ -31,9 +32,6 @@ from connector.producer import Publisher
 from connector.worker import WorkerConfig, delivering
 
 log = logging.getLogger(__name__)
-
-METADATA_POLL_S = 0.05
-METADATA_TIMEOUT_S = 15.0
 
 
 # -- what to replay ----------------------------------------------------------------------------
@@ -111,10 +109,14 @@ class Plan:
         return ",".join(f"{p}:{positions.get(p, self.starts[p])}" for p in sorted(self.starts))
 
 
-async def make_plan(consumer: AIOKafkaConsumer, topic: str, bounds: Range) -> Plan:
+async def make_plan(
+    kafka: KafkaSettings, consumer: AIOKafkaConsumer, topic: str, bounds: Range
+) -> Plan:
     """Resolve times and bounds against the topic's retained offsets."""
-    partitions = await _partitions(consumer, topic)
-    tps = [TopicPartition(topic, p) for p in partitions]
+    # The topic's partitions come from the admin API: a consumer without a group knows a
+    # topic's metadata only once it reads from it.
+    async with Cluster(kafka) as cluster:
+        tps = await cluster.partitions(topic)
     first = await consumer.beginning_offsets(tps)
     last = await consumer.end_offsets(tps)
     starts = await _at_time(consumer, tps, bounds.from_time, default=first)
@@ -126,29 +128,6 @@ async def make_plan(consumer: AIOKafkaConsumer, topic: str, bounds: Range) -> Pl
         plan.starts[tp.partition] = min(max(start, first[tp]), last[tp])
         plan.ends[tp.partition] = min(max(end, plan.starts[tp.partition]), last[tp])
     return plan
-
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    if not consumer.partitions_for_topic(topic):
-        await _track(consumer, topic)
-    deadline = time.monotonic() + METADATA_TIMEOUT_S
-    while not (partitions := consumer.partitions_for_topic(topic)):
-        if time.monotonic() >= deadline:
-            raise ConfigError(f"Kafka gave no partitions of topic {topic}")
-        await asyncio.sleep(METADATA_POLL_S)
-    return sorted(partitions)
-
-
-async def _track(consumer: AIOKafkaConsumer, topic: str) -> None:
-    """Have the consumer fetch the topic's metadata, or say the topic does not exist."""
-    if topic not in await consumer.topics():
-        raise ConfigError(f"topic {topic} does not exist")
-    # Without an assignment the consumer tracks no topic's metadata: the partition every topic
-    # has makes it track this one. Paused, nothing is fetched from it; the replay assigns its
-    # own partitions once it knows them.
-    first = TopicPartition(topic, 0)
-    consumer.assign([first])
-    consumer.pause(first)
 
 
 async def _at_time(

@@ -76,7 +76,7 @@ async def _replay(
     consumer = replay_consumer(kafka, topics)
     await start_consumer(consumer, kafka)
     try:
-        plan = await make_plan(consumer, topic, bounds)
+        plan = await make_plan(kafka, consumer, topic, bounds)
         print(_plan_line(plan), file=sys.stderr)
         if args.dry_run:
             return await _dry(consumer, plan, mapping, selection, out)
@@ -129,7 +129,7 @@ async def _listing(args: argparse.Namespace) -> Listing:
     await start_consumer(consumer, kafka)
     records: list[Any] = []
     try:
-        plan = await make_plan(consumer, topics.dlq_topic, Range())
+        plan = await make_plan(kafka, consumer, topics.dlq_topic, Range())
         await read_range(consumer, plan, records.append)
     finally:
         await consumer.stop()

@@ -58,7 +58,7 @@ async def _dry(line: Pipeline, bounds: Range, selection: Selection) -> list[dict
     consumer = replay_consumer(line.topics.kafka, line.topics.topics)
     await consumer.start()
     try:
-        plan = await make_plan(consumer, line.topics.raw, bounds)
+        plan = await make_plan(line.topics.kafka, consumer, line.topics.raw, bounds)
         out = io.StringIO()
         await dry_run(consumer, plan, load_mapping(None), selection, out)
     finally:
@@ -93,10 +93,10 @@ async def test_explicit_offset_bounds_win_over_the_retained_range(bootstrap_serv
     consumer = replay_consumer(topics.kafka, topics.topics)
     await consumer.start()
     try:
-        empty = await make_plan(consumer, topics.raw, Range(from_offsets={0: 5}))
+        empty = await make_plan(topics.kafka, consumer, topics.raw, Range(from_offsets={0: 5}))
         assert (empty.starts, empty.ends, empty.total) == ({0: 0}, {0: 0}, 0)
         with pytest.raises(ConfigError, match="does not exist"):
-            await make_plan(consumer, "no.such.topic." + str(time.time_ns()), Range())
+            await make_plan(topics.kafka, consumer, "no.such.topic." + str(time.time_ns()), Range())
     finally:
         await consumer.stop()
 
@@ -114,7 +114,7 @@ async def _deliver(
     consumer = replay_consumer(line.topics.kafka, line.topics.topics)
     await consumer.start()
     try:
-        plan = await make_plan(consumer, topic or line.topics.raw, bounds)
+        plan = await make_plan(line.topics.kafka, consumer, topic or line.topics.raw, bounds)
         tally = await deliver(
             consumer,
             plan,

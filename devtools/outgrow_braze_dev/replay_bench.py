@@ -62,7 +62,7 @@ async def _one_run(kafka: KafkaSettings, topics: TopicSettings) -> tuple[int, fl
     consumer = replay_consumer(kafka, topics)
     await consumer.start()
     try:
-        plan = await make_plan(consumer, topics.raw_topic, Range())
+        plan = await make_plan(kafka, consumer, topics.raw_topic, Range())
         mapping = load_mapping(None)
         started = time.perf_counter()
         tally = await dry_run(consumer, plan, mapping, Selection(), io.StringIO())
