@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiohttp import ClientConnectorError, ClientSession
 
-from connector.worker import WorkerConfig, serve
+from connector.worker import PARTITION_FETCH_BYTES, WorkerConfig, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
 from tests.kafka_support import end_offsets
@@ -39,6 +39,20 @@ async def test_submissions_through_the_receiver_end_in_each_users_last_state(
         assert await line.dead_letters() == []
         stats = line.sandbox.state.stats.snapshot()
         assert stats["objects_processed"]["events"] == users * rounds
+
+
+async def test_a_lead_larger_than_a_partition_fetch_arrives_with_the_rest(
+    bootstrap_servers: str,
+) -> None:
+    """A fetch takes at most PARTITION_FETCH_BYTES of a partition, yet Kafka hands over a
+    larger first record whole: a big lead is delivered, not stuck."""
+    big = lead(7, 0, notes="x" * (PARTITION_FETCH_BYTES * 3))
+    documents = [*(lead(u, 0) for u in range(7)), big, *(lead(u, 0) for u in range(8, 20))]
+    async with pipeline(bootstrap_servers, partitions=1) as line:
+        await line.produce(documents)
+        line.start_worker()
+        await line.all_committed()
+        assert all(line.profile(u) is not None for u in range(20))
 
 
 async def test_refused_objects_are_dead_lettered_and_the_rest_arrive(
