@@ -103,14 +103,24 @@ class Intake:
             taken, mapped = await self._take_all(batch)
         finally:
             self.inflow.mapping = False
-        # A full batch says Kafka has more: the next fetch is expected to bring records too.
-        held_for_more, self.inflow.more_coming = self.inflow.more_coming, taken == FETCH_RECORDS
+        # A full batch, or a partition read short of its high watermark, says Kafka has more:
+        # the next fetch is expected to bring records too.
+        more = taken == FETCH_RECORDS or self._behind(batch)
+        held_for_more, self.inflow.more_coming = self.inflow.more_coming, more
         if taken:
             self.outcomes.consumed(taken)
         if taken or held_for_more:
             self.wake.set()
         if mapped:
             self.outcomes.mapped(mapped)
+
+    def _behind(self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> bool:
+        """Whether a partition of the batch holds records after the last one fetched."""
+        for tp, records in batch.items():
+            high = self.consumer.highwater(tp)
+            if records and high is not None and records[-1].offset + 1 < high:
+                return True
+        return False
 
     async def _take_all(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]

@@ -101,10 +101,14 @@ HEADERS = (("content-type", b"application/json"), ("received-at", b"17"), ("sour
 class Consumer:
     """Hands out the batches it was given, one per getmany(); pauses and resumes as asked."""
 
-    def __init__(self, *batches: list[bytes]) -> None:
+    def __init__(self, *batches: list[bytes], backlog: int = 0) -> None:
         self.batches = list(batches)
         self.offset = 0
         self.paused: set[TopicPartition] = set()
+        self.backlog = backlog  # records Kafka holds beyond the batches
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.offset + sum(map(len, self.batches)) + self.backlog
 
     def assignment(self) -> set[TopicPartition]:
         return {TP, TopicPartition("raw", 1)}
@@ -163,6 +167,17 @@ async def test_a_fetch_queues_what_maps_and_settles_the_rest() -> None:
     metrics = line.outcomes.metrics.registry
     assert metrics.get_sample_value("outgrow_worker_records_mapped_total") == 2
     assert not line.inflow.mapping and not line.inflow.more_coming
+
+
+async def test_a_fetch_short_of_the_high_watermark_expects_more() -> None:
+    line = intake(Consumer([lead("a@b.co")], [lead("c@d.co")]))
+    await line.fetch_once()
+    assert line.inflow.more_coming  # the second batch is still in Kafka
+    await line.fetch_once()
+    assert not line.inflow.more_coming  # read to the end
+    behind = intake(Consumer([lead("a@b.co")], backlog=5))
+    await behind.fetch_once()
+    assert behind.inflow.more_coming
 
 
 async def test_a_selection_skips_records_before_and_after_mapping() -> None:
