@@ -20,6 +20,7 @@ import aiohttp
 from yarl import URL
 
 from connector.errors import ConfigError
+from connector.kafka_tls import reason
 
 # The standard variables `proxy_for` honours (lower-case spellings too, which win): HTTPS_PROXY
 # for https:// targets, HTTP_PROXY for http:// ones, NO_PROXY for the hosts and domains that
@@ -56,9 +57,8 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
     try:
         context.load_verify_locations(cafile=ca_file)
     except OSError as exc:  # ssl.SSLError is an OSError too
-        reason = exc.reason if isinstance(exc, ssl.SSLError) else exc.strerror
         raise ConfigError(
-            f"BRAZE_CA_FILE {ca_file} cannot be read as PEM certificates: {reason or exc}"
+            f"BRAZE_CA_FILE {ca_file} cannot be read as PEM certificates: {reason(exc)}"
         ) from None
     return context
 
