@@ -272,7 +272,7 @@ def _add_config(commands: Any) -> None:
 
 
 # The topics the worker reads and dead-letters to (replay and redrive too).
-WORKER_TOPICS = ("raw_topic", "dlq_topic", "topic_max_message_bytes")
+WORKER_TOPICS = ("raw_topic", "dlq_topic", "state_topic", "topic_max_message_bytes")
 # What `verify` reads to ask Braze for a profile.
 BRAZE_OPTIONS = ("braze_rest_endpoint", "braze_api_key", "braze_timeout_s", "braze_ca_file")
 

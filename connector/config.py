@@ -158,6 +158,10 @@ class TopicSettings(_Settings):
 
     raw_topic: str = Field("outgrow.events.raw", description="Topic of raw Outgrow submissions.")
     dlq_topic: str = Field("outgrow.events.dlq", description="Dead-letter topic.")
+    state_topic: str = Field(
+        "outgrow.braze.state",
+        description="Compacted topic of what Braze confirmed, per user (the delivery state).",
+    )
     topic_partitions: int = Field(
         12, ge=1, le=10_000, description="Partitions of topics created by `topics ensure`."
     )
@@ -350,6 +354,24 @@ class WorkerSettings(_Settings):
         gt=0,
         description="After this long without an answer from Braze (no connection, timeouts,"
         " 5xx), warn once a minute and report not ready until it answers again.",
+    )
+
+    state_dir: str | None = Field(
+        None,
+        description="Directory of the local delivery-state store, rebuilt from STATE_TOPIC when"
+        " partitions are assigned; unset: a temporary directory removed on exit.",
+    )
+    state_cache_mb: int = Field(
+        64,
+        ge=1,
+        le=65_536,
+        description="Memory the delivery-state store keeps of it; the rest is on disk.",
+    )
+    state_event_window_days: float = Field(
+        30.0,
+        gt=0,
+        description="How long an event's de-duplication key is kept (beyond the raw topic's"
+        " retention, so that a full replay is covered).",
     )
 
     @field_validator("braze_api_key")

@@ -177,7 +177,7 @@ NOT_REPLAY = (
     "worker_fetch_max_bytes",
     "braze_rate_share",
 )
-REPLAY_TOPICS = ("raw_topic", "dlq_topic", "topic_max_message_bytes")
+REPLAY_TOPICS = ("raw_topic", "dlq_topic", "state_topic", "topic_max_message_bytes")
 LISTING_TOPICS = ("dlq_topic", "topic_max_message_bytes")
 
 

@@ -26,6 +26,7 @@ KAFKA_PRODUCER = KAFKA_CLIENT | {"KAFKA_LINGER_MS"}
 TOPICS = {
     "RAW_TOPIC",
     "DLQ_TOPIC",
+    "STATE_TOPIC",
     "TOPIC_PARTITIONS",
     "TOPIC_REPLICATION_FACTOR",
     "TOPIC_MIN_INSYNC_REPLICAS",
@@ -67,6 +68,9 @@ DELIVERY = {
     "WORKER_RETRY_MAX_BACKOFF_S",
     "WORKER_HALT_PROBE_S",
     "WORKER_OUTAGE_WARN_S",
+    "STATE_DIR",
+    "STATE_CACHE_MB",
+    "STATE_EVENT_WINDOW_DAYS",
 }
 # What only the worker service reads besides: its health port, its group, commits, its share.
 WORKER = DELIVERY | {
@@ -79,7 +83,7 @@ WORKER = DELIVERY | {
     "WORKER_COMMIT_INTERVAL_S",
     "WORKER_FETCH_MAX_BYTES",
 }
-WORKER_TOPICS = {"RAW_TOPIC", "DLQ_TOPIC", "TOPIC_MAX_MESSAGE_BYTES"}
+WORKER_TOPICS = {"RAW_TOPIC", "DLQ_TOPIC", "STATE_TOPIC", "TOPIC_MAX_MESSAGE_BYTES"}
 
 # Each command's settings options: exactly those its code reads.
 OPTIONS: dict[tuple[str, ...], set[str]] = {
