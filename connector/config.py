@@ -6,6 +6,7 @@ Each field's name is its environment variable in lower case, so `RAW_TOPIC` is `
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal, TypeVar
@@ -16,13 +17,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connector.errors import ConfigError
 from connector.kafka_tls import client_context
-from connector.mapping_paths import parse_lead_path
 
 MIB = 1024 * 1024
 DAY_MS = 24 * 3600 * 1000
 
-DEFAULT_KEY_PATHS = "user_info.email,email,contact.email,lead.email,data.email,Email"
-DEFAULT_LEAD_ID_PATHS = "id,_id,lead_id,leadId"
+# Settings no longer read, and why: a service that finds one still set says so once, at start.
+RETIRED = {
+    "RECORD_KEY_PATHS": "the receiver keys each record by the user's identity as the identity "
+    "rules of MAPPING_FILE compute it",
+    "RECORD_LEAD_ID_PATHS": "a lead no identity rule matches is keyed by the lead id at "
+    "MAPPING_FILE's lead_id_from",
+}
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -230,22 +235,6 @@ class ReceiverSettings(_Settings):
     receiver_drain_timeout_s: float = Field(
         20.0, gt=0, description="On SIGTERM, how long in-flight posts may take to finish."
     )
-    record_key_paths: str = Field(
-        DEFAULT_KEY_PATHS, description="JSON paths tried in order for the record key (identity)."
-    )
-    record_lead_id_paths: str = Field(
-        DEFAULT_LEAD_ID_PATHS, description="JSON paths of the lead id, the key's fallback."
-    )
-
-    @field_validator("record_key_paths", "record_lead_id_paths")
-    @classmethod
-    def _paths_not_blank(cls, value: str) -> str:
-        if not split_list(value):
-            raise ValueError("give at least one path")
-        for text in split_list(value):
-            parse_lead_path(text)  # a PathSyntaxError is a ValueError saying what is wrong
-        return value
-
     @model_validator(mode="after")
     def _one_body_fits(self) -> ReceiverSettings:
         if self.receiver_max_in_flight_bytes < self.receiver_max_body_bytes:
@@ -419,6 +408,13 @@ def _describe(exc: ValidationError) -> str:
         # A check across fields has no location; its message names the variables itself.
         problems.append(f"{name}: {error['msg']}" if name else error["msg"])
     return "invalid settings: " + "; ".join(problems)
+
+
+def retired_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The retired settings still set in the environment (by default the process's), with why
+    each is no longer read."""
+    names = {name.upper() for name in (os.environ if environ is None else environ)}
+    return {name: why for name, why in RETIRED.items() if name in names}
 
 
 def split_list(value: str) -> list[str]:

@@ -21,7 +21,7 @@ import orjson
 from connector.mapping_file import CompiledMapping, compile_mapping
 from connector.mapping_paths import MISSING
 from connector.mapping_results import BrazeUpdate, Filtered
-from connector.mapping_rules import MappingFailure, Profile, Run, Source
+from connector.mapping_rules import Key, MappingFailure, Profile, Run, Source, key_reader
 from connector.mapping_yaml import MappingFileError
 from connector.payloads import ACCEPTED_TYPES, JSON, InvalidBody, parse
 from connector.transforms import text_of
@@ -58,11 +58,19 @@ class Mapping:
     profiles: tuple[Profile, ...] = field(repr=False)
     fallback: Profile = field(repr=False)
     content_id: Source = field(repr=False)
+    lead_id_from: Source | None = field(default=None, repr=False)
     # The file as one function of a parsed lead: each profile compiled once, here.
     run: Run = field(init=False, repr=False, compare=False)
+    # Each profile's identity rules alone, by profile name, and the lead id's reader.
+    _user_keys: dict[str, Key] = field(init=False, repr=False, compare=False)
+    _lead_id: Key | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "run", self._compile())
+        profiles = (*self.profiles, self.fallback)
+        object.__setattr__(self, "_user_keys", {p.name: p.user_key() for p in profiles})
+        lead_id = None if self.lead_id_from is None else key_reader(self.lead_id_from)
+        object.__setattr__(self, "_lead_id", lead_id)
 
     def _compile(self) -> Run:
         if not self.profiles:  # one profile: no choosing per record
@@ -90,6 +98,24 @@ class Mapping:
         folded = content_id.strip().casefold() if content_id else None
         return next((p for p in self.profiles if p.selects(source, folded)), self.fallback)
 
+    def identity_key(
+        self, document: abc.Mapping[str, Any], source: str, received_at_ms: int | None = None
+    ) -> str | None:
+        """The `user_key` the identity rules give a parsed lead, its profile chosen as mapping
+        chooses it (filters not applied), or None when no rule matches."""
+        profile = self.profile_for(document, source)
+        meta = {"source": source, "received_at": received_at_ms, "profile": profile.name}
+        return self._user_keys[profile.name](document, meta)
+
+    def lead_id(
+        self, document: abc.Mapping[str, Any], source: str, received_at_ms: int | None = None
+    ) -> str | None:
+        """The lead id (`lead_id_from`) of a parsed lead as trimmed text, or None."""
+        if self._lead_id is None:
+            return None
+        meta = {"source": source, "received_at": received_at_ms, "profile": None}
+        return self._lead_id(document, meta)
+
     def apply(
         self, document: abc.Mapping[str, Any], *, source: str, received_at_ms: int | None
     ) -> BrazeUpdate | Filtered:
@@ -116,7 +142,9 @@ def load_mapping(path: str | Path | None = None) -> Mapping:
         raise MappingFileError(name, None, "", "the file is not UTF-8 text") from None
     compiled: CompiledMapping = compile_mapping(text, name)
     version = hashlib.sha256(data).hexdigest()[:VERSION_LENGTH]
-    return Mapping(version, compiled.profiles, compiled.fallback, compiled.content_id)
+    return Mapping(
+        version, compiled.profiles, compiled.fallback, compiled.content_id, compiled.lead_id
+    )
 
 
 def map_record(

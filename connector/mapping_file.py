@@ -37,6 +37,7 @@ SCHEMA_PATH: Traversable = resources.files("connector").joinpath("mapping.schema
 FALLBACK_PROFILE = "default"
 DEFAULT_CONTENT_ID_PATHS = "calc_id"
 DEFAULT_EVENT_TIME = "$received_at"
+NO_KEY = "none"  # the `dedupe_key` of an event sent every time
 TESTS = ("equals", "starts_with", "ends_with", "contains", "matches", "exists")
 IDENTIFIERS = frozenset({"external_id", "user_alias", "braze_id"})
 RESERVED_ATTRIBUTES = IDENTIFIERS | {"_update_existing_only", "_merge_objects"}
@@ -49,11 +50,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class CompiledMapping:
-    """A mapping file's profiles in order, the top-level fallback, and where content ids are."""
+    """A mapping file's profiles in order, the top-level fallback, where content ids are, and
+    where the lead id is (None: nowhere)."""
 
     profiles: tuple[Profile, ...]
     fallback: Profile
     content_id: Source
+    lead_id: Source | None = None
 
 
 def compile_mapping(text: str, file: str) -> CompiledMapping:
@@ -61,6 +64,7 @@ def compile_mapping(text: str, file: str) -> CompiledMapping:
     data, lines = read_yaml(text, file)
     compiler = _Compiler(file, lines)
     compiler.check_schema(data)
+    compiler.lead_id = compiler.lead_id_source(data)
     return compiler.mapping(data)
 
 
@@ -92,7 +96,10 @@ def _schema_problem(error: ValidationError) -> tuple[Location, str]:
         what = "type" if where and where[-1] == "type" else "value"
         return where, f"unknown {what} '{instance}'; use one of: {', '.join(map(str, expected))}"
     if rule == "type":
-        return where, _type_problem(instance, expected)
+        problem = _type_problem(instance, expected)
+        if where and where[-1] == "dedupe_key":
+            problem += f"; write {NO_KEY} for an event sent every time"
+        return where, problem
     if rule in ("minItems", "minLength", "minProperties"):
         return where, "must not be empty"
     if rule == "maxProperties":
@@ -164,6 +171,7 @@ class _Compiler:
     def __init__(self, file: str, lines: Lines) -> None:
         self.file = file
         self.lines = lines
+        self.lead_id: Source | None = None  # the events' de-duplication key unless they say
 
     def fail(self, where: Location, problem: str) -> NoReturn:
         line = next(
@@ -183,8 +191,22 @@ class _Compiler:
         items = data.get("profiles", [])
         self.unique(items, ("profiles",))
         profiles = tuple(self.profile(item, ("profiles", n), base) for n, item in enumerate(items))
-        content_id = data.get("content_id_from", DEFAULT_CONTENT_ID_PATHS)
-        return CompiledMapping(profiles, fallback, self.source(content_id, ("content_id_from",)))
+        content_id = self.source(
+            data.get("content_id_from", DEFAULT_CONTENT_ID_PATHS), ("content_id_from",)
+        )
+        return CompiledMapping(profiles, fallback, content_id, self.lead_id)
+
+    def lead_id_source(self, data: dict[str, Any]) -> Source | None:
+        """Where the lead id is (`lead_id_from`): places in the lead, not facts of the record."""
+        if "lead_id_from" not in data:
+            return None
+        spec, where = data["lead_id_from"], ("lead_id_from",)
+        source = self.source(spec, where)
+        for n, path in enumerate(source.paths):
+            if path.meta is not None:
+                at = where if isinstance(spec, str) else (*where, n)
+                self.fail(at, f"'{path}' is a fact of the record, not a place in the lead")
+        return source
 
     def profile(self, data: dict[str, Any], where: Location, base: _Sections) -> Profile:
         if data["name"] == FALLBACK_PROFILE:
@@ -345,7 +367,16 @@ class _Compiler:
             self.property(key, spec, (*where, "properties", key), name)
             for key, spec in data.get("properties", {}).items()
         )
-        return EventRule(name, time, properties)
+        return EventRule(name, time, properties, self.dedupe(data, where))
+
+    def dedupe(self, data: dict[str, Any], where: Location) -> Source | None:
+        """Where an event's de-duplication key is: its `dedupe_key`, else the lead id."""
+        if "dedupe_key" not in data:
+            return self.lead_id
+        spec = data["dedupe_key"]
+        if isinstance(spec, str) and spec.strip().casefold() == NO_KEY:
+            return None
+        return self.source(spec, (*where, "dedupe_key"))
 
     def property(self, key: str, spec: Any, where: Location, event: str) -> FieldRule:
         if key in RESERVED_PROPERTIES:

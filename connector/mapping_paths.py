@@ -170,18 +170,6 @@ def parse_path(text: str) -> Path:
     return Path(text, _Parser(text).steps())
 
 
-def parse_lead_path(text: str) -> Path:
-    """Parse a path to a place in the lead (not a record field), or raise PathSyntaxError
-    quoting it: for settings that list paths."""
-    try:
-        path = parse_path(text)
-    except PathSyntaxError as exc:
-        raise PathSyntaxError(f"'{text}': {exc}") from None
-    if path.meta is not None:
-        raise PathSyntaxError(f"'{text}' is a fact of the record, not a place in the lead")
-    return path
-
-
 def matches(value: Any, wanted: str) -> bool:
     """Compare a scalar with a selector value, ignoring case and surrounding spaces."""
     text = text_of(value)

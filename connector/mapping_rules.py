@@ -192,6 +192,7 @@ class FieldRule:
 
 Identity = tuple[str, dict[str, Any]]  # a stable text naming the user, and Braze's fields
 Reads = Callable[[Source], Reader]  # compiles where a source's first value is read
+Key = Callable[[Document, Meta], "str | None"]  # a key found in a lead, as text, or None
 
 
 @dataclass(frozen=True)
@@ -239,6 +240,38 @@ class IdentityRule:
 
     def describe(self) -> str:
         return f"alias '{self.label}'" if self.kind == "alias" else self.kind
+
+
+def key_text(value: Any) -> str | None:
+    """A scalar as trimmed text, usable as a key; lists, objects, booleans and blanks are not."""
+    if type(value) is str:  # the common case, first
+        return value.strip() or None
+    if isinstance(value, bool):
+        return None
+    text = text_of(value)
+    return text.strip() or None if text is not None else None
+
+
+def key_reader(source: Source, read: Reads = Source.compile) -> Key:
+    """A function giving the first value of the source's paths usable as a key (see key_text),
+    or None; `read` compiles the source's first value, as the profile does."""
+    first = read(source)
+    candidates = tuple(Source((path,)).compile() for path in source.paths)
+
+    def key(document: Document, meta: Meta) -> str | None:
+        value = first(document, meta)
+        if value is MISSING:
+            return None
+        found = key_text(value)  # the first candidate, which most often decides
+        if found is not None:
+            return found
+        for candidate in candidates:  # a path holding a list or an object is passed over
+            value = candidate(document, meta)
+            if value is not MISSING and (found := key_text(value)) is not None:
+                return found
+        return None
+
+    return key
 
 
 def no_identity(rules: abc.Sequence[IdentityRule]) -> MappingFailure:
@@ -325,6 +358,7 @@ class EventRule:
     name: str
     time: FieldRule
     properties: tuple[FieldRule, ...] = ()
+    dedupe: Source | None = None  # where the de-duplication key is; None: sent every time
 
     def compile(self, values: Fields) -> Event:
         """A function building the event object (without the identity); `values` compiles its
@@ -369,6 +403,9 @@ class Profile:
         identify = _identifier(tuple(rule.compile(read) for rule in self.identity), self.identity)
         attributes = compiler.values(self.attributes)
         made = _all(tuple(rule.compile(compiler.values) for rule in self.events))
+        dedupe_keys = _keys(
+            tuple(_no_key if e.dedupe is None else key_reader(e.dedupe, read) for e in self.events)
+        )
         keys = {"user_alias" if rule.kind == "alias" else rule.kind for rule in self.identity}
         # An attribute named like the identity field gives way to it.
         clash = any(rule.name in keys for rule in self.attributes)
@@ -389,9 +426,24 @@ class Profile:
                     values.pop(field, None)
             if alias and "user_alias" in fields:
                 values["_update_existing_only"] = False
-            return BrazeUpdate(user_key, fields, values, made(document, meta))
+            events, event_keys = made(document, meta), dedupe_keys(document, meta)
+            return BrazeUpdate(user_key, fields, values, events, event_keys)
 
         return run
+
+    def user_key(self) -> Key:
+        """A function giving the user key the identity rules give a lead (as `compile()`'s
+        function does), or None when no rule matches; filters and other rules do not run."""
+        matches = tuple(rule.compile() for rule in self.identity)
+
+        def user_key(document: Document, meta: Meta) -> str | None:
+            for match in matches:
+                found = match(document, meta)
+                if found is not None:
+                    return found[0]
+            return None
+
+        return user_key
 
 
 def _all(
@@ -409,6 +461,22 @@ def _all(
         return tuple(made)
 
     return all_events
+
+
+def _no_key(document: Document, meta: Meta) -> None:
+    """The key of an event sent every time."""
+    return None
+
+
+def _keys(keys: tuple[Key, ...]) -> Callable[[Document, Meta], tuple[str | None, ...]]:
+    """The events' de-duplication keys, in order."""
+    if all(key is _no_key for key in keys):  # nothing to read: the same tuple for every lead
+        none = (None,) * len(keys)
+        return lambda document, meta: none
+    if len(keys) == 1:  # the common case, without a loop's cost
+        (key,) = keys
+        return lambda document, meta: (key(document, meta),)
+    return lambda document, meta: tuple([key(document, meta) for key in keys])
 
 
 def _identifier(
@@ -441,6 +509,7 @@ class _Sharing:
     def __init__(self, profile: Profile) -> None:
         reads: list[Hashable] = [rule.source for rule in profile.identity]
         reads += [condition.source for rule in profile.filters for condition in rule.conditions]
+        reads += [event.dedupe for event in profile.events if event.dedupe is not None]
         fields = [*profile.attributes]
         for event in profile.events:
             fields += [event.time, *event.properties]

@@ -18,7 +18,8 @@ from aiohttp import web
 from connector.auth import Credentials, credentials_from
 from connector.config import KafkaSettings, ReceiverSettings, TopicSettings
 from connector.errors import KafkaUnavailable, RecordTooLarge
-from connector.keys import KeyRule
+from connector.keys import record_key
+from connector.mapping import Mapping
 from connector.metrics import CONTENT_TYPE_LATEST, ReceiverMetrics
 from connector.payloads import ACCEPTED_TYPES, InvalidBody, parse
 from connector.producer import Headers, Publisher
@@ -39,7 +40,7 @@ class ReceiverState:
 
     settings: ReceiverSettings
     credentials: Credentials
-    key_rule: KeyRule
+    mapping: Mapping  # its identity rules key the records
     publisher: Publisher
     metrics: ReceiverMetrics = field(default_factory=ReceiverMetrics)
     draining: bool = False
@@ -119,9 +120,10 @@ async def _receive(request: web.BaseRequest, state: ReceiverState, held: Body) -
         document = parse(body, mime_type)
     except InvalidBody as exc:
         raise Refusal(400, exc.code, exc.message) from None
-    event_id = new_event_id()
-    headers = _record_headers(request, source, event_id)
-    delivery = await _publish(state, state.key_rule.key_for(document), body, headers)
+    event_id, received_at_ms = new_event_id(), time.time_ns() // 1_000_000
+    headers = _record_headers(request, source, event_id, received_at_ms)
+    key = record_key(state.mapping, document, source, received_at_ms)
+    delivery = await _publish(state, key, body, headers)
     state.metrics.body_bytes.observe(len(body))
     answer = {
         "status": "accepted",
@@ -254,10 +256,12 @@ def _uuid4_text(raw: bytes) -> str:
 new_event_id = _EventIds()
 
 
-def _record_headers(request: web.BaseRequest, source: str, event_id: str) -> Headers:
+def _record_headers(
+    request: web.BaseRequest, source: str, event_id: str, received_at_ms: int
+) -> Headers:
     return (
         ("content-type", request.headers["Content-Type"].encode("latin-1")),
-        ("received-at", str(time.time_ns() // 1_000_000).encode()),
+        ("received-at", str(received_at_ms).encode()),
         ("source", source.encode()),
         ("event-id", event_id.encode()),
     )
@@ -381,6 +385,9 @@ class ReceiverConfig:
     kafka: KafkaSettings
     topics: TopicSettings
     receiver: ReceiverSettings
+    mapping: Mapping  # MAPPING_FILE, loaded and checked: its identity rules key the records
+    # Retired settings still set in the environment, with why each is no longer read.
+    retired: dict[str, str] = field(default_factory=dict)
 
 
 async def serve(config: ReceiverConfig, stop: asyncio.Event | None = None) -> None:
@@ -390,13 +397,16 @@ async def serve(config: ReceiverConfig, stop: asyncio.Event | None = None) -> No
     tune_gc()
     if credentials.open:
         log.warning("receiver runs WITHOUT authentication (insecure development mode)")
+    if config.retired:
+        log.warning(
+            "settings no longer read: " + "; ".join(f"{k}: {v}" for k, v in config.retired.items())
+        )
     if settings.receiver_ensure_topics:
         await ensure_topics(config.kafka, config.topics)
     stop = stop or stop_on_signals()
     max_request = config.topics.topic_max_message_bytes
     async with Publisher(config.kafka, config.topics.raw_topic, max_request) as publisher:
-        rule = KeyRule.from_settings(settings.record_key_paths, settings.record_lead_id_paths)
-        state = ReceiverState(settings, credentials, rule, publisher)
+        state = ReceiverState(settings, credentials, config.mapping, publisher)
         await _run_http(state, stop)
 
 

@@ -40,9 +40,14 @@ def test_every_lead_maps_to_one_event_with_an_id_or_an_email() -> None:
 
 
 def test_records_carry_the_receivers_key_and_headers() -> None:
-    key, value, headers = backlog.raw_record(7, 20_000)
-    document = orjson.loads(value)
-    assert key == document["user_info"]["email"].encode()
+    mapping = load_mapping()
+    for n in range(30):  # the user's identity, as the worker maps it: external id or e-mail
+        key, value, _ = backlog.raw_record(n, 20_000)
+        update = map_record(mapping, value, "application/json", source="default", received_at_ms=1)
+        assert isinstance(update, BrazeUpdate)
+        assert key == update.user_key.encode()
+    key, value, headers = backlog.raw_record(2, 20_000)
+    assert key == b"email:" + orjson.loads(value)["user_info"]["email"].encode()
     names = [name for name, _ in headers]
     assert names == ["content-type", "received-at", "source", "event-id"]
     found = dict(headers)

@@ -89,6 +89,7 @@ def test_default_mapping_reproduces_the_outgrow_guide(default: Mapping) -> None:
                 },
             },
         ),
+        event_keys=("65f1c2a9e4b0a1b2c3d4e5f6",),  # the lead id, from lead_id_from
     )
 
 

@@ -80,8 +80,27 @@ SCHEMA_CASES = [
         "version: 1\nidentity:\n  - email: email\nextra: 1\n",
         4,
         "extra",
-        "unknown key 'extra'; allowed here: version, content_id_from, identity, filters, "
-        "attributes, events, profiles",
+        "unknown key 'extra'; allowed here: version, content_id_from, lead_id_from, identity, "
+        "filters, attributes, events, profiles",
+    ),
+    (
+        HEAD + "events:\n  - name: e\n    dedupe_key: null\n",
+        6,
+        "events[0].dedupe_key",
+        "must be text or a list; write none for an event sent every time",
+    ),
+    (
+        HEAD + "events:\n  - name: e\n    dedupe_key: []\n",
+        6,
+        "events[0].dedupe_key",
+        "must not be empty",
+    ),
+    (
+        HEAD + "profiles:\n  - name: p\n    when: {source: a}\n    lead_id_from: id\n",
+        7,
+        "profiles[0].lead_id_from",
+        "unknown key 'lead_id_from'; allowed here: name, when, inherit, identity, filters, "
+        "attributes, events",
     ),
     (
         HEAD + "attributes:\n  score:\n    form: score\n",
@@ -188,6 +207,24 @@ SEMANTIC_CASES = [
         2,
         "content_id_from",
         "bad path '$calc': unknown record field '$calc'; known: $source, $received_at, $profile",
+    ),
+    (
+        "version: 1\nlead_id_from: [id, $received_at]\nidentity:\n  - email: email\n",
+        2,
+        "lead_id_from[1]",
+        "'$received_at' is a fact of the record, not a place in the lead",
+    ),
+    (
+        "version: 1\nlead_id_from: lead..id\nidentity:\n  - email: email\n",
+        2,
+        "lead_id_from",
+        "bad path 'lead..id': a key is missing (at character 6)",
+    ),
+    (
+        HEAD + "events:\n  - name: e\n    dedupe_key: [id, 'a[x']\n",
+        6,
+        "events[0].dedupe_key[1]",
+        "bad path 'a[x': a selector is [N], [*] or [field=value] (at character 4)",
     ),
     (
         "version: 1\nidentity:\n  - email: user_info[email\n",

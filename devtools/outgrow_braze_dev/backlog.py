@@ -20,13 +20,13 @@ from typing import Any
 import orjson
 
 from connector.config import (
-    DEFAULT_KEY_PATHS,
-    DEFAULT_LEAD_ID_PATHS,
     KafkaSettings,
     TopicSettings,
     load,
 )
-from connector.keys import KeyRule
+from connector.keys import record_key
+from connector.mapping import load_mapping
+from connector.producer import partition_of
 
 PARTITIONS = 12
 FILL_BATCH = 512 * 1024
@@ -131,37 +131,35 @@ def _day_and_time(epoch_s: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_s))
 
 
-RECEIVER_KEYS = KeyRule.from_settings(DEFAULT_KEY_PATHS, DEFAULT_LEAD_ID_PATHS)
+SHIPPED_MAPPING = load_mapping()  # the receiver keys records by its identity rules
 Headers = list[tuple[str, bytes]]
 
 
 def raw_record(index: int, users: int) -> tuple[bytes | None, bytes, Headers]:
     """Key, value and headers of one lead, as the receiver publishes it."""
-    document = lead(index, users)
+    document, received_at_ms = lead(index, users), time.time_ns() // 1_000_000
     headers = [
         ("content-type", b"application/json"),
-        ("received-at", str(time.time_ns() // 1_000_000).encode()),
+        ("received-at", str(received_at_ms).encode()),
         ("source", b"default"),
         ("event-id", os.urandom(16).hex().encode()),  # the receiver's uuid4().hex, as cheaply
     ]
-    return RECEIVER_KEYS.key_for(document), orjson.dumps(document), headers
+    key = record_key(SHIPPED_MAPPING, document, "default", received_at_ms)
+    return key, orjson.dumps(document), headers
 
 
 class Partitioner:
-    """The producer's default partitioner (murmur2 of the key), remembered per key."""
+    """The producer's partitioning (murmur2 of the key); records without a key go round."""
 
     def __init__(self, partitions: int) -> None:
-        from aiokafka.partitioner import DefaultPartitioner
-
-        self._choose = DefaultPartitioner()
-        self._all = list(range(partitions))
-        self._known: dict[bytes | None, int] = {}
+        self._partitions = partitions
+        self._unkeyed = 0
 
     def __call__(self, key: bytes | None) -> int:
-        found = self._known.get(key)
-        if found is None:
-            found = self._known[key] = self._choose(key, self._all, self._all)
-        return found
+        if key is not None:
+            return partition_of(key, self._partitions)
+        self._unkeyed += 1
+        return self._unkeyed % self._partitions
 
 
 async def _fill(bootstrap: str, topic: str, events: int, users: int) -> None:
@@ -172,12 +170,12 @@ async def _fill(bootstrap: str, topic: str, events: int, users: int) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, max_batch_size=FILL_BATCH)
     await producer.start()
     try:
-        partition_of = Partitioner(PARTITIONS)
+        choose = Partitioner(PARTITIONS)
         batches = {p: producer.create_batch() for p in range(PARTITIONS)}
         sent = []
         for index in range(events):
             key, value, headers = raw_record(index, users)
-            partition = partition_of(key)
+            partition = choose(key)
             if not _append(batches[partition], key, value, headers):
                 sent.append(
                     await producer.send_batch(batches[partition], topic, partition=partition)
