@@ -36,17 +36,20 @@ DISTRIBUTION = "outgrow-braze"
 
 def cmd_receiver(args: argparse.Namespace) -> int:
     """Run the webhook receiver."""
+    from connector.auth import credentials_from
+    from connector.mapping import load_mapping
     from connector.receiver import ReceiverConfig, serve
 
+    receiver = settings(args, ReceiverSettings)
+    # Credentials and the mapping are checked before anything starts, so a bad one fails fast.
+    credentials_from(receiver)
     conf = ReceiverConfig(
         kafka=settings(args, KafkaSettings),
         topics=settings(args, TopicSettings),
-        receiver=settings(args, ReceiverSettings),
+        receiver=receiver,
+        mapping=load_mapping(settings(args, WorkerSettings).mapping_file),
+        retired=cfg.retired_settings(),
     )
-    # Credentials are checked before anything starts, so a bad setting fails fast.
-    from connector.auth import credentials_from
-
-    credentials_from(conf.receiver)
     run_async(serve(conf))
     return 0
 
@@ -109,6 +112,11 @@ def cmd_mapping_check(args: argparse.Namespace) -> int:
         output = {
             "attributes": [attributes] if attributes else [],
             "events": result.event_objects(),
+            # Each event's de-duplication key (null: sent every time), by event name.
+            "event_keys": {
+                event["name"]: key
+                for event, key in zip(result.events, result.event_keys, strict=True)
+            },
         }
     print(json.dumps(output, indent=2, ensure_ascii=False))
     return 0
@@ -218,6 +226,8 @@ def _add_receiver(commands: Any) -> None:
     # All of the topics' settings: RECEIVER_ENSURE_TOPICS creates them as `topics ensure` does.
     add_settings_options(sub, TopicSettings)
     add_settings_options(sub, ReceiverSettings)
+    # Its identity rules key the records, so that one user's records share a partition.
+    add_settings_options(sub, WorkerSettings, only=("mapping_file",))
 
 
 def _add_worker(commands: Any) -> None:

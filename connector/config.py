@@ -235,6 +235,7 @@ class ReceiverSettings(_Settings):
     receiver_drain_timeout_s: float = Field(
         20.0, gt=0, description="On SIGTERM, how long in-flight posts may take to finish."
     )
+
     @model_validator(mode="after")
     def _one_body_fits(self) -> ReceiverSettings:
         if self.receiver_max_in_flight_bytes < self.receiver_max_body_bytes:
@@ -271,7 +272,9 @@ class WorkerSettings(_Settings):
         description="Braze REST API key with `users.track`; required to deliver; never logged.",
     )
     mapping_file: str | None = Field(
-        None, description="Mapping file (YAML); unset uses the mapping shipped with the package."
+        None,
+        description="Mapping file (YAML) of the worker, replay, redrive and the receiver (whose "
+        "record keys are its identities); unset uses the mapping shipped with the package.",
     )
     braze_rate_limit: str = Field(
         "3000/3s", description="The workspace's `/users/track` budget, requests per period."

@@ -48,8 +48,7 @@ RECEIVER = {
     "RECEIVER_ENSURE_TOPICS",
     "RECEIVER_SHUTDOWN_DELAY_S",
     "RECEIVER_DRAIN_TIMEOUT_S",
-    "RECORD_KEY_PATHS",
-    "RECORD_LEAD_ID_PATHS",
+    "MAPPING_FILE",  # its identity rules key the records
 }
 # What delivering to Braze reads: the worker, replay and redrive.
 DELIVERY = {

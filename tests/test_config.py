@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from connector.config import (
@@ -13,6 +15,7 @@ from connector.config import (
     describe_fields,
     load,
     require_braze,
+    retired_settings,
     split_list,
 )
 from connector.errors import ConfigError
@@ -48,8 +51,6 @@ def test_invalid_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
         load(ReceiverSettings)
     with pytest.raises(ConfigError, match="TOPIC_PARTITIONS"):
         load(TopicSettings, {"topic_partitions": 0})
-    with pytest.raises(ConfigError, match="RECORD_KEY_PATHS"):
-        load(ReceiverSettings, {"record_key_paths": " , "})
 
 
 def test_braze_endpoint_and_key_have_no_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,13 +65,15 @@ def test_braze_endpoint_and_key_have_no_default(monkeypatch: pytest.MonkeyPatch)
     assert require_braze(chosen) is chosen
 
 
-def test_record_key_paths_are_checked_at_start_up() -> None:
-    with pytest.raises(ConfigError, match=r"RECORD_LEAD_ID_PATHS.*'a\[x\]': a selector is"):
-        load(ReceiverSettings, {"record_lead_id_paths": "id, a[x]"})
-    with pytest.raises(ConfigError, match=r"RECORD_KEY_PATHS.*'\$source' is a fact of the record"):
-        load(ReceiverSettings, {"record_key_paths": "$source"})
-    settings = load(ReceiverSettings, {"record_key_paths": 'email, "a.b", results[title=x].v'})
-    assert settings.record_key_paths == 'email, "a.b", results[title=x].v'
+def test_retired_settings_still_set_are_named_with_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert retired_settings({"RAW_TOPIC": "x"}) == {}
+    found = retired_settings({"record_key_paths": "email", "RAW_TOPIC": "x"})
+    assert list(found) == ["RECORD_KEY_PATHS"]
+    assert "MAPPING_FILE" in found["RECORD_KEY_PATHS"]
+    monkeypatch.setenv("RECORD_LEAD_ID_PATHS", "id")
+    assert "RECORD_LEAD_ID_PATHS" in retired_settings()
+    # No longer a setting: neither read nor refused.
+    assert not hasattr(load(ReceiverSettings), "record_lead_id_paths")
 
 
 def test_split_list_trims_and_drops_blanks() -> None:
@@ -85,6 +88,16 @@ def test_every_setting_is_described_and_in_the_readme() -> None:
         for env, default, meaning in describe_fields(group):
             assert meaning, f"{env} has no description"
             assert f"| `{env}` | `{default}` |" in text, f"README lacks {env} with its default"
+
+
+def test_the_readme_lists_no_setting_that_is_not_one() -> None:
+    with open("README.md", encoding="utf-8") as readme:
+        text = readme.read()
+    reference = text.split("\n## Configuration reference\n", 1)[1].split("\n#", 1)[0]
+    rows = re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \| `[^`]*` \|", reference, re.MULTILINE)
+    assert "RAW_TOPIC" in rows
+    described = {env for group in ALL_GROUPS for env, _, _ in describe_fields(group)}
+    assert sorted(set(rows) - described) == []
 
 
 SECURITY_VARIABLES = (

@@ -434,6 +434,92 @@ def test_events_carry_name_time_and_present_properties(tmp_path: Path) -> None:
     )
 
 
+DEDUPE = """\
+version: 1
+lead_id_from: [id, lead.id]
+identity:
+  - email: email
+events:
+  - name: by_lead
+  - name: by_answer
+    dedupe_key: [answers.order, order]
+  - name: always
+    dedupe_key: none
+profiles:
+  - name: partner
+    when: {source: partner}
+    events:
+      - name: partner_only
+      - name: by_lead
+        dedupe_key: NONE
+"""
+
+
+@pytest.mark.parametrize(
+    ("lead", "keys"),
+    [
+        ({"email": "a@b.co", "id": " L1 ", "order": 7}, ("L1", "7", None)),
+        (
+            {"email": "a@b.co", "lead": {"id": "L2"}, "answers": {"order": "O-1"}},
+            ("L2", "O-1", None),
+        ),
+        ({"email": "a@b.co", "id": ["x"], "lead": {"id": 3.5}}, ("3.5", None, None)),
+        ({"email": "a@b.co", "id": True, "order": "  "}, (None, None, None)),
+        ({"email": "a@b.co"}, (None, None, None)),
+    ],
+)
+def test_each_event_has_its_dedupe_key(
+    tmp_path: Path, lead: dict[str, Any], keys: tuple[str | None, ...]
+) -> None:
+    update = apply(mapping_of(DEDUPE, tmp_path), lead)
+    assert [event["name"] for event in update.events] == ["by_lead", "by_answer", "always"]
+    assert update.event_keys == keys
+
+
+def test_a_profile_event_defaults_to_the_lead_id_and_may_say_none(tmp_path: Path) -> None:
+    update = apply(mapping_of(DEDUPE, tmp_path), {"email": "a@b.co", "id": "L1"}, "partner")
+    names = [event["name"] for event in update.events]
+    assert dict(zip(names, update.event_keys, strict=True)) == {
+        "by_lead": None,
+        "by_answer": None,
+        "always": None,
+        "partner_only": "L1",
+    }
+
+
+def test_without_lead_id_from_events_have_no_key(tmp_path: Path) -> None:
+    mapping = mapping_of(HEAD + "events:\n  - name: e\n  - name: f\n", tmp_path)
+    assert apply(mapping, {"email": "a@b.co", "id": "L1"}).event_keys == (None, None)
+    assert mapping.lead_id({"id": "L1"}, "default") is None
+
+
+def test_a_dedupe_key_named_none_is_a_path_in_a_list(tmp_path: Path) -> None:
+    mapping = mapping_of(HEAD + "events:\n  - name: e\n    dedupe_key: [none]\n", tmp_path)
+    assert apply(mapping, {"email": "a@b.co", "none": "K"}).event_keys == ("K",)
+
+
+def test_dedupe_keys_leave_the_payloads_as_they_were(tmp_path: Path) -> None:
+    with_keys = apply(mapping_of(DEDUPE, tmp_path), {"email": "a@b.co", "id": "L1"})
+    without = apply(
+        mapping_of(DEDUPE.replace("lead_id_from: [id, lead.id]\n", ""), tmp_path),
+        {"email": "a@b.co", "id": "L1"},
+    )
+    assert with_keys.event_payloads == without.event_payloads
+    assert with_keys.attribute_payload == without.attribute_payload
+    assert (with_keys.event_keys, without.event_keys) == (("L1", None, None), (None, None, None))
+
+
+def test_identity_key_and_lead_id_follow_the_profile_without_filters(tmp_path: Path) -> None:
+    mapping = mapping_of(PROFILES, tmp_path)
+    test_lead = {"email": "t@outgrow.co", "id": "L1"}
+    assert apply(mapping, test_lead) == Filtered("test")
+    assert mapping.identity_key(test_lead, "default") == "email:t@outgrow.co"
+    assert mapping.identity_key(test_lead, "partner-us") == "alias:partner:L1"
+    assert mapping.identity_key({"id": "L1"}, "default") is None
+    assert mapping.lead_id(test_lead, "default") is None  # PROFILES has no lead_id_from
+    assert load_mapping().lead_id({"_id": 42}, "default") == "42"
+
+
 def test_an_event_without_any_time_fails(default: Mapping) -> None:
     with pytest.raises(MappingFailure) as caught:
         default.apply({"email": "a@b.co"}, source="default", received_at_ms=None)
@@ -909,6 +995,7 @@ def test_check_prints_the_braze_objects(capsys: pytest.CaptureFixture[str]) -> N
         }
     ]
     assert [event["name"] for event in body["events"]] == ["outgrow_submission"]
+    assert body["event_keys"] == {"outgrow_submission": "65f1c2a9e4b0a1b2c3d4e5f6"}
 
 
 def test_check_takes_a_mapping_source_and_form_bodies(
@@ -947,6 +1034,7 @@ def test_check_takes_a_mapping_source_and_form_bodies(
             }
             for name in ("submitted", "partner_submitted")
         ],
+        "event_keys": {"submitted": None, "partner_submitted": None},
     }
 
 
@@ -990,7 +1078,16 @@ def test_check_exits_2_on_a_missing_sample(capsys: pytest.CaptureFixture[str]) -
 # --- the documentation -------------------------------------------------------------------------
 
 DOCS = (ROOT / "docs" / "mapping.md").read_text(encoding="utf-8")
-SECTIONS = ("version", "identity", "filters", "attributes", "events", "profiles", "content_id_from")
+SECTIONS = (
+    "version",
+    "identity",
+    "filters",
+    "attributes",
+    "events",
+    "profiles",
+    "content_id_from",
+    "lead_id_from",
+)
 
 
 def _yaml_blocks() -> list[str]:

@@ -7,6 +7,7 @@ import base64
 import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,8 +20,8 @@ from hypothesis import strategies as st
 from connector.auth import Credentials
 from connector.config import ReceiverSettings, load
 from connector.errors import ConfigError
-from connector.keys import KeyRule
-from connector.producer import Publisher
+from connector.mapping import load_mapping
+from connector.producer import Publisher, partition_of
 from connector.receiver import ReceiverState, handle
 from tests.kafka_support import Topics, end_offsets, fresh_topics, read_all
 
@@ -79,18 +80,18 @@ class Receiver:
 
 @asynccontextmanager
 async def running_receiver(
-    bootstrap: str, topics: Topics | None = None, **overrides: Any
+    bootstrap: str, topics: Topics | None = None, mapping_file: Path | None = None, **overrides: Any
 ) -> AsyncIterator[Receiver]:
-    """Start a receiver with test credentials (over fresh topics unless given); stop it after."""
+    """Start a receiver with test credentials (over fresh topics unless given) and a mapping
+    file (the shipped one unless given); stop it after."""
     topics = topics or await fresh_topics(bootstrap)
     settings = load(ReceiverSettings, {"receiver_publish_timeout_s": 5, **overrides})
     credentials = Credentials(
         basic=tuple(f"{u}:{p}".encode() for u, p in BASIC), tokens=(TOKEN.encode(),)
     )
-    rule = KeyRule.from_settings(settings.record_key_paths, settings.record_lead_id_paths)
     async with Publisher(topics.kafka, topics.raw, 2 * 1024 * 1024) as publisher:
         await publisher.wait_connected(30)
-        state = ReceiverState(settings, credentials, rule, publisher)
+        state = ReceiverState(settings, credentials, load_mapping(mapping_file), publisher)
         server = RawTestServer(functools.partial(handle, state=state), host="127.0.0.1")
         await server.start_server()
         try:
@@ -121,7 +122,8 @@ async def test_thousand_concurrent_posts_land_byte_identical(bootstrap_servers: 
         assert record.value == body
         assert (record.partition, record.offset) == (answer["partition"], answer["offset"])
         email = orjson.loads(body)["user_info"]["email"]
-        assert record.key == email.strip().lower().encode()
+        assert record.key == b"email:" + email.strip().lower().encode()
+        assert record.partition == partition_of(record.key, 3)  # fresh topics have 3
         headers = dict(record.headers)
         assert headers["content-type"] == b"application/json"
         assert headers["source"] == b"default"
@@ -295,7 +297,7 @@ async def test_body_of_exactly_the_limit_is_published_intact(receiver: Receiver)
     assert status == 202
     record = await _record_at(receiver, answer)
     assert record.value == body
-    assert record.key == b"big"
+    assert record.key == b"lead:big"
 
 
 async def _record_at(receiver: Receiver, answer: Mapping[str, Any]) -> Any:
@@ -313,7 +315,7 @@ async def test_form_body_is_kept_raw_and_keyed_by_its_email(receiver: Receiver) 
     assert status == 202
     record = await _record_at(receiver, answer)
     assert record.value == body
-    assert record.key == b"form.user@example.com"
+    assert record.key == b"email:form.user@example.com"
     headers = dict(record.headers)
     assert headers["content-type"] == b"application/x-www-form-urlencoded; charset=UTF-8"
     assert headers["source"] == b"quiz-1"
@@ -330,8 +332,27 @@ async def test_lead_without_identity_falls_back_to_lead_id_then_no_key(receiver:
     _, without = await receiver.post(b'{"note": "anonymous"}')
     records = await read_all(receiver.topics.kafka.kafka_bootstrap_servers, receiver.topics.raw)
     keys = {dict(r.headers)["event-id"].decode(): r.key for r in records}
-    assert keys[with_id["event_id"]] == b"12345"
+    assert keys[with_id["event_id"]] == b"lead:12345"
     assert keys[without["event_id"]] is None
+
+
+async def test_a_profile_chosen_by_source_keys_its_records_by_its_identity(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "version: 1\nidentity:\n  - email: email\nprofiles:\n  - name: partner\n"
+        "    when: {source: partner}\n    identity:\n      - alias: {label: p, from: ref}\n",
+        encoding="utf-8",
+    )
+    async with running_receiver(bootstrap_servers, mapping_file=mapping) as rx:
+        lead = b'{"email": "a@b.co", "ref": "R7"}'
+        _, by_default = await rx.post(lead)
+        _, by_partner = await rx.post(lead, path=PATH + "/partner")
+        records = await read_all(bootstrap_servers, rx.topics.raw)
+    keys = {dict(r.headers)["event-id"].decode(): r.key for r in records}
+    assert keys[by_default["event_id"]] == b"email:a@b.co"
+    assert keys[by_partner["event_id"]] == b"alias:p:R7"
 
 
 async def test_overload_and_draining_shed_with_retry_after(receiver: Receiver) -> None:

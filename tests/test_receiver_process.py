@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 import pytest
@@ -168,6 +169,59 @@ async def test_invalid_setting_exits_two_naming_it(value: str) -> None:
     _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 2
     assert b"RECEIVER_PORT" in stderr
+
+
+async def test_a_bad_mapping_file_exits_two_before_connecting(tmp_path: Path) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text("version: 1\nidentity:\n  - email: a..b\n", encoding="utf-8")
+    env = {**os.environ, "WEBHOOK_TOKENS": TOKEN, "MAPPING_FILE": str(mapping)}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"  # nobody there: not reached
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "connector",
+        "receiver",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 2
+    assert stderr.decode() == (
+        f"outgrow-braze: {mapping}:3: identity[0].email: bad path 'a..b': "
+        "a key is missing (at character 3)\n"
+    )
+
+
+async def test_records_are_keyed_by_the_mapping_file_and_retired_settings_warn_once(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "version: 1\nlead_id_from: ref\nidentity:\n  - external_id: crm.id\n",
+        encoding="utf-8",
+    )
+    retired = {"RECORD_KEY_PATHS": "email", "RECORD_LEAD_ID_PATHS": "id"}
+    async with (
+        receiver_process(bootstrap_servers, MAPPING_FILE=str(mapping), **retired) as rx,
+        ClientSession() as session,
+    ):
+        await wait_ready(session, rx.base)
+        url = f"{rx.base}/webhooks/outgrow?token={TOKEN}"
+        for body in (b'{"crm": {"id": "C-1"}, "email": "a@b.co"}', b'{"ref": "R-2", "id": 3}'):
+            async with session.post(
+                url, data=body, headers={"Content-Type": "application/json"}
+            ) as response:
+                assert response.status == 202
+        rx.proc.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(rx.proc.communicate(), timeout=30)
+        assert rx.proc.returncode == 0
+    records = await read_all(bootstrap_servers, rx.raw_topic)
+    assert sorted(record.key for record in records) == [b"external_id:C-1", b"lead:R-2"]
+    warnings = [line for line in stderr.decode().splitlines() if "no longer read" in line]
+    assert len(warnings) == 1
+    assert "RECORD_KEY_PATHS" in warnings[0] and "RECORD_LEAD_ID_PATHS" in warnings[0]
+    assert "MAPPING_FILE" in warnings[0]
 
 
 # The manifests' memory limit of a receiver container (deploy/kubernetes/base/receiver.yaml).

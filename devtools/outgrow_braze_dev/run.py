@@ -22,6 +22,7 @@ from connector.config import (
 )
 from connector.errors import ConnectorError
 from connector.logs import configure
+from connector.mapping import load_mapping
 from connector.signals import stop_on_signals
 from connector.topics import ensure_topics
 from outgrow_braze_dev.kafka import BrokerUnavailable, provide_broker
@@ -75,7 +76,12 @@ async def _serve(bootstrap: str, user: str, password: str, token: str) -> None:
         port = receiver_settings.receiver_port
         print(_banner(port, user, password, token, sandbox.base_url), file=sys.stderr, flush=True)
         services = [
-            receiver.serve(receiver.ReceiverConfig(kafka, topics, receiver_settings), stop),
+            receiver.serve(
+                receiver.ReceiverConfig(
+                    kafka, topics, receiver_settings, load_mapping(worker_settings.mapping_file)
+                ),
+                stop,
+            ),
             worker.serve(worker.WorkerConfig(kafka, topics, worker_settings), stop),
         ]
         await asyncio.gather(*services)
