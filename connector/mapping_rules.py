@@ -246,10 +246,10 @@ def key_text(value: Any) -> str | None:
     """A scalar as trimmed text, usable as a key; lists, objects, booleans and blanks are not."""
     if type(value) is str:  # the common case, first
         return value.strip() or None
-    if isinstance(value, bool):
+    text = None if isinstance(value, bool) else text_of(value)
+    if text is None:
         return None
-    text = text_of(value)
-    return text.strip() or None if text is not None else None
+    return text.strip() or None
 
 
 def key_reader(source: Source, read: Reads = Source.compile) -> Key:
