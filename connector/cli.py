@@ -315,7 +315,7 @@ def _add_status(commands: Any) -> None:
     sub.add_argument("--receiver-url", metavar="URL", help="default http://127.0.0.1:RECEIVER_PORT")
     sub.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_settings_options(sub, KafkaSettings, but=PRODUCER_ONLY)
-    add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic"))
+    add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic", "state_topic"))
     add_settings_options(
         sub, WorkerSettings, only=("consumer_group", "worker_port", "braze_ca_file")
     )
