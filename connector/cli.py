@@ -73,13 +73,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_topics_ensure(args: argparse.Namespace) -> int:
-    """Create the raw and dead-letter topics where missing."""
-    from connector.topics import ensure_topics
+    """Create the raw, dead-letter and delivery-state topics where missing."""
+    from connector.topics import ensure
 
     kafka, topics = settings(args, KafkaSettings), settings(args, TopicSettings)
-    created = run_async(ensure_topics(kafka, topics))
-    for name in (topics.raw_topic, topics.dlq_topic):
-        print(f"{name}: {'created' if name in created else 'exists'}")
+    ensured = run_async(ensure(kafka, topics))
+    for name in (topics.raw_topic, topics.dlq_topic, topics.state_topic):
+        print(f"{name}: {'created' if name in ensured.created else 'exists'}")
+    if ensured.mismatch is not None:
+        print(f"warning: {ensured.mismatch.advice()}", file=sys.stderr)
     return 0
 
 
@@ -323,7 +325,7 @@ def _add_status(commands: Any) -> None:
     sub.add_argument("--receiver-url", metavar="URL", help="default http://127.0.0.1:RECEIVER_PORT")
     sub.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_settings_options(sub, KafkaSettings, but=PRODUCER_ONLY)
-    add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic"))
+    add_settings_options(sub, TopicSettings, only=("raw_topic", "dlq_topic", "state_topic"))
     add_settings_options(
         sub, WorkerSettings, only=("consumer_group", "worker_port", "braze_ca_file")
     )

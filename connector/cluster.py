@@ -33,6 +33,10 @@ class GroupBusy(ConnectorError):
     """Kafka refused offsets for a group because it has live members."""
 
 
+class TopicMissing(ConfigError):
+    """A topic the settings name does not exist."""
+
+
 @dataclass(frozen=True)
 class GroupState:
     """What the group coordinator says about a group: its state and its members."""
@@ -94,14 +98,16 @@ class Cluster:
     # -- topics ----------------------------------------------------------------------------------
 
     async def partitions(self, topic: str) -> list[TopicPartition]:
-        """Every partition of a topic; ConfigError if the topic does not exist."""
+        """Every partition of a topic; TopicMissing if the topic does not exist."""
         # Asking about every topic, not this one, so a broker that auto-creates topics does not.
         described = await self._call(self._admin.describe_topics)
         for entry in described:
             if entry["topic"] == topic and not entry["error_code"]:
                 numbers = sorted(p["partition"] for p in entry["partitions"])
                 return [TopicPartition(topic, number) for number in numbers]
-        raise ConfigError(f"topic {topic} does not exist (check RAW_TOPIC / DLQ_TOPIC)")
+        raise TopicMissing(
+            f"topic {topic} does not exist (check RAW_TOPIC / DLQ_TOPIC / STATE_TOPIC)"
+        )
 
     async def beginnings(self, partitions: list[TopicPartition]) -> dict[int, int]:
         """The first offset still retained in each partition."""

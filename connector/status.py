@@ -1,4 +1,5 @@
-"""`status`: the worker group's lag, the dead letters by reason, and the services' readiness."""
+"""`status`: the worker group's lag, the delivery state's size, the dead letters by reason, and
+the services' readiness."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from typing import IO, Any
 import aiohttp
 from yarl import URL
 
-from connector.cluster import Cluster, GroupState
+from connector.cluster import Cluster, GroupState, TopicMissing
 from connector.config import KafkaSettings, TopicSettings
 from connector.errors import ConnectorError
 from connector.http_client import client_session, proxy_for
 from connector.tables import print_table
+from connector.topics import PartitionMismatch
 
 PROBE_TIMEOUT_S = 3.0
 
@@ -28,6 +30,15 @@ class PartitionLag:
     committed: int | None  # None: never committed; the group would start at the beginning
     end: int
     lag: int
+
+
+@dataclass(frozen=True)
+class StateSize:
+    """How many records one partition of the delivery-state topic holds: what a restore of it
+    reads. Compaction brings it down towards the number of users of that partition."""
+
+    partition: int
+    records: int  # end offset minus beginning offset
 
 
 @dataclass(frozen=True)
@@ -61,11 +72,34 @@ class Status:
     dead_letters: tuple[DeadLetterCount, ...]
     services: tuple[Service, ...]
     kafka_error: str | None = None
+    state_topic: str = ""
+    state: tuple[StateSize, ...] | None = None  # None: the state topic does not exist
 
     @property
     def total_lag(self) -> int:
         """Records of the raw topic the group has not finished."""
         return sum(p.lag for p in self.partitions)
+
+    @property
+    def state_note(self) -> str | None:
+        """What is wrong with the state topic, if anything: missing, or partitioned unlike raw."""
+        if self.kafka_error:
+            return None
+        if self.state is None:
+            return (
+                f"state topic {self.state_topic} does not exist: "
+                "`outgrow-braze topics ensure` creates it"
+            )
+        if len(self.state) != len(self.partitions):
+            return PartitionMismatch(
+                self.state_topic, len(self.state), self.raw_topic, len(self.partitions)
+            ).advice()
+        return None
+
+    def state_records(self, partition: int) -> int | None:
+        """The state topic's records in the partition that keeps raw `partition`'s state."""
+        found = [size.records for size in self.state or () if size.partition == partition]
+        return found[0] if found else None
 
     @property
     def exit_code(self) -> int:
@@ -79,7 +113,15 @@ class Status:
             "group": asdict(self.group) if self.group else None,
             "raw_topic": self.raw_topic,
             "total_lag": self.total_lag,
-            "partitions": [asdict(p) for p in self.partitions],
+            "partitions": [
+                {**asdict(p), "state_records": self.state_records(p.partition)}
+                for p in self.partitions
+            ],
+            "state_topic": self.state_topic,
+            "state_records_total": None
+            if self.state is None
+            else sum(size.records for size in self.state),
+            "state_note": self.state_note,
             "dlq_topic": self.dlq_topic,
             "dead_letters_total": sum(d.count for d in self.dead_letters),
             "dead_letters": [asdict(d) for d in self.dead_letters],
@@ -100,15 +142,27 @@ async def collect(
     probes = asyncio.gather(*(probe(name, url, ca_file) for name, url in urls.items()))
     try:
         async with Cluster(kafka) as cluster:
-            state, lags = await group_lag(cluster, group, topics.raw_topic)
+            group_state, lags = await group_lag(cluster, group, topics.raw_topic)
+            sizes = await state_sizes(cluster, topics.state_topic)
             letters = await dead_letter_counts(cluster, topics.dlq_topic)
     except ConnectorError as exc:
         services = tuple(await probes)
-        return Status(None, topics.raw_topic, (), topics.dlq_topic, (), services, str(exc))
+        return Status(
+            None, topics.raw_topic, (), topics.dlq_topic, (), services, str(exc), topics.state_topic
+        )
     except BaseException:
         probes.cancel()
         raise
-    return Status(state, topics.raw_topic, lags, topics.dlq_topic, letters, tuple(await probes))
+    return Status(
+        group_state,
+        topics.raw_topic,
+        lags,
+        topics.dlq_topic,
+        letters,
+        tuple(await probes),
+        state_topic=topics.state_topic,
+        state=sizes,
+    )
 
 
 async def group_lag(
@@ -125,6 +179,19 @@ async def group_lag(
         start = beginnings[tp.partition] if done is None else done
         lags.append(PartitionLag(tp.partition, done, end, max(end - start, 0)))
     return await cluster.group_state(group), tuple(lags)
+
+
+async def state_sizes(cluster: Cluster, topic: str) -> tuple[StateSize, ...] | None:
+    """The records of every partition of the state topic; None if it does not exist."""
+    try:
+        partitions = await cluster.partitions(topic)
+    except TopicMissing:
+        return None
+    beginnings = await cluster.beginnings(partitions)
+    ends = await cluster.ends(partitions)
+    return tuple(
+        StateSize(tp.partition, ends[tp.partition] - beginnings[tp.partition]) for tp in partitions
+    )
 
 
 async def dead_letter_counts(cluster: Cluster, topic: str) -> tuple[DeadLetterCount, ...]:
@@ -202,8 +269,13 @@ def _print_lag(status: Status, stream: IO[str]) -> None:
         f"Group {group.group} ({group.state}, {members}) on {status.raw_topic}: "
         f"lag {status.total_lag}"
     )
-    rows = [(p.partition, p.committed, p.end, p.lag) for p in status.partitions]
-    print_table(title, ("partition", "committed", "end", "lag"), rows, stream)
+    rows = [
+        (p.partition, p.committed, p.end, p.lag, status.state_records(p.partition))
+        for p in status.partitions
+    ]
+    print_table(title, ("partition", "committed", "end", "lag", "state records"), rows, stream)
+    if status.state_note:
+        stream.write(f"Delivery state: {status.state_note}\n")
 
 
 def _print_dead_letters(status: Status, stream: IO[str]) -> None:

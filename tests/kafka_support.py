@@ -14,7 +14,7 @@ from connector.topics import ensure_topics
 
 @dataclass(frozen=True)
 class Topics:
-    """A pair of fresh topics and the settings that name them."""
+    """Fresh topics (raw, dead letters, delivery state) and the settings that name them."""
 
     kafka: KafkaSettings
     topics: TopicSettings
@@ -25,7 +25,7 @@ class Topics:
 
 
 async def fresh_topics(bootstrap: str, partitions: int = 3) -> Topics:
-    """Create a raw and a dead-letter topic with unique names."""
+    """Create a raw, a dead-letter and a state topic with unique names."""
     suffix = uuid.uuid4().hex[:10]
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
     topics = load(
@@ -33,6 +33,7 @@ async def fresh_topics(bootstrap: str, partitions: int = 3) -> Topics:
         {
             "raw_topic": f"test.raw.{suffix}",
             "dlq_topic": f"test.dlq.{suffix}",
+            "state_topic": f"test.state.{suffix}",
             "topic_partitions": partitions,
         },
     )

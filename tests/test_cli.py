@@ -92,7 +92,8 @@ OPTIONS: dict[tuple[str, ...], set[str]] = {
     ("mapping", "check"): set(),
     ("verify",): {"BRAZE_REST_ENDPOINT", "BRAZE_API_KEY", "BRAZE_TIMEOUT_S", "BRAZE_CA_FILE"},
     ("status",): KAFKA_CLIENT
-    | {"RAW_TOPIC", "DLQ_TOPIC", "CONSUMER_GROUP", "WORKER_PORT", "RECEIVER_PORT", "BRAZE_CA_FILE"},
+    | {"RAW_TOPIC", "DLQ_TOPIC", "STATE_TOPIC", "CONSUMER_GROUP", "WORKER_PORT", "RECEIVER_PORT"}
+    | {"BRAZE_CA_FILE"},
     ("offsets", "reset"): KAFKA_CLIENT | {"RAW_TOPIC", "CONSUMER_GROUP"},
     ("replay",): KAFKA_PRODUCER | WORKER_TOPICS | DELIVERY,
     ("dlq", "list"): KAFKA_CLIENT | {"DLQ_TOPIC", "TOPIC_MAX_MESSAGE_BYTES"},

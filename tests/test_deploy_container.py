@@ -25,6 +25,7 @@ from connector import mapping_file
 from connector.auth import credentials_from
 from connector.braze import RateBudget
 from connector.errors import ConfigError
+from connector.mapping import load_mapping
 from outgrow_braze_dev.settings import SandboxSettings
 from tests.deploy_support import known_setting_names
 
@@ -597,6 +598,50 @@ def test_services_wait_for_the_topics(compose: dict[str, Any]) -> None:
         if role(service) in {"receiver", "worker"}:
             condition = service["depends_on"][topics]["condition"]
             assert condition == "service_completed_successfully", name
+
+
+def test_the_receiver_and_the_worker_read_one_mapping(compose: dict[str, Any]) -> None:
+    # The receiver keys records by the mapping's identity rules, the worker maps with it.
+    sources = {}
+    for name, service in ours(compose).items():
+        if role(service) not in {"receiver", "worker"}:
+            continue
+        path = environment(service).get("MAPPING_FILE")
+        binds = [
+            volume
+            for volume in service.get("volumes", [])
+            if isinstance(volume, dict) and volume.get("target") == path
+        ]
+        assert len(binds) == 1, f"{name}: MAPPING_FILE {path} is not one mounted file"
+        assert binds[0]["type"] == "bind" and binds[0].get("read_only") is True, name
+        sources[role(service)] = (COMPOSE.parent / binds[0]["source"]).resolve()
+    assert set(sources) == {"receiver", "worker"}
+    assert sources["receiver"] == sources["worker"]
+    load_mapping(str(sources["worker"]))  # a mapping the worker and the receiver accept
+
+
+def tmpfs_mounts(service: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Each tmpfs of a service (short syntax) by path, with its mount options."""
+    entries = service.get("tmpfs") or []
+    mounts = {}
+    for entry in [entries] if isinstance(entries, str) else entries:
+        path, _, options = entry.partition(":")
+        mounts[path] = dict(option.partition("=")[::2] for option in options.split(",") if option)
+    return mounts
+
+
+def test_the_worker_keeps_its_state_on_a_sized_tmpfs_it_may_write(
+    compose: dict[str, Any], production: Stage
+) -> None:
+    (worker,) = [s for s in ours(compose).values() if role(s) == "worker"]
+    state_dir = environment(worker).get("STATE_DIR")
+    mounts = tmpfs_mounts(worker)
+    assert state_dir in mounts, "STATE_DIR unset or not a tmpfs: the store would fill /tmp"
+    assert "/tmp" in mounts  # noqa: S108 - the worker's own list replaces the shared one
+    options = mounts[state_dir]
+    assert options.get("size"), "a tmpfs without a size may take half of the host's memory"
+    uid, _, gid = arguments(production, "USER")[-1].partition(":")
+    assert (options.get("uid"), options.get("gid")) == (uid, gid or uid)
 
 
 def published_targets(service: dict[str, Any]) -> set[int]:

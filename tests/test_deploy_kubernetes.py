@@ -24,8 +24,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from connector import cli
+from connector.config import TopicSettings, load
 from connector.health import health_app
 from connector.receiver import ROUTES, WEBHOOK_PATH
+from connector.topics import TopicSpec, plan
 from outgrow_braze_dev import commands as dev_commands
 from outgrow_braze_dev.sandbox import admin
 from tests.deploy_support import (
@@ -589,11 +591,7 @@ def _keda_auth_problems(
     return problems
 
 
-TOPIC_SHAPE = {
-    "partitions": "TOPIC_PARTITIONS",
-    "retention.ms": "TOPIC_RETENTION_MS",
-    "max.message.bytes": "TOPIC_MAX_MESSAGE_BYTES",
-}
+TOPIC_SETTINGS = ("RAW_TOPIC", "DLQ_TOPIC", "STATE_TOPIC")
 
 
 def topic_problems(rendered: Rendered, overlay: str) -> list[str]:
@@ -602,20 +600,38 @@ def topic_problems(rendered: Rendered, overlay: str) -> list[str]:
         return []
     _, _, env = the_role(rendered[overlay], "worker")
     topics = kafka_topics(rendered)
+    found = {setting: topics.get(effective(env, setting)) for setting in TOPIC_SETTINGS}
+    problems = [
+        f"no KafkaTopic for {setting} {effective(env, setting)}"
+        for setting, topic in found.items()
+        if topic is None
+    ]
+    if problems:
+        return problems
+    raw = found["RAW_TOPIC"]["spec"]
+    wanted = plan(ensure_settings(env), raw["replicas"], raw_partitions=raw["partitions"])
+    for setting, spec in zip(TOPIC_SETTINGS, wanted, strict=True):
+        problems += _topic_shape_problems(setting, found[setting]["spec"], spec)
+    return problems
+
+
+def ensure_settings(env: dict[str, Any]) -> TopicSettings:
+    """The topic settings as `topics ensure` would read them: the overlay's, else defaults."""
+    given = {name.lower(): effective(env, name) for name in TOPIC_SETTINGS}
+    return load(TopicSettings, given)
+
+
+def _topic_shape_problems(setting: str, actual: Manifest, wanted: TopicSpec) -> list[str]:
     problems = []
-    for setting in ("RAW_TOPIC", "DLQ_TOPIC"):
-        topic = topics.get(effective(env, setting))
-        if topic is None:
-            problems.append(f"no KafkaTopic for {setting} {effective(env, setting)}")
-            continue
-        spec = topic["spec"]
-        shape = {"partitions": spec["partitions"], **spec["config"]}
-        for key, name in TOPIC_SHAPE.items():
-            if int(shape[key]) != settings()[name].default:
-                problems.append(f"{setting}: {key} {shape[key]}, {name} {settings()[name].default}")
-        min_isr = int(spec["config"].get("min.insync.replicas", 1))
-        if not 2 <= min_isr < spec["replicas"]:
-            problems.append(f"{setting}: min.insync.replicas {min_isr} of {spec['replicas']}")
+    if actual["partitions"] != wanted.partitions:
+        problems.append(f"{setting}: {actual['partitions']} partitions, {wanted.partitions} wanted")
+    config = {key: str(value) for key, value in actual["config"].items()}
+    for key, value in wanted.configs.items():
+        if key != "min.insync.replicas" and config.get(key) != value:
+            problems.append(f"{setting}: {key} {config.get(key)}, `topics ensure` makes {value}")
+    min_isr = int(config.get("min.insync.replicas", 1))
+    if not 2 <= min_isr < actual["replicas"]:
+        problems.append(f"{setting}: min.insync.replicas {min_isr} of {actual['replicas']}")
     return problems
 
 
@@ -625,6 +641,8 @@ ROLE_ACLS = {
         ("topic", "RAW_TOPIC", "Read"),
         ("group", "CONSUMER_GROUP", "Read"),
         ("topic", "DLQ_TOPIC", "Write"),
+        ("topic", "STATE_TOPIC", "Read"),
+        ("topic", "STATE_TOPIC", "Write"),
         ("cluster", None, "IdempotentWrite"),
     ],
 }
@@ -745,22 +763,53 @@ def size_problems(rendered: Rendered, overlay: str) -> list[str]:
 
 
 def mapping_problems(rendered: Rendered, overlay: str) -> list[str]:
-    """A worker whose MAPPING_FILE is not the shipped mapping from a read-only ConfigMap."""
+    """A receiver or worker whose MAPPING_FILE is not the shipped mapping from a read-only
+    ConfigMap, or the two reading different ConfigMaps: the receiver keys records by the
+    mapping's identity rules, and the worker must agree on each user's partition."""
     objects = rendered[overlay]
-    pod, container, env = the_role(objects, "worker")
-    path = env.get("MAPPING_FILE")
-    found = mounted_key(pod, container, path) if isinstance(path, str) else None
-    if found is None or "configMap" not in found[0]:
-        return [f"worker: MAPPING_FILE {path} is not a mounted ConfigMap key"]
-    volume, key = found
+    problems, sources = [], {}
+    for role in ("receiver", "worker"):
+        pod, container, env = the_role(objects, role)
+        path = env.get("MAPPING_FILE")
+        found = mounted_key(pod, container, path) if isinstance(path, str) else None
+        if found is None or "configMap" not in found[0]:
+            problems.append(f"{role}: MAPPING_FILE {path} is not a mounted ConfigMap key")
+            continue
+        volume, key = found
+        mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+        if not mount.get("readOnly"):
+            problems.append(f"{role}: the mapping is mounted writable")
+        sources[role] = (volume["configMap"]["name"], key)
+        mapping = one(objects, "ConfigMap", volume["configMap"]["name"])["data"].get(key)
+        if mapping != SHIPPED_MAPPING.read_text():
+            problems.append(f"{role}: {key} is not {SHIPPED_MAPPING.relative_to(ROOT)}")
+    if len(set(sources.values())) > 1:
+        problems.append(f"receiver and worker read different mappings: {sources}")
+    return problems
+
+
+def state_problems(rendered: Rendered, overlay: str) -> list[str]:
+    """A worker whose STATE_DIR is not a writable emptyDir of its own with a size limit (unset,
+    the store would fill the small /tmp)."""
+    pod, container, env = the_role(rendered[overlay], "worker")
+    path = env.get("STATE_DIR")
+    if not isinstance(path, str):
+        return ["worker: no STATE_DIR: the delivery state would go to /tmp"]
+    found = mounted_key(pod, container, path.rstrip("/") + "/state.db")
+    if found is None or "emptyDir" not in found[0]:
+        return [f"worker: STATE_DIR {path} is not an emptyDir"]
+    volume = found[0]
     problems = []
-    if not next(m for m in container["volumeMounts"] if m["name"] == volume["name"]).get(
-        "readOnly"
-    ):
-        problems.append("worker: the mapping is mounted writable")
-    mapping = one(objects, "ConfigMap", volume["configMap"]["name"])["data"].get(key)
-    if mapping != SHIPPED_MAPPING.read_text():
-        problems.append(f"worker: {key} is not {SHIPPED_MAPPING.relative_to(ROOT)}")
+    if not volume["emptyDir"].get("sizeLimit"):
+        problems.append(f"worker: the emptyDir {volume['name']} of STATE_DIR has no sizeLimit")
+    if volume["emptyDir"].get("medium") == "Memory":
+        problems.append("worker: STATE_DIR in memory defeats the store's spilling to disk")
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    if mount.get("readOnly"):
+        problems.append("worker: STATE_DIR is mounted read-only")
+    tmp = mounted_key(pod, container, "/tmp/file")  # noqa: S108
+    if tmp is not None and tmp[0]["name"] == volume["name"]:
+        problems.append("worker: STATE_DIR shares the /tmp volume")
     return problems
 
 
@@ -799,6 +848,7 @@ CHECKS: dict[str, Check] = {
     "ingress": ingress_problems,
     "sizes": size_problems,
     "mapping": mapping_problems,
+    "state": state_problems,
     "images": image_problems,
 }
 
@@ -856,6 +906,20 @@ def test_mapping_copy_is_the_shipped_mapping() -> None:
     )
 
 
+def test_receiver_and_worker_must_read_one_mapping(rendered: Rendered) -> None:
+    broken = copy.deepcopy(rendered)
+    objects = broken["dev"]
+    pod, _, _ = the_role(objects, "receiver")
+    volume = next(v for v in pod["volumes"] if "configMap" in v)
+    twin = copy.deepcopy(one(objects, "ConfigMap", volume["configMap"]["name"]))
+    twin["metadata"]["name"] = "outgrow-braze-receiver-mapping"
+    objects.append(twin)
+    volume["configMap"]["name"] = twin["metadata"]["name"]
+    assert mapping_problems(rendered, "dev") == []
+    (problem,) = mapping_problems(broken, "dev")
+    assert problem.startswith("receiver and worker read different mappings")
+
+
 def test_readme_lists_the_secrets_made_elsewhere() -> None:
     assert "outgrow-braze-receiver-tls" in documented_external_secrets()
 
@@ -909,8 +973,15 @@ keda        production ScaledObject worker {scale_down}.stabilizationWindowSecon
 keda        production TriggerAuthentication worker-kafka spec.secretTargetRef.2 DROP
 topics      strimzi    KafkaTopic outgrow-events-raw spec.config.retention\.ms 86400000
 topics      strimzi    KafkaTopic outgrow-events-dlq spec.topicName dlq
+topics      strimzi    KafkaTopic outgrow-braze-state spec.partitions 6
+topics      strimzi    KafkaTopic outgrow-braze-state spec.config.cleanup\.policy delete
+topics      strimzi    KafkaTopic outgrow-braze-state spec.config.retention\.ms DROP
+topics      strimzi    KafkaTopic outgrow-braze-state spec.topicName state
+topics      strimzi    KafkaTopic outgrow-events-raw spec.partitions 24
 acls        strimzi    KafkaUser worker spec.authorization.acls.2 DROP
 acls        strimzi    KafkaUser receiver spec.authorization.acls.1 DROP
+acls        strimzi    KafkaUser worker spec.authorization.acls.3.operations [Read, Describe]
+acls        strimzi    KafkaUser worker spec.authorization.acls.3.operations [Write, Describe]
 acls        production ExternalSecret kafka-worker spec.target.template.data.username x
 credentials strimzi    Role kafka-credentials-reader rules.0.resourceNames.2 DROP
 credentials strimzi    RoleBinding kafka-credentials-reader subjects.0.namespace x
@@ -919,6 +990,13 @@ ingress     production Ingress receiver {body_size} 1m
 sizes       dev        ConfigMap receiver-settings data.RECEIVER_MAX_BODY_BYTES "2097152"
 mapping     dev        ConfigMap mapping data.mapping\.yaml "version: 1"
 mapping     dev        Deployment worker {c}.volumeMounts.1.readOnly false
+mapping     dev        Deployment receiver {c}.volumeMounts.1 DROP
+mapping     dev        Deployment receiver {c}.volumeMounts.1.readOnly false
+state       dev        ConfigMap worker-settings data.STATE_DIR DROP
+state       dev        ConfigMap worker-settings data.STATE_DIR /tmp/state
+state       dev        Deployment worker {pod}.volumes.2.emptyDir.sizeLimit DROP
+state       dev        Deployment worker {pod}.volumes.2.emptyDir.medium Memory
+state       dev        Deployment worker {c}.volumeMounts.2.readOnly true
 images      production Deployment worker {c}.image {image}:0.0.9
 proxy       egress-proxy ConfigMap worker-settings data.NO_PROXY localhost,.cluster.local
 proxy       egress-proxy NetworkPolicy worker-braze-egress spec.egress.0.ports.0.port 443

@@ -169,6 +169,58 @@ def test_prometheus_rule_resource_carries_alerts_yaml_unchanged() -> None:
     assert resource["spec"] == yaml.safe_load(ALERTS_PATH.read_text(encoding="utf-8"))
 
 
+@cache
+def exported_buckets() -> dict[str, frozenset[str]]:
+    """Map every histogram's bucket series to the `le` values the services write."""
+    found: dict[str, set[str]] = {}
+    for metrics in (ReceiverMetrics(), WorkerMetrics()):
+        _create_children(metrics)
+        for family in metrics.registry.collect():
+            for sample in family.samples:
+                if "le" in sample.labels:
+                    found.setdefault(sample.name, set()).add(sample.labels["le"])
+    return {name: frozenset(bounds) for name, bounds in found.items()}
+
+
+def bucket_problems(expr: str, buckets: dict[str, frozenset[str]]) -> list[str]:
+    """Say which `le` matchers select no bucket the services write (a bound "30" is "30.0")."""
+    problems: list[str] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, promql_parser.VectorSelector):
+            for matcher in node.matchers.matchers:
+                if matcher.name == "le" and not _selects_a_bound(matcher, buckets, node.name):
+                    problems.append(f"{node.name}: no bucket le {matcher.value!r}")
+        return True
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return problems
+
+
+def _selects_a_bound(matcher: Any, buckets: dict[str, frozenset[str]], name: str) -> bool:
+    bounds = buckets.get(name, frozenset())
+    if matcher.op == promql_parser.MatchOp.Re:  # the parser has read the string's escapes
+        return any(re.fullmatch(matcher.value, bound) for bound in bounds)
+    return matcher.op != promql_parser.MatchOp.Equal or matcher.value in bounds
+
+
+def test_alerts_select_buckets_the_services_write() -> None:
+    for rule in load_rules():
+        assert bucket_problems(str(rule["expr"]), exported_buckets()) == [], rule["alert"]
+
+
+def test_bucket_checker_reports_a_bound_no_histogram_has() -> None:
+    wrong = 'outgrow_worker_end_to_end_seconds_bucket{le="30"}'
+    assert bucket_problems(wrong, exported_buckets()) == [
+        "outgrow_worker_end_to_end_seconds_bucket: no bucket le '30'"
+    ]
+    right = 'outgrow_worker_end_to_end_seconds_bucket{le=~"30(\\\\.0)?"}'
+    assert bucket_problems(right, exported_buckets()) == []
+    # Read as Prometheus reads it, this asks for a backslash in the bound: none has one.
+    literal = 'outgrow_worker_end_to_end_seconds_bucket{le=~"30(\\\\\\\\.0)"}'
+    assert bucket_problems(literal, exported_buckets()) != []
+
+
 def test_readme_explains_every_alert() -> None:
     headings = set(re.findall(r"^### (\w+)$", README_PATH.read_text(encoding="utf-8"), re.M))
     for rule in load_rules():

@@ -59,6 +59,7 @@ def fresh_topics() -> TopicSettings:
         {
             "raw_topic": f"sasl.raw.{suffix}",
             "dlq_topic": f"sasl.dlq.{suffix}",
+            "state_topic": f"sasl.state.{suffix}",
             "topic_partitions": 1,
         },
     )
@@ -276,7 +277,7 @@ async def test_every_client_logs_in_with_the_right_password(
     kafka = sasl(sasl_broker.sasl_bootstrap_servers, mechanism)
     topics = fresh_topics()
     assert sorted(await ensure_topics(kafka, topics)) == sorted(
-        [topics.raw_topic, topics.dlq_topic]
+        [topics.raw_topic, topics.dlq_topic, topics.state_topic]
     )
     async with Publisher(kafka, topics.raw_topic, MIB) as publisher:
         await publisher.wait_connected(30)

@@ -206,7 +206,11 @@ async def _create_topics(bootstrap: str) -> TopicSettings:
 
     suffix = uuid.uuid4().hex[:10]
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
-    names = {"raw_topic": f"bench.raw.{suffix}", "dlq_topic": f"bench.dlq.{suffix}"}
+    names = {
+        "raw_topic": f"bench.raw.{suffix}",
+        "dlq_topic": f"bench.dlq.{suffix}",
+        "state_topic": f"bench.state.{suffix}",
+    }
     topics = load(TopicSettings, {**names, "topic_partitions": PARTITIONS})
     await ensure_topics(kafka, topics)
     return topics

@@ -74,9 +74,8 @@ async def _one_run(kafka: KafkaSettings, topics: TopicSettings) -> tuple[int, fl
 async def _bench(bootstrap: str, records: int, runs: int) -> list[float]:
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
     suffix = uuid.uuid4().hex[:8]
-    topics = load(
-        TopicSettings, {"raw_topic": f"bench.raw.{suffix}", "dlq_topic": f"bench.dlq.{suffix}"}
-    )
+    names = {"raw_topic": "bench.raw.", "dlq_topic": "bench.dlq.", "state_topic": "bench.state."}
+    topics = load(TopicSettings, {key: name + suffix for key, name in names.items()})
     await ensure_topics(kafka, topics)
     await _fill(kafka, topics.raw_topic, records)
     rates = []
