@@ -535,7 +535,7 @@ def _jvm_options(heap_mb: int, log4j_config: Path) -> list[str]:
     ]
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """Return a pre-exec hook that kills the child when this process dies, where Linux allows."""
     if sys.platform != "linux":
         return None
@@ -818,7 +818,7 @@ class JarBroker:
                     stderr=log,
                     cwd=self.data_dir,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             )
 
