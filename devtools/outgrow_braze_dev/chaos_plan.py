@@ -59,9 +59,9 @@ class ChaosSetting:
 # `make test`: every fault once or more, in about half a minute a run.
 SHORT = ChaosSetting(
     name="short",
-    leads=480,
+    leads=600,
     rate_per_s=40.0,
-    users=240,
+    users=300,
     workers=2,
     worker_stops=4,
     broker_down_s=3.0,
@@ -86,12 +86,13 @@ FULL = ChaosSetting(
 )
 SETTINGS = {setting.name: setting for setting in (SHORT, FULL)}
 
-# Where in the stream each fault starts, as a fraction of its length: apart from one another,
-# and each well inside the stream so that leads arrive before, during and after it.
-BROKER_AT = 0.2
-RECEIVER_AT = 0.4
-OUTAGE_AT = 0.55
-STORM_AT = 0.75
+# Where in the stream each fault starts, as a fraction of its length. Braze's faults come first,
+# while leads flow freely: a broker's death stalls delivery for the seconds Kafka takes to move
+# its leaderships and the group's coordinator, and an outage within that stall would go unseen.
+OUTAGE_AT = 0.1
+STORM_AT = 0.35
+BROKER_AT = 0.5
+RECEIVER_AT = 0.7
 
 
 def schedule(setting: ChaosSetting) -> list[Fault]:

@@ -416,7 +416,12 @@ def _controllers(controller_port: int, quorum: Quorum | None) -> dict[str, str]:
     """Where a node finds the controllers: itself alone, or the cluster's fixed voters."""
     if quorum is None:
         return {"controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}"}
-    return {"controller.quorum.voters": quorum.voters}
+    return {
+        "controller.quorum.voters": quorum.voters,
+        # A killed node's leaderships move after 4 s of silence rather than 9 s.
+        "broker.heartbeat.interval.ms": "1000",
+        "broker.session.timeout.ms": "4000",
+    }
 
 
 def _replication(replicas: int, min_insync: int) -> dict[str, str]:
