@@ -54,9 +54,12 @@ class LeadStream:
         """Post every lead on its schedule; return once each was acknowledged or given up."""
         posted = Posted()
         timeout = aiohttp.ClientTimeout(total=POST_TIMEOUT_S)
-        auth = aiohttp.BasicAuth(self.user, self.password)
+        headers = {
+            "Authorization": aiohttp.encode_basic_auth(self.user, self.password),
+            "Content-Type": "application/json",
+        }
         limit = asyncio.Semaphore(MAX_CONCURRENT_POSTS)
-        async with aiohttp.ClientSession(timeout=timeout, auth=auth) as session:
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             start = time.monotonic()
             async with asyncio.TaskGroup() as group:
                 for index in range(self.leads):
@@ -84,9 +87,8 @@ class LeadStream:
 
     async def _post(self, session: aiohttp.ClientSession, body: bytes) -> str | None:
         """Post once: None when acknowledged, else the status or the error's kind."""
-        headers = {"Content-Type": "application/json"}
         try:
-            async with session.post(self.url, data=body, headers=headers) as answer:
+            async with session.post(self.url, data=body) as answer:
                 await answer.read()
                 return None if 200 <= answer.status < 300 else str(answer.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
