@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 

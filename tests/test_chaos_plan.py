@@ -20,7 +20,7 @@ def test_schedule_holds_every_fault_inside_the_stream_in_order(setting: ChaosSet
             assert counts[action] == 1, action
     times = [fault.at_s for fault in faults]
     assert times == sorted(times)
-    assert 0 < times[0] and times[-1] < setting.stream_s
+    assert times[0] > 0 and times[-1] < setting.stream_s
 
 
 def test_each_restart_follows_its_kill_by_the_setting_s_downtime() -> None:

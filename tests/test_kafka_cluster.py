@@ -1,4 +1,4 @@
-"""The local multi-node Kafka cluster: its settings, and a node killed and restarted under writes."""
+"""The local multi-node Kafka cluster: its settings; a node killed and restarted under writes."""
 
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ async def _replicated_topic(bootstrap: str) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.create_topics([NewTopic(name, 1, 3, topic_configs={"min.insync.replicas": "2"})])
+        configs = {"min.insync.replicas": "2"}
+        await admin.create_topics([NewTopic(name, 1, 3, topic_configs=configs)])
         assert len((await admin.describe_cluster())["brokers"]) == 3
     finally:
         await admin.close()
