@@ -21,8 +21,8 @@ from outgrow_braze_dev.chaos_report import RunFigures, judge
 
 @pytest.fixture(scope="module")
 async def runs(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[list[RunFigures]]:
-    log_dir = tmp_path_factory.mktemp("chaos")
-    yield await run_chaos(SHORT, [signal.SIGTERM, signal.SIGKILL], log_dir)
+    work_dir = tmp_path_factory.mktemp("chaos")
+    yield await run_chaos(SHORT, [signal.SIGTERM, signal.SIGKILL], work_dir)
 
 
 async def test_no_acknowledged_lead_is_lost_under_faults(runs: list[RunFigures]) -> None:

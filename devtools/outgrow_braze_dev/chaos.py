@@ -47,27 +47,27 @@ _CANNOT_RUN = (BrokerUnavailable, ProcessFailed, ConnectorError, UncountableEven
 
 
 async def run_chaos(
-    setting: ChaosSetting, stop_signals: Iterable[signal.Signals], log_dir: Path
+    setting: ChaosSetting, stop_signals: Iterable[signal.Signals], work_dir: Path
 ) -> list[RunFigures]:
     """Start the cluster, do one run per stop signal, stop the cluster; return the figures."""
     cluster = KafkaCluster()
     try:
         await asyncio.to_thread(cluster.start)
         say(f"three-node Kafka cluster at {cluster.bootstrap_servers}")
-        return [await run_once(cluster, setting, how, log_dir) for how in stop_signals]
+        return [await run_once(cluster, setting, how, work_dir) for how in stop_signals]
     finally:
         await asyncio.to_thread(cluster.close)
 
 
 def chaos(setting: ChaosSetting, stop_signals: list[signal.Signals]) -> list[RunFigures]:
-    """Run the fault test in a fresh event loop, its logs in a temporary directory removed after
-    (their last lines are shown first when a process failed)."""
-    log_dir = Path(tempfile.mkdtemp(prefix="outgrow-braze-chaos-"))
+    """Run the fault test in a fresh event loop, its logs and state stores in a temporary
+    directory removed after (a process that failed to start is reported with its log's end)."""
+    work_dir = Path(tempfile.mkdtemp(prefix="outgrow-braze-chaos-"))
     try:
         with sigterm_as_interrupt():
-            return asyncio.run(run_chaos(setting, stop_signals, log_dir))
+            return asyncio.run(run_chaos(setting, stop_signals, work_dir))
     finally:
-        shutil.rmtree(log_dir, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- command line

@@ -118,17 +118,24 @@ def _common(wiring: Wiring) -> dict[str, str]:
     return env
 
 
-def receiver(wiring: Wiring, port: int, basic_auth: str, log_dir: Path) -> Service:
+def receiver(wiring: Wiring, port: int, basic_auth: str, work_dir: Path) -> Service:
     """The receiver on 127.0.0.1:`port` (the same port after every restart)."""
     env = _common(wiring)
     env.update(RECEIVER_HOST="127.0.0.1", RECEIVER_PORT=str(port), WEBHOOK_BASIC_AUTH=basic_auth)
-    return Service("receiver", "receiver", env, log_dir / "receiver.log")
+    return Service("receiver", "receiver", env, work_dir / "receiver.log")
 
 
-def worker(wiring: Wiring, slot: int, log_dir: Path) -> Service:
-    """Worker number `slot`, its probes on a free port, quick to give up silent members."""
+def worker(wiring: Wiring, slot: int, work_dir: Path) -> Service:
+    """Worker number `slot`, its probes on a free port, quick to give up silent members.
+
+    Its delivery-state store lives in `work_dir` (one per slot, as a pod's emptyDir), so that a
+    killed worker leaves nothing behind once the run's directory is removed.
+    """
+    state_dir = work_dir / f"state-{slot}"
+    state_dir.mkdir(exist_ok=True)
     env = _common(wiring)
     env.update(
+        STATE_DIR=str(state_dir),
         BRAZE_REST_ENDPOINT=wiring.braze_url,
         BRAZE_API_KEY=wiring.braze_api_key,
         CONSUMER_GROUP=wiring.group,
@@ -141,7 +148,7 @@ def worker(wiring: Wiring, slot: int, log_dir: Path) -> Service:
         WORKER_RETRY_MAX_BACKOFF_S="2",
         WORKER_COMMIT_INTERVAL_S="0.5",
     )
-    return Service(f"worker {slot}", "worker", env, log_dir / f"worker-{slot}.log")
+    return Service(f"worker {slot}", "worker", env, work_dir / f"worker-{slot}.log")
 
 
 def probe_url(service: Service, port_setting: str) -> str:

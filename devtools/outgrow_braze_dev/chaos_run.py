@@ -279,9 +279,10 @@ async def play(stage: Stage, stream: LeadStream, setting: ChaosSetting) -> tuple
 
 
 async def run_once(
-    cluster: KafkaCluster, setting: ChaosSetting, stop_signal: signal.Signals, log_dir: Path
+    cluster: KafkaCluster, setting: ChaosSetting, stop_signal: signal.Signals, work_dir: Path
 ) -> RunFigures:
-    """One whole run, everything it started stopped at the end, on failure too."""
+    """One whole run, everything it started stopped at the end, on failure too; its logs and
+    the workers' state stores go in a folder of `work_dir`."""
     began = time.monotonic()
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": cluster.bootstrap_servers})
     topics = await fresh_topics(kafka, setting, stop_signal.name.lower())
@@ -299,8 +300,10 @@ async def run_once(
             f"chaos-{uuid.uuid4().hex[:10]}",
         )
         port = free_port()
-        receiver = chaos_fleet.receiver(wiring, port, f"{RECEIVER_USER}:{password}", log_dir)
-        workers = [chaos_fleet.worker(wiring, n, log_dir) for n in range(setting.workers)]
+        run_dir = work_dir / stop_signal.name.lower()
+        run_dir.mkdir()
+        receiver = chaos_fleet.receiver(wiring, port, f"{RECEIVER_USER}:{password}", run_dir)
+        workers = [chaos_fleet.worker(wiring, n, run_dir) for n in range(setting.workers)]
         stage = Stage(cluster, kafka, topics, wiring.group, sandbox, receiver, workers, stop_signal)
         stack.push_async_callback(chaos_fleet.kill_all, [receiver, *workers])
         await start_services(stage)
