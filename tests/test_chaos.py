@@ -33,6 +33,7 @@ async def test_no_acknowledged_lead_is_lost_under_faults(runs: list[RunFigures])
         assert run.finished, run
         assert run.lost == 0, run
         assert run.delivered == run.acknowledged
+        assert run.raw_records >= run.acknowledged
         assert run.dead_letters == 0
 
 

@@ -36,7 +36,7 @@ def profile(*lead_ids: str, counted: int | None = None) -> Profile:
 
 
 def run(signal: str, acknowledged: set[str], counts: Counter[str]) -> RunFigures:
-    return figures(signal, acknowledged, {"never"}, counts, Observed(0, True, 12.0, FAULTS))
+    return figures(signal, acknowledged, {"never"}, counts, Observed(4, 0, True, 12.0, FAULTS))
 
 
 def test_events_are_counted_per_lead_across_profiles() -> None:
@@ -87,3 +87,5 @@ def test_table_and_json_show_every_run_and_the_verdict() -> None:
     assert [r["lost"] for r in document["runs"]] == [0, 1]
     assert document["runs"][0]["faults"]["braze_503s"] == 95
     assert document["runs"][0]["duplicates_per_10k"] == 0.0
+    assert document["runs"][0]["raw_records"] == 4
+    assert "records in the raw topic" in table

@@ -59,6 +59,7 @@ class RunFigures:
     delivered: int  # distinct acknowledged leads whose event reached Braze
     lost: int  # acknowledged, never delivered
     duplicates: int  # events received beyond the first, over all leads
+    raw_records: int  # in the raw topic: one per lead, more for posts that were retried
     dead_letters: int
     finished: bool  # delivery finished (everything committed) within the bound
     seconds: float
@@ -86,8 +87,9 @@ class RunFigures:
 
 @dataclass(frozen=True)
 class Observed:
-    """What a run saw besides the leads: dead letters, whether it finished, its faults."""
+    """What a run saw besides the leads: records and dead letters, whether it finished, faults."""
 
+    raw_records: int
     dead_letters: int
     finished: bool
     seconds: float
@@ -110,6 +112,7 @@ def figures(
         delivered=delivered,
         lost=len(acknowledged) - delivered,
         duplicates=sum(count - 1 for count in counts.values() if count > 1),
+        raw_records=observed.raw_records,
         dead_letters=observed.dead_letters,
         finished=observed.finished,
         seconds=observed.seconds,
@@ -151,6 +154,7 @@ _ROWS: tuple[tuple[str, Callable[[RunFigures], str]], ...] = (
     ("posts never acknowledged", lambda r: f"{r.abandoned:,}"),
     ("delivered", lambda r: f"{r.delivered:,}"),
     ("lost", lambda r: f"{r.lost:,}"),
+    ("records in the raw topic", lambda r: f"{r.raw_records:,}"),
     ("dead letters", lambda r: f"{r.dead_letters:,}"),
     ("duplicate events", lambda r: f"{r.duplicates:,}"),
     ("  per 10,000 leads", lambda r: f"{r.duplicates_per_10k:.1f}"),

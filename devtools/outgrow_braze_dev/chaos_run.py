@@ -197,10 +197,12 @@ async def settle(stage: Stage, acknowledged: set[str], timeout_s: float) -> bool
     return False
 
 
-async def dead_letters(stage: Stage) -> int:
-    """How many records went to the dead-letter topic."""
+async def records_and_dead_letters(stage: Stage) -> tuple[int, int]:
+    """How many records the raw topic holds, and how many went to the dead-letter topic."""
     async with Cluster(stage.kafka) as cluster:
-        return sum(c.count for c in await dead_letter_counts(cluster, stage.topics.dlq_topic))
+        ends = await cluster.ends(await cluster.partitions(stage.topics.raw_topic))
+        letters = await dead_letter_counts(cluster, stage.topics.dlq_topic)
+    return sum(ends.values()), sum(count.count for count in letters)
 
 
 def faults_seen(stage: Stage) -> Faults:
@@ -319,7 +321,7 @@ async def run_once(
         posted, finished = await play(stage, stream, setting)
         await chaos_fleet.stop_all([receiver, *workers])
         counts = events_per_lead(sandbox.state.store)
-        observed = Observed(
-            await dead_letters(stage), finished, time.monotonic() - began, faults_seen(stage)
-        )
+        records, letters = await records_and_dead_letters(stage)
+        seconds = time.monotonic() - began
+        observed = Observed(records, letters, finished, seconds, faults_seen(stage))
     return figures(stop_signal.name, posted.acknowledged, posted.abandoned, counts, observed)
