@@ -45,6 +45,7 @@ async def test_every_fault_of_the_schedule_really_happened(runs: list[RunFigures
         assert (faults.receiver_kills, faults.receiver_restarts) == (1, 1), run
         assert faults.braze_503s > 0, run
         assert faults.braze_429s > 0, run
+        assert faults.exits_on_their_own == 0, run  # no process crashed under the faults
 
 
 @pytest.mark.xfail(

@@ -24,7 +24,7 @@ from outgrow_braze_dev.chaos_report import (
 from outgrow_braze_dev.sandbox.store import Occurrences, Profile, RecordedEvent
 
 NOW = datetime(2026, 12, 8, tzinfo=UTC)
-FAULTS = Faults(4, 1, 1, 1, 1, 95, 1)
+FAULTS = Faults(4, 1, 1, 1, 1, 95, 1, 0, 0)
 
 
 def profile(*lead_ids: str, counted: int | None = None) -> Profile:
@@ -70,6 +70,8 @@ def test_verdict_fails_on_loss_on_unfinished_delivery_and_on_sigterm_duplicates(
     assert judge([killed], 1.0).passed  # the bound is the SIGTERM run's
     unfinished = dataclasses.replace(clean, finished=False)
     assert "did not finish" in judge([unfinished], 1.0).failures[0]
+    crashed = dataclasses.replace(clean, faults=dataclasses.replace(FAULTS, exits_on_their_own=1))
+    assert judge([crashed], 1.0).failures == ("SIGTERM: 1 processes exited on their own",)
 
 
 def test_table_and_json_show_every_run_and_the_verdict() -> None:

@@ -11,6 +11,7 @@ import contextlib
 import signal
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +27,20 @@ STOP_GRACE_S = 20.0  # beyond the drain: then it is killed
 
 class ProcessFailed(RuntimeError):
     """A process of the fault test did not start or stop as it should; the message says how."""
+
+
+class Exit(Enum):
+    """How a process ended when it was stopped."""
+
+    CLEAN = "ended by the signal, or exit code 0 after SIGTERM"
+    UNCLEAN = "a non-zero exit code after SIGTERM, or killed after the grace period"
+    ON_ITS_OWN = "it had already exited when it was to be stopped"
+    NOT_STARTED = "it was never started"
+
+    @property
+    def stopped(self) -> bool:
+        """Tell whether the signal reached a running process."""
+        return self in (Exit.CLEAN, Exit.UNCLEAN)
 
 
 class Service:
@@ -52,18 +67,22 @@ class Service:
                 preexec_fn=die_with_parent(),
             )  # fmt: skip
 
-    async def stop(self, how: signal.Signals, timeout_s: float = STOP_GRACE_S) -> bool:
-        """Send `how` and wait for the exit (SIGKILL after `timeout_s`); False if not running."""
+    async def stop(self, how: signal.Signals, timeout_s: float = STOP_GRACE_S) -> Exit:
+        """Send `how` and wait for the exit (SIGKILL after `timeout_s`)."""
         process = self.process
-        if process is None or process.returncode is not None:
-            return False
+        if process is None:
+            return Exit.NOT_STARTED
+        if process.returncode is not None:
+            return Exit.ON_ITS_OWN
         process.send_signal(how)
         try:
             await asyncio.wait_for(process.wait(), timeout_s)
         except TimeoutError:
             process.kill()
             await process.wait()
-        return True
+            return Exit.UNCLEAN
+        clean = process.returncode == 0 or how is signal.SIGKILL
+        return Exit.CLEAN if clean else Exit.UNCLEAN
 
     async def wait_ready(self, url: str, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Wait until `url` answers 200, or raise ProcessFailed with the end of the log."""
@@ -156,9 +175,9 @@ def probe_url(service: Service, port_setting: str) -> str:
     return f"http://127.0.0.1:{service.env[port_setting]}/readyz"
 
 
-async def stop_all(services: list[Service]) -> None:
-    """SIGTERM every running service at once and wait for them (SIGKILL after the grace)."""
-    await asyncio.gather(*(service.stop(signal.SIGTERM) for service in services))
+async def stop_all(services: list[Service]) -> list[Exit]:
+    """SIGTERM every service at once and wait for them (SIGKILL after the grace)."""
+    return await asyncio.gather(*(service.stop(signal.SIGTERM) for service in services))
 
 
 async def kill_all(services: list[Service]) -> None:

@@ -47,6 +47,8 @@ class Faults:
     receiver_restarts: int
     braze_503s: int
     braze_429s: int
+    unclean_exits: int  # a non-zero exit code after SIGTERM, or no exit within the grace period
+    exits_on_their_own: int  # found dead when they were to be stopped: crashed
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,10 @@ def judge(runs: Iterable[RunFigures], max_sigterm_duplicates_per_10k: float | No
             failures.append(f"{run.stop_signal}: {run.lost} acknowledged leads never delivered")
         if not run.finished:
             failures.append(f"{run.stop_signal}: delivery did not finish within the bound")
+        if run.faults.exits_on_their_own:
+            failures.append(
+                f"{run.stop_signal}: {run.faults.exits_on_their_own} processes exited on their own"
+            )
         bound = max_sigterm_duplicates_per_10k
         if run.stop_signal == "SIGTERM" and bound is not None and run.duplicates_per_10k > bound:
             failures.append(
@@ -166,9 +172,14 @@ _ROWS: tuple[tuple[str, Callable[[RunFigures], str]], ...] = (
         lambda r: f"{r.faults.receiver_kills} / {r.faults.receiver_restarts}",
     ),
     ("Braze 503s / 429s", lambda r: f"{r.faults.braze_503s:,} / {r.faults.braze_429s:,}"),
+    ("unclean exits / crashes", lambda r: _exits(r.faults)),
     ("delivery finished", lambda r: "yes" if r.finished else "NO"),
     ("seconds", lambda r: f"{r.seconds:.0f}"),
 )
+
+
+def _exits(faults: Faults) -> str:
+    return f"{faults.unclean_exits} / {faults.exits_on_their_own}"
 
 
 def format_table(runs: list[RunFigures], verdict: Verdict) -> str:

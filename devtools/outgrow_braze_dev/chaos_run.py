@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +27,7 @@ from connector.config import KafkaSettings, TopicSettings, load
 from connector.status import dead_letter_counts, group_lag
 from connector.topics import ensure_topics
 from outgrow_braze_dev import chaos_fleet
-from outgrow_braze_dev.chaos_fleet import Service, Wiring
+from outgrow_braze_dev.chaos_fleet import Exit, Service, Wiring
 from outgrow_braze_dev.chaos_leads import LeadStream, Posted
 from outgrow_braze_dev.chaos_plan import Action, ChaosSetting, Fault, schedule
 from outgrow_braze_dev.chaos_report import (
@@ -45,6 +45,8 @@ from outgrow_braze_dev.sandbox.stats import TRACK_PATH
 from outgrow_braze_dev.settings import SandboxSettings
 
 POLL_S = 1.0
+UNMET_EXTENSION_S = 30.0
+EXTENSION_STEP_S = 0.5
 RECEIVER_USER = "chaos"
 # The sandbox keeps this many events per profile (its most); the tally needs every one of them.
 RECENT_EVENTS = 1_000
@@ -60,10 +62,15 @@ class Tallies:
     """Faults counted as they are done."""
 
     counts: Counter[Action] = field(default_factory=Counter)
+    exits: Counter[Exit] = field(default_factory=Counter)
 
     def done(self, action: Action) -> None:
         """Count one fault that really happened."""
         self.counts[action] += 1
+
+    def ended(self, exits: Iterable[Exit]) -> None:
+        """Count how stopped processes ended."""
+        self.exits.update(exits)
 
 
 @dataclass
@@ -90,13 +97,17 @@ class Stage:
 
 
 async def stop_worker(stage: Stage, number: int) -> None:
-    """Stop worker `number % workers` with the run's signal and start its replacement."""
+    """Stop worker `number % workers` with the run's signal and start its replacement; the slot
+    is stopped again only once the replacement is ready, as a rolling restart would."""
     slot = number % len(stage.workers)
     async with stage.slots[slot]:
         worker = stage.workers[slot]
-        if await worker.stop(stage.stop_signal):
+        ended = await worker.stop(stage.stop_signal)
+        stage.tallies.ended([ended])
+        if ended.stopped:
             stage.tallies.done(Action.STOP_WORKER)
         await worker.start()
+        await worker.wait_ready(chaos_fleet.probe_url(worker, "WORKER_PORT"))
 
 
 async def coordinator_node(stage: Stage) -> int:
@@ -130,7 +141,9 @@ async def restart_broker(stage: Stage) -> None:
 
 async def kill_receiver(stage: Stage) -> None:
     """SIGKILL the receiver."""
-    if await stage.receiver.stop(signal.SIGKILL):
+    ended = await stage.receiver.stop(signal.SIGKILL)
+    stage.tallies.ended([ended])
+    if ended.stopped:
         stage.tallies.done(Action.KILL_RECEIVER)
 
 
@@ -140,9 +153,22 @@ async def restart_receiver(stage: Stage) -> None:
     stage.tallies.done(Action.RESTART_RECEIVER)
 
 
-def braze_window(stage: Stage, setting: str, seconds: float) -> None:
-    """Start the sandbox's outage (503s) or storm (429s) window of `seconds`."""
-    stage.sandbox.state.faults.configure({setting: seconds})
+def answered(stage: Stage, status: str) -> int:
+    """How many Braze requests the sandbox answered with `status` so far."""
+    return int(stage.sandbox.state.stats.snapshot()["requests"].get(TRACK_PATH, {}).get(status, 0))
+
+
+async def braze_window(stage: Stage, setting: str, status: str, seconds: float) -> None:
+    """Keep the sandbox's outage or storm window open for `seconds`, and longer (by at most
+    `UNMET_EXTENSION_S`) until a request met it: a window while delivery stalls for another
+    fault would test nothing."""
+    faults, before = stage.sandbox.state.faults, answered(stage, status)
+    faults.configure({setting: seconds})
+    await asyncio.sleep(seconds)
+    give_up = time.monotonic() + UNMET_EXTENSION_S
+    while answered(stage, status) == before and time.monotonic() < give_up:
+        faults.configure({setting: EXTENSION_STEP_S})
+        await asyncio.sleep(EXTENSION_STEP_S)
 
 
 async def perform(stage: Stage, fault: Fault, number: int) -> None:
@@ -156,9 +182,9 @@ async def perform(stage: Stage, fault: Fault, number: int) -> None:
         Action.RESTART_RECEIVER: lambda: restart_receiver(stage),
     }
     if fault.action is Action.BRAZE_OUTAGE:
-        braze_window(stage, "outage_s", fault.lasting_s)
+        await braze_window(stage, "outage_s", "503", fault.lasting_s)
     elif fault.action is Action.RATE_LIMIT_STORM:
-        braze_window(stage, "storm_s", fault.lasting_s)
+        await braze_window(stage, "storm_s", "429", fault.lasting_s)
     else:
         await actions[fault.action]()
 
@@ -207,16 +233,17 @@ async def records_and_dead_letters(stage: Stage) -> tuple[int, int]:
 
 def faults_seen(stage: Stage) -> Faults:
     """The faults done, and the 503s and 429s the sandbox really answered."""
-    answers = stage.sandbox.state.stats.snapshot()["requests"].get(TRACK_PATH, {})
-    counts = stage.tallies.counts
+    counts, exits = stage.tallies.counts, stage.tallies.exits
     return Faults(
         worker_stops=counts[Action.STOP_WORKER],
         broker_kills=counts[Action.KILL_BROKER],
         broker_restarts=counts[Action.RESTART_BROKER],
         receiver_kills=counts[Action.KILL_RECEIVER],
         receiver_restarts=counts[Action.RESTART_RECEIVER],
-        braze_503s=int(answers.get("503", 0)),
-        braze_429s=int(answers.get("429", 0)),
+        braze_503s=answered(stage, "503"),
+        braze_429s=answered(stage, "429"),
+        unclean_exits=exits[Exit.UNCLEAN],
+        exits_on_their_own=exits[Exit.ON_ITS_OWN],
     )
 
 
@@ -319,7 +346,7 @@ async def run_once(
             setting.rate_per_s,
         )
         posted, finished = await play(stage, stream, setting)
-        await chaos_fleet.stop_all([receiver, *workers])
+        stage.tallies.ended(await chaos_fleet.stop_all([receiver, *workers]))
         counts = events_per_lead(sandbox.state.store)
         records, letters = await records_and_dead_letters(stage)
         seconds = time.monotonic() - began
