@@ -15,8 +15,9 @@ from outgrow_braze_dev.chaos import (
     run_chaos,
     setting_of,
 )
-from outgrow_braze_dev.chaos_plan import SHORT
+from outgrow_braze_dev.chaos_plan import SHORT, Action
 from outgrow_braze_dev.chaos_report import RunFigures, judge
+from outgrow_braze_dev.chaos_run import ACTIONS
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,7 @@ def test_command_line_refuses_unknown_signals_and_bounds(
     with pytest.raises(SystemExit):
         parser.parse_args([option, value])
     assert option in capsys.readouterr().err
+
+
+def test_every_action_of_a_schedule_can_be_performed() -> None:
+    assert set(ACTIONS) == set(Action)

@@ -59,7 +59,7 @@ def say(text: str) -> None:
 
 @dataclass
 class Tallies:
-    """Faults counted as they are done."""
+    """Faults counted as they are done, and how the processes stopped ended."""
 
     counts: Counter[Action] = field(default_factory=Counter)
     exits: Counter[Exit] = field(default_factory=Counter)
@@ -171,22 +171,27 @@ async def braze_window(stage: Stage, setting: str, status: str, seconds: float) 
         await asyncio.sleep(EXTENSION_STEP_S)
 
 
+Perform = Callable[[Stage, Fault, int], Awaitable[None]]
+# What each action does; `int` numbers the worker stops, so that they go round the workers.
+ACTIONS: dict[Action, Perform] = {
+    Action.STOP_WORKER: lambda stage, fault, number: stop_worker(stage, number),
+    Action.KILL_BROKER: lambda stage, fault, number: kill_broker(stage),
+    Action.RESTART_BROKER: lambda stage, fault, number: restart_broker(stage),
+    Action.KILL_RECEIVER: lambda stage, fault, number: kill_receiver(stage),
+    Action.RESTART_RECEIVER: lambda stage, fault, number: restart_receiver(stage),
+    Action.BRAZE_OUTAGE: lambda stage, fault, number: braze_window(
+        stage, "outage_s", "503", fault.lasting_s
+    ),
+    Action.RATE_LIMIT_STORM: lambda stage, fault, number: braze_window(
+        stage, "storm_s", "429", fault.lasting_s
+    ),
+}
+
+
 async def perform(stage: Stage, fault: Fault, number: int) -> None:
     """Do one fault."""
     say(f"{fault.at_s:5.1f} s  {fault.action.value}")
-    actions: dict[Action, Callable[[], Awaitable[None]]] = {
-        Action.STOP_WORKER: lambda: stop_worker(stage, number),
-        Action.KILL_BROKER: lambda: kill_broker(stage),
-        Action.RESTART_BROKER: lambda: restart_broker(stage),
-        Action.KILL_RECEIVER: lambda: kill_receiver(stage),
-        Action.RESTART_RECEIVER: lambda: restart_receiver(stage),
-    }
-    if fault.action is Action.BRAZE_OUTAGE:
-        await braze_window(stage, "outage_s", "503", fault.lasting_s)
-    elif fault.action is Action.RATE_LIMIT_STORM:
-        await braze_window(stage, "storm_s", "429", fault.lasting_s)
-    else:
-        await actions[fault.action]()
+    await ACTIONS[fault.action](stage, fault, number)
 
 
 async def run_schedule(stage: Stage, faults: list[Fault]) -> None:
