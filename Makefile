@@ -38,4 +38,7 @@ lint: $(STAMP)  ## ruff and mypy
 bench: $(STAMP) kafka-jars  ## Benchmark the receiver against the local broker (others: outgrow-braze bench -h)
 	$(BIN)/outgrow-braze bench receiver
 
-.PHONY: help install kafka-jars kustomize run test lint bench
+chaos: $(STAMP) kafka-jars  ## Fault test: 3 brokers, workers stopped and killed, outages; nothing lost
+	$(BIN)/outgrow-braze chaos
+
+.PHONY: help install kafka-jars kustomize run test lint bench chaos

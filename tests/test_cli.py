@@ -101,6 +101,7 @@ OPTIONS: dict[tuple[str, ...], set[str]] = {
     ("dlq", "redrive"): KAFKA_PRODUCER | WORKER_TOPICS | DELIVERY,
     ("local-kafka",): set(),
     ("bench",): set(),
+    ("chaos",): set(),
     # `config` shows every setting, as any command would take it; logging's are top-level.
     ("config",): {
         cfg.env_name(name)

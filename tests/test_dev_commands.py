@@ -1,7 +1,7 @@
 """The development commands reach `outgrow-braze` only through the dev package's entry point.
 
 A production install (the wheel, the image's runtime stage) lacks `outgrow-braze-dev`: there the
-command line must offer none of `sandbox`, `local-kafka` and `bench`.
+command line must offer none of `sandbox`, `local-kafka`, `bench` and `chaos`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ DEV_COMMANDS = {
     "sandbox": (["sandbox"], commands.cmd_sandbox),
     "local-kafka": (["local-kafka", "--prepare-only"], commands.cmd_local_kafka),
     "bench": (["bench", "receiver"], commands.cmd_bench),
+    "chaos": (["chaos", "--setting", "short"], commands.cmd_chaos),
 }
 
 

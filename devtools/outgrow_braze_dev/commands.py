@@ -1,9 +1,9 @@
 """The development commands `outgrow-braze` offers where this package is installed.
 
-`sandbox`, `local-kafka` and `bench` are for people evaluating or developing the connector; the
-production wheel and image do not carry them. The package registers `add_commands` under the
-`outgrow_braze.commands` entry-point group, which `connector.cli` reads; it builds them with
-`connector.options`, as the connector's own commands are built.
+`sandbox`, `local-kafka`, `bench` and `chaos` are for people evaluating or developing the
+connector; the production wheel and image do not carry them. The package registers
+`add_commands` under the `outgrow_braze.commands` entry-point group, which `connector.cli` reads;
+it builds them with `connector.options`, as the connector's own commands are built.
 """
 
 from __future__ import annotations
@@ -38,6 +38,13 @@ def _print_line(text: str) -> None:
     print(text, flush=True)
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Run the fault test."""
+    from outgrow_braze_dev.chaos import run_chaos_command
+
+    return run_chaos_command(args)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run a benchmark."""
     # Each target's module builds on outgrow_braze_dev.bench; choosing one here, not there,
@@ -60,7 +67,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Any) -> None:
-    """Add `local-kafka`, `bench` and `sandbox` to the `outgrow-braze` command."""
+    """Add `local-kafka`, `bench`, `chaos` and `sandbox` to the `outgrow-braze` command."""
     sub = subparser(commands, "local-kafka", cmd_local_kafka, "outgrow-braze local-kafka")
     sub.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
     sub.add_argument(
@@ -73,6 +80,11 @@ def add_commands(commands: Any) -> None:
     sub = subparser(commands, "bench", cmd_bench, "outgrow-braze bench receiver --duration 20")
     add_bench_arguments(sub)
     add_worker_arguments(sub)
+
+    from outgrow_braze_dev.chaos import add_chaos_arguments
+
+    sub = subparser(commands, "chaos", cmd_chaos, "outgrow-braze chaos --setting short --json")
+    add_chaos_arguments(sub)
 
     sub = subparser(
         commands,

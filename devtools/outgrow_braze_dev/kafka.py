@@ -2,6 +2,7 @@
 
 The broker runs from Apache Kafka's own jars, resolved once from Maven Central and cached, so only
 Java 17+ and Maven are needed; a Docker engine or an existing cluster is used instead when present.
+A `JarBroker` given a `Quorum` is one node of a multi-node cluster (see `kafka_cluster.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, Literal, Protocol
@@ -330,6 +332,45 @@ def _wait_ready(bootstrap_servers: str, timeout_s: float, alive: Callable[[], bo
 # --------------------------------------------------------------------------- configuration
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """The KRaft controllers of a cluster whose every node is both broker and controller.
+
+    Node `i + 1` listens for controller traffic on `controller_ports[i]`; the voters are fixed
+    (a static quorum), so every node is formatted with the same cluster id and no `--standalone`.
+    """
+
+    cluster_id: str
+    controller_ports: tuple[int, ...]
+
+    @classmethod
+    def on_ports(cls, controller_ports: tuple[int, ...]) -> Quorum:
+        """A quorum with a fresh cluster id over the given controller ports."""
+        return cls(_cluster_id(), controller_ports)
+
+    @property
+    def size(self) -> int:
+        """How many nodes the cluster has."""
+        return len(self.controller_ports)
+
+    @property
+    def voters(self) -> str:
+        """The `controller.quorum.voters` value: `1@127.0.0.1:PORT,2@...`."""
+        return ",".join(
+            f"{node}@127.0.0.1:{port}" for node, port in enumerate(self.controller_ports, 1)
+        )
+
+    @property
+    def replicas(self) -> int:
+        """Replicas of the internal topics and of topics created without a factor (at most 3)."""
+        return min(3, self.size)
+
+    @property
+    def min_insync(self) -> int:
+        """Replicas that must hold a write: all but one, so one node may be down (at most 2)."""
+        return max(1, min(2, self.replicas - 1))
+
+
 def server_properties(
     *,
     broker_port: int,
@@ -337,46 +378,62 @@ def server_properties(
     log_dir: Path,
     sasl_port: int | None = None,
     sasl_users: Mapping[str, str] | None = None,
+    node_id: int = 1,
+    quorum: Quorum | None = None,
 ) -> dict[str, str]:
-    """Return the settings of a fast single-node KRaft broker and controller on loopback.
+    """Return the settings of a fast KRaft broker and controller on loopback.
 
-    With `sasl_port`, a SASL_PLAINTEXT listener there also takes `sasl_users` (name: password).
+    Alone by default; with `quorum`, node `node_id` of that cluster. With `sasl_port`, a
+    SASL_PLAINTEXT listener there also takes `sasl_users` (name: password).
     """
     listeners = f"PLAINTEXT://127.0.0.1:{broker_port}"
     sasl = {} if sasl_port is None else _sasl_listener(sasl_port, sasl_users or {})
     extra = f",SASL_PLAINTEXT://127.0.0.1:{sasl_port}" if sasl else ""
     return {
         "process.roles": "broker,controller",
-        "node.id": "1",
+        "node.id": str(node_id),
         "listeners": f"{listeners}{extra},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"{listeners}{extra}",
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
         + (",SASL_PLAINTEXT:SASL_PLAINTEXT" if sasl else ""),
-        "controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}",
+        **_controllers(controller_port, quorum),
         "log.dirs": str(log_dir),
         "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
         "auto.create.topics.enable": "false",
         "message.max.bytes": str(_MESSAGE_MAX_BYTES),
         "replica.fetch.max.bytes": str(_MESSAGE_MAX_BYTES),
         "group.initial.rebalance.delay.ms": "0",
-        # Internal topics: one replica, and one partition so the first group or transaction
-        # does not wait for 50 partitions to be created.
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "transaction.state.log.num.partitions": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "share.coordinator.state.topic.num.partitions": "1",
+        **_replication(quorum.replicas if quorum else 1, quorum.min_insync if quorum else 1),
         # The cleaner's 128 MiB default buffer would take a quarter of the small heap.
         "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
         **sasl,
     }
+
+
+def _controllers(controller_port: int, quorum: Quorum | None) -> dict[str, str]:
+    """Where a node finds the controllers: itself alone, or the cluster's fixed voters."""
+    if quorum is None:
+        return {"controller.quorum.bootstrap.servers": f"127.0.0.1:{controller_port}"}
+    return {
+        "controller.quorum.voters": quorum.voters,
+        # A killed node's leaderships move after 4 s of silence rather than 9 s.
+        "broker.heartbeat.interval.ms": "1000",
+        "broker.session.timeout.ms": "4000",
+    }
+
+
+def _replication(replicas: int, min_insync: int) -> dict[str, str]:
+    """Replication of new topics and the internal ones, which get one partition each so that
+    the first group or transaction does not wait for 50 partitions to be created."""
+    settings = {"default.replication.factor": str(replicas), "min.insync.replicas": str(min_insync)}
+    for prefix in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic"):
+        settings[f"{prefix}.replication.factor"] = str(replicas)
+        settings[f"{prefix}.num.partitions"] = "1"
+        if prefix != "offsets.topic":
+            settings[f"{prefix}.min.isr"] = str(min_insync)
+    return settings
 
 
 def _sasl_listener(port: int, users: Mapping[str, str]) -> dict[str, str]:
@@ -483,7 +540,7 @@ def _jvm_options(heap_mb: int, log4j_config: Path) -> list[str]:
     ]
 
 
-def _die_with_parent() -> Callable[[], None] | None:
+def die_with_parent() -> Callable[[], None] | None:
     """Return a pre-exec hook that kills the child when this process dies, where Linux allows."""
     if sys.platform != "linux":
         return None
@@ -547,8 +604,17 @@ class JarBroker:
         heap_mb: int = 512,
         data_dir: Path | None = None,
         sasl_users: Mapping[str, str] | None = None,
+        quorum: Quorum | None = None,
+        node_id: int = 1,
     ) -> None:
-        """Describe the broker; `sasl_users` (name: password) adds a SASL_PLAINTEXT listener."""
+        """Describe the broker; `sasl_users` (name: password) adds a SASL_PLAINTEXT listener.
+
+        With `quorum`, it is node `node_id` of that cluster, on that node's controller port.
+        """
+        if quorum is not None and not 1 <= node_id <= quorum.size:
+            raise ValueError(f"node {node_id} is not one of the quorum's {quorum.size} nodes")
+        self._quorum = quorum
+        self._node_id = node_id
         self._port = port
         self._version = version
         self._heap_mb = heap_mb
@@ -612,6 +678,14 @@ class JarBroker:
             # Forgotten only once dead, so an interrupted stop is finished by close() at exit.
             self._process = None
 
+    def kill(self) -> None:
+        """End the JVM at once with SIGKILL, as a crash or an out-of-memory kill would."""
+        with self._lock:
+            process, self._process = self._process, None
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
     def close(self) -> None:
         """Stop the broker and delete its data if this object created the directory."""
         self.stop()
@@ -656,6 +730,8 @@ class JarBroker:
                     log_dir=self._kraft_dir,
                     sasl_port=self._sasl_port,
                     sasl_users=self._sasl_users,
+                    node_id=self._node_id,
+                    quorum=self._quorum,
                 )
             ),
             encoding="utf-8",
@@ -672,6 +748,10 @@ class JarBroker:
                     f"{self.data_dir} holds a broker on port {stored[0]}, not {self._port}"
                 )
             return stored
+        if self._quorum is not None:
+            controller_port = self._quorum.controller_ports[self._node_id - 1]
+            taken = (controller_port, *self._quorum.controller_ports)
+            return self._port or next(p for p in _free_ports(4) if p not in taken), controller_port
         if self._port == 0:
             broker_port, controller_port = _free_ports(2)
             return broker_port, controller_port
@@ -693,7 +773,8 @@ class JarBroker:
         return self.data_dir / "log4j2.properties"
 
     def _format_once(self, java: str, jars: Path, properties: Path) -> None:
-        """Format the KRaft log dir as a standalone controller unless already done."""
+        """Format the KRaft log dir unless already done: a standalone controller, or one of the
+        quorum's fixed voters under the quorum's cluster id."""
         if self._formatted:
             return
         shutil.rmtree(self._kraft_dir, ignore_errors=True)  # A format that died half-way.
@@ -701,8 +782,8 @@ class JarBroker:
         command = [
             java, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
             f"-Dlog4j2.configurationFile={self._log4j_config}", "-cp", f"{jars}/*",
-            "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", _cluster_id(), "-c", str(properties), *_scram_arguments(self._sasl_users),
+            "kafka.tools.StorageTool", "format", *self._quorum_arguments(),
+            "-c", str(properties), *_scram_arguments(self._sasl_users),
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             result = subprocess.run(
@@ -713,6 +794,12 @@ class JarBroker:
                 f"Formatting the local Kafka broker's storage failed with exit code "
                 f"{result.returncode}; see {self.log_path}:\n{_log_excerpt(self.log_path)}"
             )
+
+    def _quorum_arguments(self) -> list[str]:
+        """The storage tool's cluster id, and `--standalone` for a broker on its own."""
+        if self._quorum is None:
+            return ["--standalone", "-t", _cluster_id()]
+        return ["-t", self._quorum.cluster_id]
 
     def _spawn(self, java: str, jars: Path, properties: Path) -> None:
         """Launch the broker JVM in its own session, its output appended to the log file."""
@@ -736,7 +823,7 @@ class JarBroker:
                     stderr=log,
                     cwd=self.data_dir,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(),
+                    preexec_fn=die_with_parent(),
                 )
             )
 

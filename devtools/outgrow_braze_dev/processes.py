@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from connector.config import env_name
+from outgrow_braze_dev.settings import EVERY_GROUP
+
 STOP_TIMEOUT_S = 30.0
 SANDBOX_READY_TIMEOUT_S = 30.0
 
@@ -65,6 +68,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without any connector or sandbox setting, so that only a caller's apply."""
+    ours = {env_name(name) for group in EVERY_GROUP for name in group.model_fields}
+    return {key: value for key, value in os.environ.items() if key not in ours}
 
 
 def start_connector(

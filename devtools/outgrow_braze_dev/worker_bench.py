@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import functools
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.braze import RateBudget
-from connector.config import TopicSettings, WorkerSettings, env_name
+from connector.config import TopicSettings, WorkerSettings
 from connector.errors import ConfigError
 from connector.signals import sigterm_as_interrupt
 from outgrow_braze_dev.backlog import bench_topics, fill, records_and_commits
@@ -50,12 +49,12 @@ from outgrow_braze_dev.processes import (
     BenchError,
     CpuPlan,
     SandboxProcess,
+    clean_env,
     cpu_seconds,
     free_port,
     pinned,
     sandbox_process,
 )
-from outgrow_braze_dev.settings import EVERY_GROUP
 from outgrow_braze_dev.worker_report import (
     SCENARIOS,
     Accounting,
@@ -141,15 +140,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- processes
 
 
-def _clean_env() -> dict[str, str]:
-    """This environment without any connector setting, so that only ours apply."""
-    ours = {env_name(name) for group in EVERY_GROUP for name in group.model_fields}
-    return {k: v for k, v in os.environ.items() if k not in ours}
-
-
 def sandbox_env(port: int, api_key: str, scenario: Scenario, latency_ms: float) -> dict[str, str]:
     """The sandbox's environment: loopback, a fresh key, the scenario's budget, added latency."""
-    env = _clean_env()
+    env = clean_env()
     env.update(
         SANDBOX_HOST="127.0.0.1",
         SANDBOX_PORT=str(port),
@@ -177,7 +170,7 @@ class WorkerPlan:
 
 def worker_env(plan: WorkerPlan, port: int) -> dict[str, str]:
     """The worker's environment: the bench topics, the sandbox, the budget, a fresh group."""
-    env = _clean_env()
+    env = clean_env()
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=plan.bootstrap,
         RAW_TOPIC=plan.topics.raw_topic,
