@@ -108,7 +108,7 @@ class StateStore:
         if sql is None:
             return None
         row = self._reader.execute(sql, (_ROW_ID.unpack_from(key)[0],)).fetchone()
-        return None if row is None else row[0]  # type: ignore[no-any-return]
+        return None if row is None else row[0]
 
     def put(self, partition: int, rows: Iterable[tuple[bytes, bytes]]) -> None:
         """Set users' state values by state key, in order. Ignored for a partition not held."""
