@@ -59,12 +59,12 @@ class Screened:
 
 
 class _Pending(NamedTuple):
-    """A screened user's state once Braze accepts exactly these updates."""
+    """A screened user's state record once Braze accepts exactly these updates."""
 
     generation: int  # the store's, when read
     updates: tuple[Any, ...]
-    key: bytes
-    value: bytes | None  # None: the same as before
+    partition: int
+    row: tuple[bytes, bytes] | None  # None: the same as before
 
 
 class DeliveryState:
@@ -113,13 +113,13 @@ class DeliveryState:
         return _Run(StateValue(before), key, before, now, now - self._window_minutes)
 
     def _remember(self, user_key: str, run: _Run) -> None:
-        value: bytes | None = run.state.encode(run.oldest_minute)
-        if value == run.before:
-            value = None
+        value = run.state.encode(run.oldest_minute)
+        row = None if value == run.before else (run.key, value)
         if len(self._pending) >= _PENDING_LIMIT:  # users whose requests failed: start afresh
             self._pending.clear()
         updates = tuple([item.update for item in run.kept])
-        self._pending[user_key] = _Pending(self.store.generation, updates, run.key, value)
+        partition = run.kept[0].partition
+        self._pending[user_key] = _Pending(self.store.generation, updates, partition, row)
 
     def confirm(self, items: list[Item], partitions: int) -> Records:
         """Record what Braze accepted of these items (each with its update as sent).
@@ -132,22 +132,25 @@ class DeliveryState:
         for item in items:
             users.setdefault(item.update.user_key, []).append(item)
         records: Records = {}
+        generation = self.store.generation
         for user_key, mine in users.items():
-            home = partition_of(user_key.encode("utf-8", "surrogatepass"), partitions)
-            guarded = [item for item in mine if item.partition == home]
-            if guarded and self.store.holds(home):
-                row = self._confirmed(user_key, home, guarded)
-                if row is not None:
-                    records.setdefault(home, []).append(row)
+            pending = self._pending.pop(user_key, None)
+            if pending is not None and _same(pending, mine, generation):
+                partition, row = pending.partition, pending.row  # worked out when screened
+            else:
+                partition = partition_of(user_key.encode("utf-8", "surrogatepass"), partitions)
+                guarded = [item for item in mine if item.partition == partition]
+                if not guarded or not self.store.holds(partition):
+                    continue
+                row = self._fold(user_key, partition, guarded)
+            if row is not None:
+                records.setdefault(partition, []).append(row)
         for partition, rows in records.items():
             self.store.put(partition, rows)
         return records
 
-    def _confirmed(self, user_key: str, partition: int, items: list[Item]) -> _Row | None:
-        """The user's new state record, or None when it is what the store holds."""
-        pending = self._pending.pop(user_key, None)
-        if pending is not None and _same(pending, items, self.store.generation):
-            return None if pending.value is None else (pending.key, pending.value)
+    def _fold(self, user_key: str, partition: int, items: list[Item]) -> _Row | None:
+        """Fold what Braze accepted into the stored state: the new state record, or None."""
         key = state_key(user_key)
         before = self.store.get(partition, key)
         state = StateValue(before)

@@ -26,7 +26,8 @@ from connector.state_store import StateStore
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 16  # a state key; records keyed otherwise are not the connector's and are ignored
-_FETCH_BYTES = 8 * 1024 * 1024  # per partition: a restore reads whole partitions
+_FETCH_BYTES = 4 * 1024 * 1024  # per partition: a restore reads whole partitions
+_FETCH_RECORDS = 10_000  # at most in memory as Python objects at once
 _BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _MAX_BATCH_BYTES = 256 * 1024  # far above the largest state value (about 53 KB)
 
@@ -61,7 +62,7 @@ async def restore(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=_FETCH_BYTES,
-        fetch_max_bytes=_FETCH_BYTES * 4,
+        fetch_max_bytes=_FETCH_BYTES * 4,  # per fetch: memory stays bounded
         **client_kwargs(kafka, "state"),
     )
     await start_consumer(consumer, kafka)
@@ -100,7 +101,7 @@ class _Reading:
                 done[tp.partition] = Restored(read[tp.partition], users, seconds)
             if not left:
                 return done
-            batch = await self.consumer.getmany(*left, timeout_ms=500)
+            batch = await self.consumer.getmany(*left, timeout_ms=500, max_records=_FETCH_RECORDS)
             for tp, records in batch.items():
                 end = left[tp]
                 rows = [
