@@ -42,11 +42,16 @@ def _key_hash(key: bytes) -> int:
     return int(murmur2(key)) & 0x7FFFFFFF
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2), of `partitions`."""
+    return _key_hash(key) % partitions
+
+
 def _partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
     """Kafka's default partitioning (murmur2 of the key), with the hash cached per key."""
     if key is None:
         return int(random.choice(available or all_partitions))
-    return all_partitions[_key_hash(key) % len(all_partitions)]
+    return all_partitions[partition_of(key, len(all_partitions))]
 
 
 class _Deadline:
