@@ -24,12 +24,20 @@ from connector.delivery_state import DeliveryState, Records
 from connector.metrics import WorkerMetrics
 from connector.outcomes import Outcomes
 from connector.state_store import StateStore
-from connector.state_topic import Restored
 
 log = logging.getLogger(__name__)
 
 RESTORE_RETRY_S = (1.0, 30.0)  # the first and the longest pause between restore attempts
 COUNT_USERS_EVERY_S = 60.0  # counting scans each partition's table
+
+
+
+class Restored(Protocol):
+    """What restoring one partition found (`connector.state_topic.Restored`)."""
+
+    @property
+    def users(self) -> int: ...
+
 
 Restore = Callable[[Iterable[int], StateStore], Awaitable[dict[int, Restored]]]
 
