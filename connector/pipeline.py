@@ -242,6 +242,9 @@ class Pipeline:
         """Drain everything within the grace period, commit, and cancel what is left."""
         await self.drain(None, self.settings.worker_drain_timeout_s)
         await self.dispatcher.stop()
+
+    async def close(self) -> None:
+        """Stop what runs besides requests: the delivery state's restores and writes."""
         if self.state is not None:
             await self.state.close()
 

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from connector.config import KafkaSettings, TopicSettings, load
 from connector.topics import ensure_topics
@@ -25,7 +26,7 @@ class Topics:
 
 
 async def fresh_topics(bootstrap: str, partitions: int = 3) -> Topics:
-    """Create a raw and a dead-letter topic with unique names."""
+    """Create a raw, a dead-letter and a (compacted) state topic with unique names."""
     suffix = uuid.uuid4().hex[:10]
     kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
     topics = load(
@@ -33,11 +34,26 @@ async def fresh_topics(bootstrap: str, partitions: int = 3) -> Topics:
         {
             "raw_topic": f"test.raw.{suffix}",
             "dlq_topic": f"test.dlq.{suffix}",
+            "state_topic": f"test.state.{suffix}",
             "topic_partitions": partitions,
         },
     )
     await ensure_topics(kafka, topics)
+    await ensure_state_topic(bootstrap, topics.state_topic, partitions)
     return Topics(kafka, topics)
+
+
+async def ensure_state_topic(bootstrap: str, name: str, partitions: int) -> None:
+    """Create a compacted state topic unless `topics ensure` made it already."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if name in await admin.list_topics():
+            return
+        compacted = {"cleanup.policy": "compact"}
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=compacted)])
+    finally:
+        await admin.close()
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
