@@ -42,9 +42,11 @@ class StateStore:
         self.path = path
         self._temporary = temporary
         self._db = sqlite3.connect(path, isolation_level=None)
+        self._reader = self._db.cursor()  # one cursor for every get: cheaper than a new one each
         self._select: dict[int, str] = {}
         self._upsert: dict[int, str] = {}
         self._delete: dict[int, str] = {}
+        self.generation = 0  # counts loads and drops: what was read before may be gone
 
     @classmethod
     def open(cls, directory: str | None, cache_mb: int) -> StateStore:
@@ -105,39 +107,48 @@ class StateStore:
         sql = self._select.get(partition)
         if sql is None:
             return None
-        row = self._db.execute(sql, (_ROW_ID.unpack_from(key)[0],)).fetchone()
-        return None if row is None else bytes(row[0])
+        row = self._reader.execute(sql, (_ROW_ID.unpack_from(key)[0],)).fetchone()
+        return None if row is None else row[0]
 
-    def put(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
-        """Set users' state values in order, by state key; a None value (a tombstone) deletes.
+    def put(self, partition: int, rows: Iterable[tuple[bytes, bytes]]) -> None:
+        """Set users' state values by state key, in order. Ignored for a partition not held."""
+        sql = self._upsert.get(partition)
+        if sql is not None:
+            self._db.executemany(sql, [(_ROW_ID.unpack_from(key)[0], value) for key, value in rows])
+
+    def apply(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Apply state records in order, as compaction would: a None value (a tombstone) deletes.
 
         Ignored for a partition not held.
         """
-        upsert = self._upsert.get(partition)
-        if upsert is None:
+        if partition not in self._upsert:
             return
         latest: dict[int, bytes | None] = {}
-        for key, value in rows:  # the last value of a key wins, as in a compacted topic
+        for key, value in rows:  # the last value of a key wins
             latest[_ROW_ID.unpack_from(key)[0]] = value
         kept = [(user, value) for user, value in latest.items() if value is not None]
         gone = [(user,) for user, value in latest.items() if value is None]
         if kept:
-            self._db.executemany(upsert, kept)
+            self._db.executemany(self._upsert[partition], kept)
         if gone:
             self._db.executemany(self._delete[partition], gone)
 
     def load(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]] = ()) -> None:
-        """Hold the partition with only these rows: its table emptied, then `put`."""
-        self.drop(partition)
+        """Hold the partition with only these rows: its table emptied, then `apply`."""
+        self.drop(partition)  # counts as a change of generation
         table = _table(partition)
         self._db.execute(f"CREATE TABLE {table} (user INTEGER PRIMARY KEY, state BLOB NOT NULL)")
         self._select[partition] = f"SELECT state FROM {table} WHERE user = ?"  # noqa: S608
-        self._upsert[partition] = f"INSERT OR REPLACE INTO {table} (user, state) VALUES (?, ?)"  # noqa: S608
+        self._upsert[partition] = (
+            f"INSERT INTO {table} (user, state) VALUES (?, ?)"  # noqa: S608
+            " ON CONFLICT (user) DO UPDATE SET state = excluded.state"
+        )
         self._delete[partition] = f"DELETE FROM {table} WHERE user = ?"  # noqa: S608
-        self.put(partition, rows)
+        self.apply(partition, rows)
 
     def drop(self, partition: int) -> None:
         """Stop holding the partition and forget its users."""
+        self.generation += 1
         self._select.pop(partition, None)
         self._upsert.pop(partition, None)
         self._delete.pop(partition, None)

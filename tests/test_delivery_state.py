@@ -1,9 +1,8 @@
-"""Delivery state: what is left out of a user's records, what is recorded, and the value format."""
+"""Delivery state: what is left out of a user's records, and what is recorded of Braze's answer."""
 
 from __future__ import annotations
 
 import itertools
-import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,17 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.batching import Item
-from connector.delivery_state import (
-    MAX_EVENT_KEYS,
-    DeliveryState,
-    UserState,
-    readable,
-    state_key,
-    value_digest,
-)
+from connector.delivery_state import DeliveryState
 from connector.mapping_results import BrazeUpdate
 from connector.producer import partition_of
 from connector.state_store import StateStore
+from connector.state_value import MAX_EVENT_KEYS, UserState, readable, state_key, value_digest
 
 PARTITIONS = 3
 DAY_S = 86_400.0
@@ -281,42 +274,6 @@ def test_deeply_nested_values_have_no_digest_and_are_always_sent(store: StateSto
     assert len(state.screen(USER, [record(2, {"v": deep})], PARTITIONS).kept) == 1
 
 
-def test_object_values_compare_whatever_their_key_order() -> None:
-    assert value_digest({"a": 1, "b": 2}) == value_digest({"b": 2, "a": 1})
-    assert len({value_digest(1), value_digest(1.0), value_digest(True), value_digest("1")}) == 4
-
-
-def test_the_format_is_a_version_byte_counts_and_fixed_size_entries() -> None:
-    state = UserState({7: (2**64 - 1, -1), 9: (5, 2**40)}, {2**63: 29_000_000})
-    value = state.encode()
-    assert value[:5] == struct.pack("<BHH", 1, 2, 1)
-    assert len(value) == 5 + 2 * 20 + 12
-    assert UserState.decode(value) == state
-
-
-@pytest.mark.parametrize(
-    "value", [None, b"", b"\x02\x00\x00\x00\x00", b"\x01\x01\x00\x00\x00", b"\x01\x00\x00\x00\x00!"]
-)
-def test_a_value_not_in_the_format_reads_as_no_state(value: bytes | None) -> None:
-    assert not readable(value)
-    assert UserState.decode(value) == UserState()
-
-
-@given(
-    st.dictionaries(
-        st.integers(0, 2**32 - 1),
-        st.tuples(st.integers(0, 2**64 - 1), st.integers(-(2**63), 2**63 - 1)),
-        max_size=30,
-    ),
-    st.dictionaries(st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1), max_size=30),
-)
-def test_every_state_survives_encoding(
-    attributes: dict[int, tuple[int, int]], events: dict[int, int]
-) -> None:
-    state = UserState(attributes, events)
-    assert UserState.decode(state.encode()) == state
-
-
 # A history of one user's records: each sets some of three attributes and may carry an event key.
 histories = st.lists(
     st.tuples(
@@ -361,3 +318,44 @@ def test_braze_ends_with_the_latest_values_and_each_event_once_however_it_is_rep
     latest = {name: value for attributes, _ in history for name, value in attributes.items()}
     assert braze == latest
     assert sorted(events) == sorted({key for _, key in history if key is not None})
+
+
+def test_only_what_braze_accepted_is_recorded(store: StateStore) -> None:
+    state = state_of(store)
+    items = [record(1, {"a": 1}, (("e", "k1"),)), record(2, {"b": 1}, (("e", "k2"),))]
+    screened = state.screen(USER, items, PARTITIONS)
+    state.confirm(screened.kept[1:], PARTITIONS)  # Braze named the first in `errors`
+    again = state.screen(USER, [record(3, {"a": 1, "b": 1}, (("e", "k1"), ("e", "k2")))], 3)
+    (kept,) = again.kept
+    assert (dict(kept.update.attributes), kept.update.event_keys) == ({"a": 1}, ("k1",))  # type: ignore[attr-defined]
+
+
+def test_events_left_out_after_screening_are_not_recorded(store: StateStore) -> None:
+    state = state_of(store)
+    (kept,) = state.screen(USER, [record(1, {"a": 1}, (("e", "k"),))], PARTITIONS).kept
+    state.confirm([kept._replace(update=kept.update.without_events())], PARTITIONS)  # type: ignore[attr-defined]
+    again = state.screen(USER, [record(2, {"a": 1}, (("e", "k"),))], PARTITIONS)
+    assert [item.update.event_keys for item in again.kept] == [("k",)]  # type: ignore[attr-defined]
+
+
+def test_a_partition_reloaded_between_screening_and_answer_is_confirmed_against_its_new_state(
+    store: StateStore,
+) -> None:
+    state = state_of(store)
+    deliver(state, [record(1, {"a": 1})])
+    restored = store.get(1, state_key(USER))
+    screened = state.screen(USER, [record(2, {"b": 2})], PARTITIONS)
+    assert restored is not None
+    store.load(1, [(state_key(USER), restored)])  # revoked and assigned again, restored
+    records = state.confirm(screened.kept, PARTITIONS)
+    decoded = UserState.decode(records[1][0][1])
+    assert len(decoded.attributes) == 2
+
+
+def test_screening_twice_before_the_answer_records_each_answer(store: StateStore) -> None:
+    state = state_of(store)
+    first = state.screen(USER, [record(1, {"a": 1})], PARTITIONS)
+    second = state.screen(USER, [record(1, {"a": 1}), record(2, {"b": 1})], PARTITIONS)
+    state.confirm(first.kept, PARTITIONS)
+    state.confirm(second.kept[1:], PARTITIONS)
+    assert state.screen(USER, [record(3, {"a": 1, "b": 1})], PARTITIONS).kept == []

@@ -28,9 +28,11 @@ def test_the_last_value_of_a_key_wins_and_a_tombstone_deletes() -> None:
         store.load(0, [(key(1), b"a"), (key(1), b"b"), (key(2), b"x"), (key(2), None)])
         assert store.get(0, key(1)) == b"b"
         assert store.get(0, key(2)) is None
-        store.put(0, [(key(1), None), (key(1), b"c")])
+        store.apply(0, [(key(1), None), (key(1), b"c")])
         assert store.get(0, key(1)) == b"c"
-        assert store.count(0) == 1
+        store.put(0, [(key(3), b"d"), (key(3), b"e")])
+        assert store.get(0, key(3)) == b"e"
+        assert store.count(0) == 2
 
 
 def test_a_dropped_partition_forgets_its_users_and_ignores_late_puts() -> None:
@@ -38,6 +40,7 @@ def test_a_dropped_partition_forgets_its_users_and_ignores_late_puts() -> None:
         store.load(1, [(key(1), b"a")])
         store.drop(1)
         store.put(1, [(key(2), b"late")])
+        store.apply(1, [(key(2), b"late")])
         assert not store.holds(1)
         assert store.get(1, key(2)) is None
         assert store.count(1) == 0
@@ -45,10 +48,12 @@ def test_a_dropped_partition_forgets_its_users_and_ignores_late_puts() -> None:
         assert store.get(1, key(1)) is None
 
 
-def test_loading_again_replaces_the_partition() -> None:
+def test_loading_again_replaces_the_partition_and_changes_the_generation() -> None:
     with StateStore.open(None, 4) as store:
         store.load(2, [(key(1), b"a"), (key(2), b"b")])
+        before = store.generation
         store.load(2, [(key(3), b"c")])
+        assert store.generation != before
         assert [store.get(2, key(n)) for n in (1, 2, 3)] == [None, None, b"c"]
 
 
