@@ -18,9 +18,12 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from aiokafka.errors import KafkaError
+
 from connector.batching import Item
 from connector.delivery import finish
 from connector.delivery_state import DeliveryState, Records
+from connector.errors import KafkaUnavailable
 from connector.metrics import WorkerMetrics
 from connector.outcomes import Outcomes
 from connector.state_store import StateStore
@@ -160,6 +163,8 @@ class PipelineState:
             await asyncio.wait((task,))
             if partition in self.restored:
                 return True
+            if not task.cancelled() and (error := task.exception()) is not None:
+                raise error  # Kafka refuses to let it be read: nothing can be sent
             task = self.restoring.get(partition)  # restarted without the partitions revoked
             if task is None:
                 return False
@@ -186,14 +191,14 @@ class PipelineState:
         return task
 
     async def _restore(self, partitions: list[int]) -> None:
-        """Restore the partitions' state, trying again until Kafka lets it."""
+        """Restore the partitions' state, trying again while Kafka is unavailable."""
         pause_s, longest_s = RESTORE_RETRY_S
         started = time.monotonic()
         while True:
             try:
                 restored = await self.restore(partitions, self.store)
                 break
-            except Exception as exc:  # noqa: BLE001  # Kafka's, the store's: all mean wait
+            except (KafkaError, KafkaUnavailable) as exc:
                 log.warning(
                     "cannot restore the delivery state; trying again",
                     extra={"partitions": partitions, "error": str(exc) or type(exc).__name__},

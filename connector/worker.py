@@ -68,7 +68,7 @@ async def delivering(
     with StateStore.open(settings.state_dir, settings.state_cache_mb) as store:
         async with (
             Publisher(kafka, config.topics.dlq_topic, max_bytes) as dlq,
-            StateWriter(kafka, state_topic) as writer,
+            StateWriter(kafka, state_topic, store=store) as writer,
             client,
         ):
             dead_letters = DeadLetters(dlq, mapping.version)
