@@ -22,7 +22,24 @@ from connector.batching import Item
 from connector.mapping_results import BrazeUpdate
 from connector.producer import partition_of
 from connector.state_store import StateStore
-from connector.state_value import UserState, event_digest, name_digest, state_key, value_digest
+from connector.state_value import (
+    ATTRIBUTE,
+    EVENT,
+    HEAD,
+    MINUTE,
+    MINUTE_AT,
+    POSITION,
+    POSITION_AT,
+    SCALARS,
+    VALUE_AT,
+    StateValue,
+    event_digest,
+    json_digest,
+    name_digest,
+    scalar_digest,
+    state_key,
+    value_digest,
+)
 
 Records = dict[int, list[tuple[bytes, bytes]]]  # per raw partition: (state key, value)
 
@@ -42,12 +59,12 @@ class Screened:
 
 
 class _Pending(NamedTuple):
-    """A screened user's state once Braze accepts exactly these updates."""
+    """A screened user's state record once Braze accepts exactly these updates."""
 
     generation: int  # the store's, when read
     updates: tuple[Any, ...]
-    key: bytes
-    value: bytes | None  # None: the same as before
+    partition: int
+    row: tuple[bytes, bytes] | None  # None: the same as before
 
 
 class DeliveryState:
@@ -92,18 +109,17 @@ class DeliveryState:
     def _run(self, partition: int, user_key: str) -> _Run:
         key = state_key(user_key)
         before = self.store.get(partition, key)
-        state = UserState() if before is None else UserState.decode(before)
         now = int(self._clock() // 60)
-        return _Run(state, key, before, now, now - self._window_minutes)
+        return _Run(StateValue(before), key, before, now, now - self._window_minutes)
 
     def _remember(self, user_key: str, run: _Run) -> None:
-        value: bytes | None = run.state.encode(run.oldest_minute)
-        if value == run.before:
-            value = None
+        value = run.state.encode(run.oldest_minute)
+        row = None if value == run.before else (run.key, value)
         if len(self._pending) >= _PENDING_LIMIT:  # users whose requests failed: start afresh
             self._pending.clear()
-        updates = tuple(item.update for item in run.kept)
-        self._pending[user_key] = _Pending(self.store.generation, updates, run.key, value)
+        updates = tuple([item.update for item in run.kept])
+        partition = run.kept[0].partition
+        self._pending[user_key] = _Pending(self.store.generation, updates, partition, row)
 
     def confirm(self, items: list[Item], partitions: int) -> Records:
         """Record what Braze accepted of these items (each with its update as sent).
@@ -116,25 +132,28 @@ class DeliveryState:
         for item in items:
             users.setdefault(item.update.user_key, []).append(item)
         records: Records = {}
+        generation = self.store.generation
         for user_key, mine in users.items():
-            home = partition_of(user_key.encode("utf-8", "surrogatepass"), partitions)
-            guarded = [item for item in mine if item.partition == home]
-            if guarded and self.store.holds(home):
-                row = self._confirmed(user_key, home, guarded)
-                if row is not None:
-                    records.setdefault(home, []).append(row)
+            pending = self._pending.pop(user_key, None)
+            if pending is not None and _same(pending, mine, generation):
+                partition, row = pending.partition, pending.row  # worked out when screened
+            else:
+                partition = partition_of(user_key.encode("utf-8", "surrogatepass"), partitions)
+                guarded = [item for item in mine if item.partition == partition]
+                if not guarded or not self.store.holds(partition):
+                    continue
+                row = self._fold(user_key, partition, guarded)
+            if row is not None:
+                records.setdefault(partition, []).append(row)
         for partition, rows in records.items():
             self.store.put(partition, rows)
         return records
 
-    def _confirmed(self, user_key: str, partition: int, items: list[Item]) -> _Row | None:
-        """The user's new state record, or None when it is what the store holds."""
-        pending = self._pending.pop(user_key, None)
-        if pending is not None and _same(pending, items, self.store.generation):
-            return None if pending.value is None else (pending.key, pending.value)
+    def _fold(self, user_key: str, partition: int, items: list[Item]) -> _Row | None:
+        """Fold what Braze accepted into the stored state: the new state record, or None."""
         key = state_key(user_key)
         before = self.store.get(partition, key)
-        state = UserState.decode(before)
+        state = StateValue(before)
         now = self._minute()
         for item in sorted(items, key=_offset):
             _record(state, item, now)
@@ -162,7 +181,7 @@ class _Run:
     __slots__ = ("before", "kept", "key", "now", "oldest_minute", "state")
 
     def __init__(
-        self, state: UserState, key: bytes, before: bytes | None, now: int, oldest_minute: int
+        self, state: StateValue, key: bytes, before: bytes | None, now: int, oldest_minute: int
     ) -> None:
         self.state, self.key, self.before = state, key, before
         self.now, self.oldest_minute = now, oldest_minute
@@ -170,51 +189,62 @@ class _Run:
 
     def screen(self, item: Item, screened: Screened) -> None:
         """Keep the item, narrow it, or skip it."""
-        update = cast(BrazeUpdate, item.update)
+        update: BrazeUpdate = item.update  # type: ignore[assignment]
         attributes = self._attributes(update.attributes, item.offset, screened)
         events, keys = self._events(update.events, update.event_keys, screened)
         if attributes is None and events is None:
             self.kept.append(item)
             screened.kept.append(item)
             return
+        left_attributes = update.attributes if attributes is None else attributes
+        left_events = update.events if events is None else events
+        if not left_attributes and not left_events:
+            screened.skipped.append(item)
+            return
         narrowed = BrazeUpdate(
             update.user_key,
             update.identity,
-            update.attributes if attributes is None else attributes,
-            update.events if events is None else events,
+            left_attributes,
+            left_events,
             update.event_keys if keys is None else keys,
         )
-        if narrowed.empty:
-            screened.skipped.append(item)
-        else:
-            kept = item._replace(update=narrowed)
-            self.kept.append(kept)
-            screened.kept.append(kept)
+        kept = Item(*item[:2], narrowed, *item[3:])  # what _replace does, at half the cost
+        self.kept.append(kept)
+        screened.kept.append(kept)
 
     def _attributes(
         self, attributes: Mapping[str, Any], offset: int, screened: Screened
     ) -> dict[str, Any] | None:
-        """The attributes to send, or None when all of them are."""
+        """The attributes to send, or None when all of them are.
+
+        Looks the entries up in the value's bytes here rather than through StateValue's
+        methods: this loop runs for every attribute of every record.
+        """
         kept: dict[str, Any] = {}
         instructions: dict[str, Any] = {}
-        confirmed = self.state.attributes
+        state = self.state
+        data = state.data
         for name, value in attributes.items():
-            if isinstance(name, str) and name[:1] == "_":  # an instruction, not data
+            if type(name) is str and name[:1] == "_":  # an instruction, not data
                 instructions[name] = value
                 continue
             digest = name_digest(name)
-            known = confirmed.get(digest)
-            if known is None:
-                confirmed[digest] = (value_digest(value), offset)
-            elif known[1] >= offset:
+            end = HEAD.size + state.attributes * ATTRIBUTE.size
+            index = data.find(digest, HEAD.size, end)
+            while index >= 0 and (index - HEAD.size) % ATTRIBUTE.size:  # straddles two entries
+                index = data.find(digest, index + 1, end)
+            if index >= 0 and POSITION.unpack_from(data, index + POSITION_AT)[0] >= offset:
                 screened.attributes_skipped_history += 1
                 continue
+            new = scalar_digest(value) if type(value) in SCALARS else json_digest(value)
+            if index < 0:
+                if new is not None:
+                    state.append_attribute(digest, new, offset)  # as it will be once sent
+            elif new is not None and data.startswith(new, index + VALUE_AT):
+                screened.attributes_skipped_unchanged += 1
+                continue
             else:
-                new = value_digest(value)
-                if new is not None and new == known[0]:
-                    screened.attributes_skipped_unchanged += 1
-                    continue
-                confirmed[digest] = (new, offset)
+                state.replace_at(index, new, offset)
             kept[name] = value
         if len(kept) + len(instructions) == len(attributes):
             return None if kept or not instructions else {}
@@ -225,14 +255,24 @@ class _Run:
     ) -> tuple[tuple[Mapping[str, Any], ...] | None, tuple[str | None, ...] | None]:
         """The events to send with their keys, or (None, None) when all of them are."""
         kept: list[int] = []
-        delivered = self.state.events
+        state = self.state
+        data = state.data
         for index, key in enumerate(keys):
             if key is not None:
-                digest = event_digest(_event_name(events[index]), key)
-                if delivered.get(digest, -1) >= self.oldest_minute:
+                event = events[index]
+                name = event.get("name") if type(event) is dict else _event_name(event)
+                digest = event_digest(name, key)
+                start = HEAD.size + state.attributes * ATTRIBUTE.size
+                at = data.find(digest, start)
+                while at >= 0 and (at - start) % EVENT.size:  # straddles two entries
+                    at = data.find(digest, at + 1)
+                if at < 0:
+                    state.append_event(digest, self.now)
+                elif MINUTE.unpack_from(data, at + MINUTE_AT)[0] >= self.oldest_minute:
                     screened.events_skipped += 1
                     continue
-                delivered[digest] = self.now
+                else:  # expired: confirmed again, it becomes the newest
+                    state.add_event(digest, self.now)
             kept.append(index)
         if len(kept) == len(events):
             return None, None
@@ -240,8 +280,6 @@ class _Run:
 
 
 def _event_name(event: Mapping[str, Any]) -> object:
-    if type(event) is dict:  # the mapping's own, and far cheaper to check than Mapping
-        return event.get("name")
     return event.get("name") if isinstance(event, Mapping) else None
 
 
@@ -254,13 +292,12 @@ def _offset(item: Item) -> int:
     return item.offset
 
 
-def _record(state: UserState, item: Item, now: int) -> None:
+def _record(state: StateValue, item: Item, now: int) -> None:
     """Fold what Braze accepted of one record into the user's state."""
     update = cast(BrazeUpdate, item.update)
-    attributes = state.attributes
     for name, value in update.attributes.items():
         if not (isinstance(name, str) and name[:1] == "_"):
-            attributes[name_digest(name)] = (value_digest(value), item.offset)
+            state.set_attribute(name_digest(name), value_digest(value), item.offset)
     for event, key in zip(update.events, update.event_keys, strict=True):
         if key is not None:
-            state.events[event_digest(_event_name(event), key)] = now
+            state.add_event(event_digest(_event_name(event), key), now)

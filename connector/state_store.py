@@ -23,6 +23,7 @@ from types import TracebackType
 FILE_NAME = "delivery-state.sqlite3"
 
 _ROW_ID = struct.Struct(">q")
+_RECENT = 32_768  # values kept in a dict as well: re-submissions and retries come close together
 
 
 def row_id(key: bytes) -> int:
@@ -43,6 +44,9 @@ class StateStore:
         self._temporary = temporary
         self._db = sqlite3.connect(path, isolation_level=None)
         self._reader = self._db.cursor()  # one cursor for every get: cheaper than a new one each
+        # What was put or got lately, by (partition, row id): a get from it skips SQLite and
+        # its releasing and taking back of the GIL. Emptied when full, and on load and drop.
+        self._recent: dict[tuple[int, int], bytes | None] = {}
         self._select: dict[int, str] = {}
         self._upsert: dict[int, str] = {}
         self._delete: dict[int, str] = {}
@@ -104,17 +108,31 @@ class StateStore:
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         """Return a user's state value by state key, or None (no state, or partition not held)."""
+        recent = (partition, _ROW_ID.unpack_from(key)[0])
+        if recent in self._recent:
+            return self._recent[recent]
         sql = self._select.get(partition)
         if sql is None:
             return None
-        row = self._reader.execute(sql, (_ROW_ID.unpack_from(key)[0],)).fetchone()
-        return None if row is None else row[0]
+        row = self._reader.execute(sql, recent[1:]).fetchone()
+        value = None if row is None else row[0]
+        self._remember(recent, value)
+        return value
 
     def put(self, partition: int, rows: Iterable[tuple[bytes, bytes]]) -> None:
         """Set users' state values by state key, in order. Ignored for a partition not held."""
         sql = self._upsert.get(partition)
-        if sql is not None:
-            self._db.executemany(sql, [(_ROW_ID.unpack_from(key)[0], value) for key, value in rows])
+        if sql is None:
+            return
+        users = [(_ROW_ID.unpack_from(key)[0], value) for key, value in rows]
+        self._db.executemany(sql, users)
+        for user, value in users:
+            self._remember((partition, user), value)
+
+    def _remember(self, recent: tuple[int, int], value: bytes | None) -> None:
+        if len(self._recent) >= _RECENT:
+            self._recent.clear()
+        self._recent[recent] = value
 
     def apply(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Apply state records in order, as compaction would: a None value (a tombstone) deletes.
@@ -123,6 +141,7 @@ class StateStore:
         """
         if partition not in self._upsert:
             return
+        self._recent.clear()  # a restore's puts: none of them is recent use
         latest: dict[int, bytes | None] = {}
         for key, value in rows:  # the last value of a key wins
             latest[_ROW_ID.unpack_from(key)[0]] = value
@@ -149,6 +168,7 @@ class StateStore:
     def drop(self, partition: int) -> None:
         """Stop holding the partition and forget its users."""
         self.generation += 1
+        self._recent.clear()
         self._select.pop(partition, None)
         self._upsert.pop(partition, None)
         self._delete.pop(partition, None)

@@ -6,12 +6,15 @@ with the minute each was confirmed.
 
 Format version 1, little-endian, fixed-size entries:
   header     B version (1), H attribute count, H event-key count          (5 bytes)
-  attribute  I name digest, Q value digest, q position                     (20 bytes each)
-  event key  Q key digest, I minutes since the Unix epoch when confirmed   (12 bytes each)
-Digests are BLAKE2b read as unsigned little-endian integers: 4 bytes of an attribute's name
-(UTF-8), 8 bytes of its value as `orjson.dumps(value, option=OPT_SORT_KEYS)`, 8 bytes of
-`event name + "\\x00" + key text`. A value that is not in this format reads as no state, which
-is safe: everything is sent again.
+  attribute  4s name digest, 8s value digest, q position                   (20 bytes each)
+  event key  8s key digest, I minutes since the Unix epoch when confirmed  (12 bytes each)
+Digests are BLAKE2b digests as they come: 4 bytes of an attribute's name (UTF-8), 8 bytes of its
+value as `orjson.dumps(value, option=OPT_SORT_KEYS)`, 8 bytes of `event name + "\\x00" + key`.
+Event keys are kept in the order they were confirmed, oldest first. A value not in this format
+reads as no state, which is safe: everything is sent again.
+
+The value is read and changed in place, as bytes: a lookup is one search of the entries, in C,
+however many event keys a user has gathered.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -28,8 +31,15 @@ FORMAT_VERSION = 1
 MAX_EVENT_KEYS = 1024  # per user; the oldest are dropped
 MAX_ATTRIBUTES = 2048  # per user, the oldest dropped: a value stays below about 53 KB
 
-_HEAD = struct.Struct("<BHH")
-_SCALARS = frozenset({str, int, float, bool, type(None)})
+HEAD = struct.Struct("<BHH")
+ATTRIBUTE = struct.Struct("<4s8sq")
+EVENT = struct.Struct("<8sI")
+POSITION = struct.Struct("<q")
+MINUTE = struct.Struct("<I")
+SCALARS = frozenset({str, int, float, bool, type(None)})
+VALUE_AT = 4  # where the value digest starts in an attribute entry
+POSITION_AT = 12  # where the position starts in an attribute entry
+MINUTE_AT = 8  # where the minute starts in an event-key entry
 
 
 @functools.lru_cache(maxsize=131_072)
@@ -39,111 +49,178 @@ def state_key(user_key: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=8_192)
-def name_digest(name: object) -> int:
+def name_digest(name: object) -> bytes:
     """An attribute name's digest (4 bytes); a name that is not text digests its repr."""
     text = name if isinstance(name, str) else repr(name)
-    return _digest(text.encode("utf-8", "surrogatepass"), 4)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=4).digest()
 
 
-def value_digest(value: Any) -> int | None:
+def value_digest(value: Any) -> bytes | None:
     """An attribute value's digest (8 bytes), or None for a value JSON cannot express."""
-    if type(value) in _SCALARS:
-        return _scalar_digest(value)
-    return _json_digest(value)
+    if type(value) in SCALARS:
+        return scalar_digest(value)
+    return json_digest(value)
 
 
 @functools.lru_cache(maxsize=65_536, typed=True)  # typed: 1, 1.0 and True are different JSON
-def _scalar_digest(value: str | float | bool | None) -> int | None:
-    return _json_digest(value)
+def scalar_digest(value: str | float | bool | None) -> bytes | None:
+    """`value_digest` of a value whose type is one of SCALARS, remembered."""
+    return json_digest(value)
 
 
-def _json_digest(value: Any) -> int | None:
+def json_digest(value: Any) -> bytes | None:
+    """`value_digest` of any value, computed."""
     try:
         text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONEncodeError, RecursionError):  # a key not text, a too-large integer, ...
         return None
-    return _digest(text, 8)
+    return hashlib.blake2b(text, digest_size=8).digest()
 
 
 @functools.lru_cache(maxsize=65_536)
-def event_digest(name: object, key: str) -> int:
+def event_digest(name: object, key: str) -> bytes:
     """An event's de-duplication digest (8 bytes) from its name and key text."""
     text = f"{name}\x00{key}" if isinstance(name, str) else f"{name!r}\x00{key}"
-    return _digest(text.encode("utf-8", "surrogatepass"), 8)
-
-
-def _digest(data: bytes, size: int) -> int:
-    return int.from_bytes(hashlib.blake2b(data, digest_size=size).digest(), "little")
-
-
-@functools.lru_cache(maxsize=1_024)
-def _layout(attributes: int, events: int) -> struct.Struct:
-    return struct.Struct("<BHH" + "IQq" * attributes + "QI" * events)
-
-
-@dataclass(slots=True)
-class UserState:
-    """One user's state, decoded: attributes by name digest, event keys by key digest.
-
-    An attribute's value digest may be None while screening (a value without a digest that is
-    about to be sent); such an entry is not written.
-    """
-
-    attributes: dict[int, tuple[int | None, int]] = field(default_factory=dict)  # value, position
-    events: dict[int, int] = field(default_factory=dict)  # minutes since the epoch
-
-    @classmethod
-    def decode(cls, value: bytes | None) -> UserState:
-        """Read a state value; None, or bytes not in the format, give an empty state."""
-        if not value or value[0] != FORMAT_VERSION or len(value) < _HEAD.size:
-            return cls()
-        _, attributes, events = _HEAD.unpack_from(value)
-        layout = _layout(attributes, events)
-        if layout.size != len(value):
-            return cls()
-        flat = layout.unpack(value)
-        end = 3 + 3 * attributes
-        return cls(
-            dict(zip(flat[3:end:3], zip(flat[4:end:3], flat[5:end:3], strict=True), strict=True)),
-            dict(zip(flat[end::2], flat[end + 1 :: 2], strict=True)),
-        )
-
-    def encode(self, oldest_minute: int = 0) -> bytes:
-        """Write the state value without event keys confirmed before `oldest_minute`.
-
-        Bounded: at most MAX_ATTRIBUTES attributes and MAX_EVENT_KEYS keys, the newest.
-        """
-        flat: list[int] = []
-        attributes = 0
-        for name, (digest, position) in _newest_attributes(self.attributes).items():
-            if digest is not None:
-                flat += (name, digest, position)
-                attributes += 1
-        events = 0
-        for key, minute in _newest_events(self.events).items():
-            if minute >= oldest_minute:
-                flat += (key, minute)
-                events += 1
-        return _layout(attributes, events).pack(FORMAT_VERSION, attributes, events, *flat)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
 
 
 def readable(value: bytes | None) -> bool:
     """Whether a state value is in the format this module writes."""
-    if not value or value[0] != FORMAT_VERSION or len(value) < _HEAD.size:
+    if not value or len(value) < HEAD.size or value[0] != FORMAT_VERSION:
         return False
-    _, attributes, events = _HEAD.unpack_from(value)
-    return bool(_layout(attributes, events).size == len(value))
+    _, attributes, events = HEAD.unpack_from(value)
+    return bool(len(value) == HEAD.size + attributes * ATTRIBUTE.size + events * EVENT.size)
 
 
-def _newest_attributes(
-    attributes: dict[int, tuple[int | None, int]],
-) -> dict[int, tuple[int | None, int]]:
-    if len(attributes) <= MAX_ATTRIBUTES:
-        return attributes
-    return dict(sorted(attributes.items(), key=lambda entry: entry[1][1])[-MAX_ATTRIBUTES:])
+class StateValue:
+    """A user's state value, read and changed in place.
+
+    An attribute is found by its name digest and returned as the index of its entry, -1 when
+    absent; an event key as the minute it was confirmed, -1 when absent.
+    """
+
+    __slots__ = ("attributes", "data", "events")
+    attributes: int  # how many attribute entries
+    events: int  # how many event-key entries
+    data: bytearray
+
+    def __init__(self, value: bytes | None = None) -> None:
+        """Take a state value; None, or bytes not in the format, give an empty state."""
+        if value and len(value) >= HEAD.size and value[0] == FORMAT_VERSION:
+            _, attributes, events = HEAD.unpack_from(value)
+            if len(value) == HEAD.size + attributes * ATTRIBUTE.size + events * EVENT.size:
+                self.data = bytearray(value)
+                self.attributes, self.events = attributes, events
+                return
+        self.data = bytearray(HEAD.pack(FORMAT_VERSION, 0, 0))
+        self.attributes = self.events = 0
+
+    @property
+    def _events_start(self) -> int:
+        return HEAD.size + self.attributes * ATTRIBUTE.size
+
+    def attribute(self, name: bytes) -> int:
+        """The index of the attribute's entry, or -1."""
+        end = HEAD.size + self.attributes * ATTRIBUTE.size
+        return _find(self.data, name, HEAD.size, end, ATTRIBUTE.size)
+
+    def position_at(self, index: int) -> int:
+        """The position of the attribute entry at `index`."""
+        return int(POSITION.unpack_from(self.data, index + POSITION_AT)[0])
+
+    def value_at(self, index: int) -> bytes:
+        """The value digest of the attribute entry at `index`."""
+        return bytes(self.data[index + VALUE_AT : index + POSITION_AT])
+
+    def holds_value(self, index: int, digest: bytes) -> bool:
+        """Whether the attribute entry at `index` has this value digest."""
+        return self.data.startswith(digest, index + VALUE_AT)
+
+    def set_attribute(self, name: bytes, digest: bytes | None, position: int) -> None:
+        """Record the attribute's value digest and position; a None digest forgets it."""
+        index = self.attribute(name)
+        if index >= 0:
+            self.replace_at(index, digest, position)
+        elif digest is not None:
+            self.append_attribute(name, digest, position)
+
+    def replace_at(self, index: int, digest: bytes | None, position: int) -> None:
+        """Change the attribute entry at `index`; a None digest removes it."""
+        if digest is None:
+            del self.data[index : index + ATTRIBUTE.size]
+            self.attributes -= 1
+        else:
+            self.data[index + VALUE_AT : index + ATTRIBUTE.size] = digest + POSITION.pack(position)
+
+    def append_attribute(self, name: bytes, digest: bytes, position: int) -> None:
+        """Add an entry for an attribute that has none."""
+        end = HEAD.size + self.attributes * ATTRIBUTE.size
+        self.data[end:end] = ATTRIBUTE.pack(name, digest, position)
+        self.attributes += 1
+
+    def event_minute(self, key: bytes) -> int:
+        """The minute the event key was confirmed, or -1."""
+        data = self.data
+        start = HEAD.size + self.attributes * ATTRIBUTE.size
+        index = _find(data, key, start, len(data), EVENT.size)
+        return -1 if index < 0 else int(MINUTE.unpack_from(data, index + MINUTE_AT)[0])
+
+    def add_event(self, key: bytes, minute: int) -> None:
+        """Record the event key as confirmed at `minute`, as the newest."""
+        data = self.data
+        index = _find(data, key, self._events_start, len(data), EVENT.size)
+        if index >= 0:
+            del data[index : index + EVENT.size]
+            self.events -= 1
+        self.append_event(key, minute)
+
+    def append_event(self, key: bytes, minute: int) -> None:
+        """Add an event key that has no entry, as the newest."""
+        self.data += EVENT.pack(key, minute)
+        self.events += 1
+
+    def encode(self, oldest_minute: int = 0) -> bytes:
+        """The value, without event keys confirmed before `oldest_minute`, within the bounds."""
+        self._expire(oldest_minute)
+        if self.attributes > MAX_ATTRIBUTES:
+            self._drop_oldest_attributes()
+        HEAD.pack_into(self.data, 0, FORMAT_VERSION, self.attributes, self.events)
+        return bytes(self.data)
+
+    def _expire(self, oldest_minute: int) -> None:
+        start = self._events_start
+        data = self.data
+        drop = max(0, self.events - MAX_EVENT_KEYS)  # keys are kept oldest first
+        while drop < self.events:
+            at = start + drop * EVENT.size + MINUTE_AT
+            if MINUTE.unpack_from(data, at)[0] >= oldest_minute:
+                break
+            drop += 1
+        if drop:
+            del data[start : start + drop * EVENT.size]
+            self.events -= drop
+
+    def _drop_oldest_attributes(self) -> None:
+        entries = sorted(self.attribute_entries(), key=lambda entry: entry[2])
+        kept = entries[-MAX_ATTRIBUTES:]
+        events = bytes(self.data[self._events_start :])
+        self.data = bytearray(HEAD.pack(FORMAT_VERSION, len(kept), self.events))
+        self.data += b"".join(ATTRIBUTE.pack(*entry) for entry in kept) + events
+        self.attributes = len(kept)
+
+    def attribute_entries(self) -> Iterator[tuple[bytes, bytes, int]]:
+        """Every attribute entry: (name digest, value digest, position)."""
+        end = self._events_start
+        return ATTRIBUTE.iter_unpack(self.data[HEAD.size : end])
+
+    def event_entries(self) -> Iterator[tuple[bytes, int]]:
+        """Every event key entry, oldest first: (key digest, minute)."""
+        return EVENT.iter_unpack(self.data[self._events_start :])
 
 
-def _newest_events(events: dict[int, int]) -> dict[int, int]:
-    if len(events) <= MAX_EVENT_KEYS:
-        return events
-    return dict(sorted(events.items(), key=lambda entry: entry[1])[-MAX_EVENT_KEYS:])
+def _find(data: bytearray, needle: bytes, start: int, end: int, size: int) -> int:
+    """The index of the entry that starts with `needle`, among `size`-byte entries from start."""
+    index = data.find(needle, start, end)
+    while index >= 0 and (index - start) % size:  # a match across entries is no match
+        index = data.find(needle, index + 1, end)
+    return index

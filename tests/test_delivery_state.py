@@ -15,7 +15,7 @@ from connector.delivery_state import DeliveryState
 from connector.mapping_results import BrazeUpdate
 from connector.producer import partition_of
 from connector.state_store import StateStore
-from connector.state_value import MAX_EVENT_KEYS, UserState, readable, state_key, value_digest
+from connector.state_value import MAX_EVENT_KEYS, StateValue, readable, state_key, value_digest
 
 PARTITIONS = 3
 DAY_S = 86_400.0
@@ -227,7 +227,7 @@ def test_event_keys_are_forgotten_after_the_window(store: StateStore) -> None:
     clock.now += 2 * DAY_S
     assert len(state.screen(USER, [record(3, events=(("e", "old"),))], PARTITIONS).kept) == 1
     deliver(state, [record(4, events=(("e", "new"),))])
-    assert len(UserState.decode(store.get(1, state_key(USER))).events) == 1
+    assert StateValue(store.get(1, state_key(USER))).events == 1
 
 
 def test_a_user_keeps_at_most_the_newest_1024_event_keys(store: StateStore) -> None:
@@ -348,8 +348,7 @@ def test_a_partition_reloaded_between_screening_and_answer_is_confirmed_against_
     assert restored is not None
     store.load(1, [(state_key(USER), restored)])  # revoked and assigned again, restored
     records = state.confirm(screened.kept, PARTITIONS)
-    decoded = UserState.decode(records[1][0][1])
-    assert len(decoded.attributes) == 2
+    assert StateValue(records[1][0][1]).attributes == 2
 
 
 def test_screening_twice_before_the_answer_records_each_answer(store: StateStore) -> None:

@@ -84,3 +84,13 @@ def test_a_directory_store_starts_empty_even_over_an_old_file(tmp_path: Path) ->
 def test_a_partition_number_must_be_one() -> None:
     with StateStore.open(None, 4) as store, pytest.raises(ValueError, match="partition"):
         store.load(-1)
+
+
+def test_a_value_read_before_it_was_put_is_read_anew() -> None:
+    with StateStore.open(None, 4) as store:
+        store.load(0)
+        assert store.get(0, key(1)) is None
+        store.put(0, [(key(1), b"a")])
+        assert store.get(0, key(1)) == b"a"
+        store.load(0, [(key(1), b"restored")])
+        assert store.get(0, key(1)) == b"restored"

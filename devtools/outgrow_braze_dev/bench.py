@@ -50,7 +50,7 @@ from outgrow_braze_dev.processes import (
     stop_process,
 )
 
-TARGETS = ["receiver", "sandbox", "replay", "worker"]
+TARGETS = ["receiver", "sandbox", "replay", "worker", "state"]
 USERS = 10_000
 WRK_THREADS = 1
 READY_TIMEOUT_S = 120.0

@@ -54,6 +54,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from outgrow_braze_dev.worker_bench import run_worker_bench
 
         return run_worker_bench(args)
+    if args.target == "state":
+        from outgrow_braze_dev.state_bench import run_state_bench
+
+        return run_state_bench(args)
     from outgrow_braze_dev.bench import run_receiver_bench
 
     return run_receiver_bench(args)
@@ -68,11 +72,13 @@ def add_commands(commands: Any) -> None:
     )
 
     from outgrow_braze_dev.bench import add_bench_arguments
+    from outgrow_braze_dev.state_bench import add_state_arguments
     from outgrow_braze_dev.worker_bench import add_worker_arguments
 
     sub = subparser(commands, "bench", cmd_bench, "outgrow-braze bench receiver --duration 20")
     add_bench_arguments(sub)
     add_worker_arguments(sub)
+    add_state_arguments(sub)
 
     sub = subparser(
         commands,
