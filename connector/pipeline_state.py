@@ -27,19 +27,12 @@ from connector.errors import KafkaUnavailable
 from connector.metrics import WorkerMetrics
 from connector.outcomes import Outcomes
 from connector.state_store import StateStore
+from connector.state_topic import Restored
 
 log = logging.getLogger(__name__)
 
 RESTORE_RETRY_S = (1.0, 30.0)  # the first and the longest pause between restore attempts
 COUNT_USERS_EVERY_S = 60.0  # counting scans each partition's table
-
-
-
-class Restored(Protocol):
-    """What restoring one partition found (`connector.state_topic.Restored`)."""
-
-    @property
-    def users(self) -> int: ...
 
 
 Restore = Callable[[Iterable[int], StateStore], Awaitable[dict[int, Restored]]]
@@ -91,7 +84,7 @@ class Coalesced:
                 self.pending, self.waiting = {}, []
                 try:
                     await self.writer.write(records)
-                except Exception as exc:  # noqa: BLE001  # not retriable: each waiter raises it
+                except Exception as exc:  # the writer retries what can be: each waiter raises it
                     _settle(waiting, exc)
                     continue
                 self.metrics.state_writes.inc(sum(map(len, records.values())))

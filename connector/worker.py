@@ -77,7 +77,9 @@ async def delivering(
             decisions = DeliveryState(
                 store, window_days=settings.state_event_window_days, resend=chosen.resend
             )
-            state = StateParts(decisions, store, writer, functools.partial(restore, kafka, state_topic))
+            state = StateParts(
+                decisions, store, writer, functools.partial(restore, kafka, state_topic)
+            )
             pipeline = Pipeline(
                 consumer,
                 client,

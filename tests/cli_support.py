@@ -35,7 +35,12 @@ async def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> Outcome:
 
 
 def kafka_options(
-    line: Pipeline, *, raw: bool = True, dlq: bool = True, group: bool = True
+    line: Pipeline,
+    *,
+    raw: bool = True,
+    dlq: bool = True,
+    group: bool = True,
+    state: bool = False,
 ) -> list[str]:
     """The options that point a command at a test pipeline's broker, topics and group; a
     command offers only the options it reads, so each one leaves out what it does not."""
@@ -44,4 +49,6 @@ def kafka_options(
         options += ["--raw-topic", line.topics.raw]
     if dlq:
         options += ["--dlq-topic", line.topics.topics.dlq_topic]
+    if state:
+        options += ["--state-topic", line.topics.topics.state_topic]
     return [*options, "--consumer-group", line.group] if group else options

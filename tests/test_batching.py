@@ -448,7 +448,10 @@ def test_a_user_is_screened_when_taken_and_only_what_it_keeps_is_sent() -> None:
     )
     [request] = queue.take(5, Limits()).requests
     assert request.users == ["a", "c"]  # b had nothing left to send
-    assert request.attributes == [{"external_id": "a", "score": 1}, {"external_id": "c", "score": 3}]
+    assert request.attributes == [
+        {"external_id": "a", "score": 1},
+        {"external_id": "c", "score": 3},
+    ]
     assert [i.offset for i in request.items()] == [0, 3]
     assert sorted(screen.left_out) == [1, 2]
     assert len(queue) == 0 and not queue.take(5, Limits()).requests

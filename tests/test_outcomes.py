@@ -72,9 +72,7 @@ def test_what_screening_left_out_is_counted_by_reason() -> None:
     )
     outcomes.screened(Screened(kept=[Item(0, 4, update)]))  # all kept: nothing counted
 
-    assert outcomes.counts == Counts(
-        skipped=2, events_skipped=2, attributes_skipped=6, unguarded=1
-    )
+    assert outcomes.counts == Counts(skipped=2, events_skipped=2, attributes_skipped=6, unguarded=1)
     assert sample(metrics, "outgrow_worker_events_skipped_total") == 2
     skipped = "outgrow_worker_attributes_skipped_total"
     assert sample(metrics, skipped, why="unchanged") == 5

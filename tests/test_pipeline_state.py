@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from connector.pipeline import Pipeline
 from connector.pipeline_state import StateParts
 from connector.producer import partition_of
 from connector.state_store import StateStore
+from connector.state_topic import Restored
 from tests.worker_support import KEYED, Letters, lead, user_key_of
 
 TOPIC = "raw"
@@ -80,11 +80,6 @@ class Consumer:
         pass
 
 
-@dataclass
-class Found:
-    users: int
-
-
 class StateTopic:
     """A state topic in memory: restoring waits for `open` and reads it; writes add to it."""
 
@@ -94,13 +89,16 @@ class StateTopic:
         self.open.set()
         self.restores: list[list[int]] = []
 
-    async def restore(self, partitions: Iterable[int], store: StateStore) -> dict[int, Found]:
+    async def restore(self, partitions: Iterable[int], store: StateStore) -> dict[int, Restored]:
         chosen = list(partitions)
         self.restores.append(chosen)
         await self.open.wait()
+        found = {}
         for partition in chosen:
-            store.load(partition, self.records.get(partition, []))
-        return {p: Found(len(dict(self.records.get(p, [])))) for p in chosen}
+            rows = self.records.get(partition, [])
+            store.load(partition, rows)
+            found[partition] = Restored(len(rows), store.count(partition), 0.0)
+        return found
 
     async def write(self, records: Records) -> None:
         for partition, rows in records.items():
@@ -200,13 +198,11 @@ async def test_only_what_changed_is_sent_and_confirmed() -> None:
         await delivered(line)
     first, second = braze.bodies
     assert len(first["attributes"][0]) == 5  # the identity and four attributes
-    assert second["attributes"] == [
-        {"external_id": "user-1", "outgrow_custom_segment": "new"}
-    ]
+    assert second["attributes"] == [{"external_id": "user-1", "outgrow_custom_segment": "new"}]
     assert braze.events == ["lead-1-0", "lead-1-1"]  # a new lead: a new event
     assert line.counts.attributes_skipped == 3
     # The state topic holds the latest state of the user, written after each answer.
-    [(partition, rows)] = topic.records.items()
+    [rows] = topic.records.values()
     assert len(rows) == 2 and rows[0][0] == rows[1][0]
 
 
