@@ -219,7 +219,7 @@ class Members(Protocol):
         """Finish what can be finished of the partitions, commit it, forget the rest."""
 
     def assigned(self, partitions: Iterable[int]) -> None:
-        """Take up the new assignment (`partitions`: those newly assigned)."""
+        """Take up the new assignment (`partitions`: those assigned)."""
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
