@@ -43,6 +43,8 @@ from connector.state_value import (
 
 Records = dict[int, list[tuple[bytes, bytes]]]  # per raw partition: (state key, value)
 
+_ENTRIES_AT = HEAD.size  # where the attribute entries start in a value
+_ENTRY = ATTRIBUTE.size
 _PENDING_LIMIT = 100_000  # users screened and not yet confirmed, before they are forgotten
 
 
@@ -224,28 +226,33 @@ class _Run:
         instructions: dict[str, Any] = {}
         state = self.state
         data = state.data
+        history = unchanged = 0
+        end = _ENTRIES_AT + state.attributes * _ENTRY
         for name, value in attributes.items():
             if type(name) is str and name[:1] == "_":  # an instruction, not data
                 instructions[name] = value
                 continue
             digest = name_digest(name)
-            end = HEAD.size + state.attributes * ATTRIBUTE.size
-            index = data.find(digest, HEAD.size, end)
-            while index >= 0 and (index - HEAD.size) % ATTRIBUTE.size:  # straddles two entries
+            index = data.find(digest, _ENTRIES_AT, end)
+            while index >= 0 and (index - _ENTRIES_AT) % _ENTRY:  # straddles two entries
                 index = data.find(digest, index + 1, end)
             if index >= 0 and POSITION.unpack_from(data, index + POSITION_AT)[0] >= offset:
-                screened.attributes_skipped_history += 1
+                history += 1
                 continue
             new = scalar_digest(value) if type(value) in SCALARS else json_digest(value)
             if index < 0:
                 if new is not None:
                     state.append_attribute(digest, new, offset)  # as it will be once sent
+                    end += _ENTRY
             elif new is not None and data.startswith(new, index + VALUE_AT):
-                screened.attributes_skipped_unchanged += 1
+                unchanged += 1
                 continue
             else:
                 state.replace_at(index, new, offset)
+                end = _ENTRIES_AT + state.attributes * _ENTRY
             kept[name] = value
+        screened.attributes_skipped_history += history
+        screened.attributes_skipped_unchanged += unchanged
         if len(kept) + len(instructions) == len(attributes):
             return None if kept or not instructions else {}
         return kept | instructions if kept else {}

@@ -42,7 +42,7 @@ POSITION_AT = 12  # where the position starts in an attribute entry
 MINUTE_AT = 8  # where the minute starts in an event-key entry
 
 
-@functools.lru_cache(maxsize=131_072)
+@functools.lru_cache(maxsize=32_768)  # a user is screened, then confirmed soon after
 def state_key(user_key: str) -> bytes:
     """The user's state key, the state record's Kafka key: 16 bytes of BLAKE2b of the user key."""
     return hashlib.blake2b(user_key.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -77,7 +77,7 @@ def json_digest(value: Any) -> bytes | None:
     return hashlib.blake2b(text, digest_size=8).digest()
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=16_384)
 def event_digest(name: object, key: str) -> bytes:
     """An event's de-duplication digest (8 bytes) from its name and key text."""
     text = f"{name}\x00{key}" if isinstance(name, str) else f"{name!r}\x00{key}"

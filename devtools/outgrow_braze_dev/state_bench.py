@@ -151,7 +151,8 @@ class Figures:
     records: int
     restore_s: float
     store_mb: float
-    rss_growth_mb: float | None
+    rss_growth_mb: float | None  # peak RSS growth, restore and screening
+    restore_rss_growth_mb: float | None  # peak RSS growth by the end of the restore
     screen_confirm_us: float
     sample: int
     attributes_sent: int
@@ -174,6 +175,7 @@ async def measure(
         started = time.monotonic()
         restored = await restore(kafka, topic, range(partitions), store)
         restore_s = time.monotonic() - started
+        restored_peak = peak_rss_mb_self()
         counts = _screen_sample(store, partitions, users, sample)
         after = peak_rss_mb_self()
         return Figures(
@@ -181,10 +183,15 @@ async def measure(
             records=sum(r.records for r in restored.values()),
             restore_s=restore_s,
             store_mb=store.size_bytes() / 1e6,
-            rss_growth_mb=None if before is None or after is None else after - before,
+            rss_growth_mb=_growth(before, after),
+            restore_rss_growth_mb=_growth(before, restored_peak),
             sample=sample,
             **counts,
         )
+
+
+def _growth(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 def peak_rss_mb_self() -> float | None:
@@ -193,16 +200,22 @@ def peak_rss_mb_self() -> float | None:
 
 
 def _screen_sample(store: StateStore, partitions: int, users: int, sample: int) -> dict[str, Any]:
-    """Screen and confirm re-submissions of `sample` users, a request of 75 users at a time."""
+    """Screen and confirm re-submissions of `sample` users, a request of 75 users at a time.
+
+    Each request's records are made just before it, outside the measured time, and dropped
+    after it, as a worker's queue holds only so many: the memory measured is the state's.
+    """
     state = DeliveryState(store, window_days=30.0)
     chosen = [n * users // sample for n in range(sample)]
-    items = [_resubmission(user, partitions, users) for user in chosen]
     sent = skipped = events_sent = events_skipped = 0
     cpu_s = 0.0
-    for start in range(0, len(items), REQUEST_USERS):
+    for start in range(0, sample, REQUEST_USERS):
+        items = [
+            _resubmission(user, partitions, users) for user in chosen[start : start + REQUEST_USERS]
+        ]
         began = time.process_time()
         kept: list[Item] = []
-        for item in items[start : start + REQUEST_USERS]:
+        for item in items:
             screened = state.screen(item.update.user_key, [item], partitions)
             kept += screened.kept
             skipped += screened.attributes_skipped_unchanged + screened.attributes_skipped_history
@@ -214,7 +227,7 @@ def _screen_sample(store: StateStore, partitions: int, users: int, sample: int) 
             sent += len(update.attributes)
             events_sent += len(update.events)
     return {
-        "screen_confirm_us": cpu_s / len(items) * 1e6,
+        "screen_confirm_us": cpu_s / sample * 1e6,
         "attributes_sent": sent,
         "attributes_skipped": skipped,
         "events_sent": events_sent,
@@ -286,19 +299,25 @@ def _report(figures: Figures, fill_s: float, *, as_json: bool) -> None:
     if as_json:
         print(json.dumps({**asdict(figures), "records_per_s": figures.records_per_s}))
         return
-    rss = "unknown" if figures.rss_growth_mb is None else f"{figures.rss_growth_mb:.0f} MB"
+    rss = _megabytes(figures.restore_rss_growth_mb) + " by the end of the restore, "
+    rss += _megabytes(figures.rss_growth_mb) + " by the end of the screening"
     print(f"filled {figures.users:,} users' state in {fill_s:.1f} s (not measured)")
     print(
         f"restore: {figures.records:,} records in {figures.restore_s:.1f} s "
         f"= {figures.records_per_s:,.0f} records/s (target <= {TARGET_RESTORE_S:g} s)"
     )
-    print(f"store file: {figures.store_mb:.0f} MB; peak RSS growth: {rss} (target <= 150 MB)")
+    print(f"store file: {figures.store_mb:.0f} MB")
+    print(f"peak RSS growth: {rss} (target <= {TARGET_MB:g} MB)")
     print(
         f"screen + confirm: {figures.screen_confirm_us:.2f} CPU µs per record over "
         f"{figures.sample:,} re-submissions: attributes {figures.attributes_sent:,} sent, "
         f"{figures.attributes_skipped:,} unchanged; events {figures.events_sent:,} sent, "
         f"{figures.events_skipped:,} delivered already"
     )
+
+
+def _megabytes(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f} MB"
 
 
 def main(argv: list[str] | None = None) -> None:
