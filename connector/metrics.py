@@ -16,9 +16,6 @@ _BODY_BUCKETS = (256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304)
 _OBJECT_BUCKETS = (1, 5, 10, 25, 50, 70, 74, 75, 150, 225)
 _E2E_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 _RESTORE_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
-# Why an attribute was left out: its value is the one Braze confirmed last, or Braze confirmed
-# the value of a later record already (history never moves a profile backwards).
-ATTRIBUTE_SKIP_REASONS = ("unchanged", "history")
 # The dlq-stage values. Their series exist from start-up: increase() and rate() see a counter's
 # first increment only if they saw it at 0 before.
 DEAD_LETTER_STAGES = ("parse", "map", "braze")
@@ -181,8 +178,11 @@ class WorkerMetrics:
             ["why"],
             registry=r,
         )
-        for why in ATTRIBUTE_SKIP_REASONS:
-            self.attributes_skipped.labels(why)
+        # Why an attribute was left out: its value is the one Braze confirmed last, or Braze
+        # confirmed a later record's already (history never moves a profile backwards). Both
+        # series exist from start-up, resolved once: labels() for every user screened costs.
+        self.attributes_unchanged = self.attributes_skipped.labels("unchanged")
+        self.attributes_history = self.attributes_skipped.labels("history")
         self.unguarded = Counter(
             "outgrow_worker_records_unguarded",
             "Records sent in full because their user's key belongs to another partition than"

@@ -58,12 +58,12 @@ class Outcomes:
         if events := screened.events_skipped:
             counts.events_skipped += events
             metrics.events_skipped.inc(events)
-        unchanged = screened.attributes_skipped_unchanged
-        history = screened.attributes_skipped_history
-        if unchanged or history:
-            counts.attributes_skipped += unchanged + history
-            metrics.attributes_skipped.labels("unchanged").inc(unchanged)
-            metrics.attributes_skipped.labels("history").inc(history)
+        if unchanged := screened.attributes_skipped_unchanged:
+            counts.attributes_skipped += unchanged
+            metrics.attributes_unchanged.inc(unchanged)
+        if history := screened.attributes_skipped_history:
+            counts.attributes_skipped += history
+            metrics.attributes_history.inc(history)
         if screened.unguarded:
             counts.unguarded += screened.unguarded
             metrics.unguarded.inc(screened.unguarded)
