@@ -300,6 +300,9 @@ class UserQueue:
         self.in_flight: set[str] = set()
         self.top_up = top_up
         self.screen = screen
+        # Users whose waiting records were screened since those or the user's state last
+        # changed (a record added, a request released): screening them again gives the same.
+        self._screened_users: set[str] = set()
         self._clock = clock
         self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
         self._since: dict[str, float] = {}  # per user, when its oldest waiting record came
@@ -322,6 +325,7 @@ class UserQueue:
         user = item.update.user_key
         items = self._items.get(user)
         self._count += 1
+        self._screened_users.discard(user)
         if items is None:
             items = self._items[user] = [item]
             self._since[user] = self._clock()
@@ -456,13 +460,17 @@ class UserQueue:
     def _screened(self, user: str, waiting: list[Item]) -> list[Item]:
         """Keep what `screen` says is to be sent of a ready user's records, in their place; a
         user left with none leaves the queue (its place in the ready order is left stale)."""
+        if user in self._screened_users:
+            return waiting
         kept = self.screen(user, waiting)  # type: ignore[misc]  # only called with a screen
         if kept is waiting:
+            self._screened_users.add(user)
             return kept
         self._count -= len(waiting) - len(kept)
         if not kept:  # its entries in the ready order and among several are stale now
             del self._items[user], self._since[user]
             return kept
+        self._screened_users.add(user)
         self._items[user] = kept
         if _key(kept[0]) != _key(waiting[0]):
             self._push(user, kept[0])  # its old place is stale now, or popped by this take
@@ -481,6 +489,7 @@ class UserQueue:
         """The users' requests are done: their waiting records may be sent."""
         for user in users:
             self.in_flight.discard(user)
+            self._screened_users.discard(user)  # its state may have changed
             items = self._items.get(user)
             if items:
                 self._push(user, items[0])
@@ -502,6 +511,7 @@ class UserQueue:
             else:
                 del self._items[user], self._since[user]
         self._count = sum(len(items) for items in self._items.values())
+        self._screened_users.clear()
         self._ready_users = {
             _key(items[0]): user
             for user, items in self._items.items()

@@ -503,6 +503,9 @@ def test_a_top_up_candidate_is_screened_before_it_fills_the_request() -> None:
         102,
     ]
     assert screen.left_out == [101]
+    # u36 was screened when it came next after the first 72 objects, and then the request was
+    # topped up with w instead: it starts the second request without being screened again.
+    assert topped.requests[1].users[0] == "u36" and screen.asked.count("u36") == 1
 
 
 @given(records, st.integers(1, 75), st.booleans(), st.sets(st.integers(0, 199)))
