@@ -21,11 +21,15 @@ class Update(Protocol):
     """What batching needs of a mapped record (see `connector.mapping.BrazeUpdate`).
 
     A request carries the payloads, each a /users/track object; `attribute_object()` gives the
-    same attributes object, asked for only to merge a user's several.
+    same attributes object, asked for only to merge a user's several. `attributes` are those
+    the record sets, without the identity (counted once delivered).
     """
 
     @property
     def user_key(self) -> str: ...
+
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
 
     @property
     def attribute_payload(self) -> dict[str, Any] | None: ...
@@ -52,6 +56,12 @@ class Item(NamedTuple):
     @property
     def user_key(self) -> str:
         return self.update.user_key
+
+
+# What to send of a user's waiting records, asked when the user is taken for a request (no
+# request of the user is in flight then): given them in (partition, offset) order, it returns
+# those to send, each possibly narrowed, and settles the others itself.
+Screen = Callable[[str, list[Item]], list[Item]]
 
 
 class UserObjects:
@@ -152,6 +162,13 @@ class TrackRequest:
     def items(self) -> list[Item]:
         """Every record with an object in this request."""
         return list(self.records)
+
+    def keeping(self, keep: Callable[[Item], bool]) -> TrackRequest:
+        """The request with only the objects one of whose records `keep` holds for (itself when
+        that is all of them)."""
+        objects = _objects_of(self)
+        kept = [obj for obj in objects if any(map(keep, obj[2]))]
+        return self if len(kept) == len(objects) else _request_of(kept)
 
     def split(self) -> tuple[TrackRequest, TrackRequest]:
         """Halve the request by users (or by objects for a single user), to isolate bad objects."""
@@ -268,11 +285,24 @@ class UserQueue:
     others wait until it is released). Records of two objects each (attributes and an event)
     would otherwise leave most requests at 74 objects of 75. It coalesces only the users it
     packs, so a request costs the work of its own records, not of the whole backlog.
+
+    `screen` (optional) decides what is sent of a user's records when the user is taken, or
+    looked at for a top-up: the queue keeps what it returns in their place and forgets the rest.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, *, top_up: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        top_up: bool = True,
+        screen: Screen | None = None,
+    ) -> None:
         self.in_flight: set[str] = set()
         self.top_up = top_up
+        self.screen = screen
+        # Users whose waiting records were screened since those or the user's state last
+        # changed (a record added, a request released): screening them again gives the same.
+        self._screened_users: set[str] = set()
         self._clock = clock
         self._items: dict[str, list[Item]] = {}  # per user, in (partition, offset) order
         self._since: dict[str, float] = {}  # per user, when its oldest waiting record came
@@ -295,6 +325,7 @@ class UserQueue:
         user = item.update.user_key
         items = self._items.get(user)
         self._count += 1
+        self._screened_users.discard(user)
         if items is None:
             items = self._items[user] = [item]
             self._since[user] = self._clock()
@@ -323,6 +354,8 @@ class UserQueue:
         arrivals: dict[str, float] = {}  # of the users in `current`
         while max_requests > 0 and (user := self._next_ready()) is not None:
             waiting = self._items[user]
+            if self.screen is not None and not (waiting := self._screened(user, waiting)):
+                continue  # nothing of the user's is left to send
             if top_up_from <= current.size < limits.max_objects and self._top_up(
                 current, waiting, limits, arrivals
             ):
@@ -407,7 +440,9 @@ class UserQueue:
             if scanned == TOP_UP_SCAN:
                 break
             items = items_of.get(user)
-            if items is None or len(items) < 2 or user in in_flight:
+            if items is not None and self.screen is not None and user not in in_flight:
+                items = self._screened(user, items)
+            if not items or len(items) < 2 or user in in_flight:
                 stale.append(user)
                 continue
             count = _prefix_of_size(items, room)
@@ -422,6 +457,25 @@ class UserQueue:
             del several[user]
         return found
 
+    def _screened(self, user: str, waiting: list[Item]) -> list[Item]:
+        """Keep what `screen` says is to be sent of a ready user's records, in their place; a
+        user left with none leaves the queue (its place in the ready order is left stale)."""
+        if user in self._screened_users:
+            return waiting
+        kept = self.screen(user, waiting)  # type: ignore[misc]  # only called with a screen
+        if kept is waiting:
+            self._screened_users.add(user)
+            return kept
+        self._count -= len(waiting) - len(kept)
+        if not kept:  # its entries in the ready order and among several are stale now
+            del self._items[user], self._since[user]
+            return kept
+        self._screened_users.add(user)
+        self._items[user] = kept
+        if _key(kept[0]) != _key(waiting[0]):
+            self._push(user, kept[0])  # its old place is stale now, or popped by this take
+        return kept
+
     def _take_out(self, user: str) -> float:
         """Take a ready user with all its records, wherever it is in the ready order; return
         their arrival. Its place in the order is left stale."""
@@ -435,6 +489,7 @@ class UserQueue:
         """The users' requests are done: their waiting records may be sent."""
         for user in users:
             self.in_flight.discard(user)
+            self._screened_users.discard(user)  # its state may have changed
             items = self._items.get(user)
             if items:
                 self._push(user, items[0])
@@ -456,6 +511,7 @@ class UserQueue:
             else:
                 del self._items[user], self._since[user]
         self._count = sum(len(items) for items in self._items.values())
+        self._screened_users.clear()
         self._ready_users = {
             _key(items[0]): user
             for user, items in self._items.items()

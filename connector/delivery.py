@@ -3,6 +3,11 @@
 Braze's answer decides (`connector.braze.RESPONSE_TABLE`): accepted (objects it names go to the
 dead-letter topic), refused whole (halve the request to find the bad objects), the configuration
 refused (halt and probe), or no answer and throttling (back off and send again).
+
+What Braze accepted of partitions still owned is confirmed to the delivery state (`Confirm`)
+before the records are finished, so that no offset is committed before the state it covers is
+in Kafka. A request sent again (a retry, a half of a split) leaves out the objects of
+partitions revoked meanwhile: their next owner sends them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from aiokafka import TopicPartition
 
@@ -28,6 +34,13 @@ Failures = dict[Key, Reason]  # records of a request Braze refused, and why
 Settle = Callable[[list[SourceRecord]], Awaitable[None]]  # after Braze applied records
 
 
+class Confirm(Protocol):
+    """Where what Braze accepted goes before its records are finished (the delivery state)."""
+
+    async def confirm(self, items: list[Item]) -> None:
+        """Record the items as Braze accepted them; return once Kafka has the state records."""
+
+
 class Delivery:
     """Sends requests to Braze and settles their records: delivered, dead-lettered, or retried."""
 
@@ -43,6 +56,7 @@ class Delivery:
         halt: Halt,
         outage: Outage,
         after: Settle | None = None,
+        state: Confirm | None = None,
     ) -> None:
         self.client = client
         self.limiter = limiter
@@ -53,12 +67,14 @@ class Delivery:
         self.halt = halt
         self.outage = outage
         self.after = after
+        self.state = state
         self.max_objects = settings.braze_max_objects
 
     async def deliver(self, request: TrackRequest) -> None:
         """Send the request (its slot of the budget taken already) and settle its records."""
         failures: Failures = {}
-        await self._send(request, failures, acquired=True)
+        dropped: set[Key] = set()
+        await self._send(request, failures, dropped, acquired=True)
         delivered = request.records
         if failures:
             failed = [
@@ -67,7 +83,11 @@ class Delivery:
                 if (item.partition, item.offset) in failures
             ]
             await self.outcomes.dead_letter(failed)
-            delivered = [i for i in delivered if (i.partition, i.offset) not in failures]
+        if failures or dropped:
+            left_out = failures.keys() | dropped
+            delivered = [i for i in delivered if (i.partition, i.offset) not in left_out]
+        if self.state is not None:
+            await self.state.confirm(self._owned(delivered))
         if self.after is not None:
             await self.after([source(item) for item in self._owned(delivered)])
         self.outcomes.delivered(delivered)
@@ -84,11 +104,30 @@ class Delivery:
         owns = self.trackers.owns
         return [item for item in items if owns(item.partition, item.owner)]
 
-    async def _send(self, request: TrackRequest, failures: Failures, *, acquired: bool) -> None:
+    def _still_owned(self, request: TrackRequest, dropped: set[Key]) -> TrackRequest:
+        """The request without the objects of partitions no longer owned; note their records."""
+        owns = self.trackers.owns
+        kept = request.keeping(lambda item: owns(item.partition, item.owner))
+        if kept is not request:
+            sent = {(item.partition, item.offset) for item in kept.records}
+            left_out = ((item.partition, item.offset) for item in request.records)
+            dropped.update(key for key in left_out if key not in sent)
+        return kept
+
+    async def _send(
+        self, request: TrackRequest, failures: Failures, dropped: set[Key], *, acquired: bool
+    ) -> None:
         """Send until Braze settles the request; its first slot of the budget is `acquired`
-        already (by the dispatcher) or not (a half of a split request)."""
-        attempt, body = 0, request.encoded()
+        already (by the dispatcher) or not (a half of a split request). Sent again, it leaves
+        out partitions revoked meanwhile (`dropped`), and goes no more once nothing is left."""
+        first, attempt, body = acquired, 0, request.encoded()
         while True:
+            if attempt or not first:  # after an answer: the drain deadline may have passed
+                owned = self._still_owned(request, dropped)
+                if not owned.records:
+                    return
+                if owned is not request:
+                    request, body = owned, owned.encoded()
             if not acquired:
                 self.metrics.limiter_wait.observe(await self.limiter.acquire())
             acquired = False
@@ -102,7 +141,7 @@ class Delivery:
                 self._accepted(request, answer, failures)
                 return
             if answer.action is Action.SPLIT:
-                await self._split(request, answer, failures)
+                await self._split(request, answer, failures, dropped)
                 return
             attempt += 1
             await self._wait_before_retry(answer, attempt)
@@ -120,7 +159,9 @@ class Delivery:
             for item in request.items_for(array, index):
                 failures[(item.partition, item.offset)] = why
 
-    async def _split(self, request: TrackRequest, answer: Answer, failures: Failures) -> None:
+    async def _split(
+        self, request: TrackRequest, answer: Answer, failures: Failures, dropped: set[Key]
+    ) -> None:
         self.halt.leave()
         if request.size <= 1:
             why = Reason("braze", answer.message or "refused", answer.status, answer.message)
@@ -128,8 +169,8 @@ class Delivery:
                 failures[(item.partition, item.offset)] = why
             return
         left, right = request.split()
-        await self._send(left, failures, acquired=False)
-        await self._send(right, failures, acquired=False)
+        await self._send(left, failures, dropped, acquired=False)
+        await self._send(right, failures, dropped, acquired=False)
 
     async def _wait_before_retry(self, answer: Answer, attempt: int) -> None:
         self.metrics.retries.inc()

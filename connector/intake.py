@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +25,9 @@ RESUME_AT = 0.8  # of WORKER_MAX_PENDING_RECORDS: a paused intake resumes below 
 
 Admit = Callable[[SourceRecord], bool]
 Shape = Callable[[BrazeUpdate], BrazeUpdate | None]
+Ready = Callable[[int], Awaitable[bool]]  # a partition's state restored (False: revoked)
 Failed = list[tuple[SourceRecord, Reason]]
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ class Intake:
         wake: asyncio.Event,
         halt: Halt,
         max_pending: int,
+        *,
+        ready: Ready | None = None,
     ) -> None:
         self.consumer = consumer
         self.mapping = mapping
@@ -92,12 +96,15 @@ class Intake:
         self.inflow = inflow
         self.wake = wake
         self.halt = halt
+        self.ready = ready
         self.backpressure = Backpressure(consumer, max_pending)
 
     async def fetch_once(self) -> None:
         """Fetch a batch, or pause intake while too much is pending or Braze refuses us."""
         self.backpressure.apply(self.trackers.pending(), self.halt.active)
         batch = await self.consumer.getmany(timeout_ms=200, max_records=FETCH_RECORDS)
+        if self.ready is not None:
+            batch = await _restored(batch, self.ready)
         self.inflow.mapping = True
         try:
             taken, mapped = await self._take_all(batch)
@@ -199,14 +206,20 @@ class Intake:
         tracker.finish(offset)
 
 
+async def _restored(batch: Batch, ready: Ready) -> Batch:
+    """The batch once its partitions' delivery state is restored, without the partitions
+    revoked meanwhile: nothing of a partition is queued before its state is there."""
+    return {tp: records for tp, records in batch.items() if await ready(tp.partition)}
+
+
 class Members(Protocol):
     """What a rebalance asks of a pipeline."""
 
     async def revoked(self, partitions: set[int]) -> None:
         """Finish what can be finished of the partitions, commit it, forget the rest."""
 
-    def assigned(self) -> None:
-        """Take up the new assignment."""
+    def assigned(self, partitions: Iterable[int]) -> None:
+        """Take up the new assignment (`partitions`: those assigned)."""
 
 
 class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -219,7 +232,7 @@ class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.members.revoked({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.members.assigned()
+        self.members.assigned({tp.partition for tp in assigned})
 
 
 # -- the receiver's headers ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 _BODY_BUCKETS = (256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304)
 _OBJECT_BUCKETS = (1, 5, 10, 25, 50, 70, 74, 75, 150, 225)
 _E2E_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+_RESTORE_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 # The dlq-stage values. Their series exist from start-up: increase() and rate() see a counter's
 # first increment only if they saw it at 0 before.
 DEAD_LETTER_STAGES = ("parse", "map", "braze")
@@ -155,12 +156,63 @@ class WorkerMetrics:
             buckets=_E2E_BUCKETS_S,
             registry=r,
         )
+        self._delivery_state(r)
+
+    def _delivery_state(self, r: CollectorRegistry) -> None:
+        """What the delivery state decided (issue 15), and its upkeep."""
+        self.events_sent = Counter(
+            "outgrow_worker_events_sent", "Events Braze accepted.", registry=r
+        )
+        self.events_skipped = Counter(
+            "outgrow_worker_events_skipped",
+            "Events left out because Braze accepted their de-duplication key already.",
+            registry=r,
+        )
+        self.attributes_sent = Counter(
+            "outgrow_worker_attributes_sent", "Attributes Braze accepted.", registry=r
+        )
+        self.attributes_skipped = Counter(
+            "outgrow_worker_attributes_skipped",
+            "Attributes left out: unchanged since Braze confirmed them, or older (history) than"
+            " the value Braze confirmed.",
+            ["why"],
+            registry=r,
+        )
+        # Why an attribute was left out: its value is the one Braze confirmed last, or Braze
+        # confirmed a later record's already (history never moves a profile backwards). Both
+        # series exist from start-up, resolved once: labels() for every user screened costs.
+        self.attributes_unchanged = self.attributes_skipped.labels("unchanged")
+        self.attributes_history = self.attributes_skipped.labels("history")
+        self.unguarded = Counter(
+            "outgrow_worker_records_unguarded",
+            "Records sent in full because their user's key belongs to another partition than"
+            " the one they were read from (an old record, a changed mapping).",
+            registry=r,
+        )
+        self.state_restore_seconds = Histogram(
+            "outgrow_worker_state_restore_seconds",
+            "Time to restore the delivery state of the partitions assigned at once.",
+            buckets=_RESTORE_BUCKETS_S,
+            registry=r,
+        )
+        self.state_users = Gauge(
+            "outgrow_worker_state_users",
+            "Users in the delivery state of each owned partition.",
+            ["partition"],
+            registry=r,
+        )
+        self.state_writes = Counter(
+            "outgrow_worker_state_writes",
+            "Delivery-state records written to the state topic.",
+            registry=r,
+        )
 
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """Drop the series of partitions this worker no longer owns, so none stays frozen."""
         for partition in partitions:
-            with contextlib.suppress(KeyError):  # older prometheus_client: no such series
-                self.lag.remove(str(partition))
+            for gauge in (self.lag, self.state_users):
+                with contextlib.suppress(KeyError):  # older prometheus_client: no such series
+                    gauge.remove(str(partition))
 
     def render(self) -> bytes:
         """Return the text exposition of every metric."""

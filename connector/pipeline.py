@@ -29,6 +29,7 @@ from connector.mapping import Mapping
 from connector.metrics import WorkerMetrics
 from connector.offsets import Trackers
 from connector.outcomes import Counts, Outcomes
+from connector.pipeline_state import PipelineState, StateParts
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +39,26 @@ DRAIN_POLL_S = 0.05
 @dataclass(frozen=True)
 class Route:
     """What a pipeline does besides delivering: which records it takes (`selection`), whether
-    it commits their offsets (`commits`; a replay reads without a group), and what follows the
-    delivery of records (`after`; a redrive settles each dead letter it delivered)."""
+    it commits their offsets (`commits`; a replay reads without a group), what follows the
+    delivery of records (`after`; a redrive settles each dead letter it delivered), and whether
+    the delivery state leaves out what Braze has already (`resend`: no, send everything, and
+    still record what Braze accepts)."""
 
     selection: Admission = EVERYTHING
     commits: bool = True
     after: Settle | None = None
+    resend: bool = False
 
 
 LIVE = Route()
 
 
 class Pipeline:
-    """One consumer's records on their way to Braze; `run()` until stopped or done."""
+    """One consumer's records on their way to Braze; `run()` until stopped or done.
+
+    With the delivery state (`state`), a record is sent only for what Braze does not have yet,
+    and its offset is committed only once Kafka has the state of what Braze accepted.
+    """
 
     def __init__(
         self,
@@ -63,6 +71,7 @@ class Pipeline:
         metrics: WorkerMetrics,
         topic: str,
         route: Route = LIVE,
+        state: StateParts | None = None,
     ) -> None:
         self.consumer = consumer
         self.limiter = limiter
@@ -71,8 +80,9 @@ class Pipeline:
         self.topic = topic
         self.route = route
         self.trackers = Trackers()
-        self.queue = UserQueue()
         self.outcomes = Outcomes(metrics, dead_letters)
+        self.state = None if state is None else self._state(state)
+        self.queue = UserQueue(screen=None if self.state is None else self.state.screen)
         self.halt = Halt(metrics.halted)
         self.outage = Outage(settings.worker_outage_warn_s, metrics.braze_outage)
         limits = Limits(settings.braze_max_objects, settings.braze_legacy_object_limit)
@@ -86,6 +96,7 @@ class Pipeline:
             halt=self.halt,
             outage=self.outage,
             after=route.after,
+            state=self.state,
         )
         inflow = Inflow()
         self.dispatcher = Dispatcher(
@@ -109,7 +120,15 @@ class Pipeline:
             self.dispatcher.wake,
             self.halt,
             settings.worker_max_pending_records,
+            ready=None if self.state is None else self.state.ready,
         )
+
+    def _state(self, parts: StateParts) -> PipelineState:
+        return PipelineState(parts, self.outcomes, self.metrics, self._partitions_of_topic)
+
+    def _partitions_of_topic(self) -> int:
+        """The raw topic's partition count, as the consumer's metadata knows it (0: unknown)."""
+        return len(self.consumer.partitions_for_topic(self.topic) or ())
 
     @property
     def counts(self) -> Counts:
@@ -171,11 +190,16 @@ class Pipeline:
         finally:
             self.trackers.dropped = {}
         self.trackers.forget(partitions)
+        if self.state is not None:  # after the drain, whose answers it took
+            self.state.revoked(partitions)
         # After the trackers: update_lag() reports only partitions that have one.
         self.metrics.forget_partitions(partitions)
 
-    def assigned(self) -> None:
-        """Recompute this worker's share of the Braze budget from its partitions."""
+    def assigned(self, partitions: Iterable[int] = ()) -> None:
+        """Recompute this worker's share of the Braze budget from its partitions; start
+        restoring the delivery state of the `partitions` newly assigned."""
+        if self.state is not None:
+            self.state.assigned(partitions)
         self.intake.backpressure.assigned()
         total = len(self.consumer.partitions_for_topic(self.topic) or ()) or 1
         mine = len(self.consumer.assignment())
@@ -211,11 +235,18 @@ class Pipeline:
             position = tracker.safe_offset() if tracker else None
             if high is not None and position is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(high - position, 0))
+        if self.state is not None:
+            self.state.count_users()
 
     async def stop(self) -> None:
         """Drain everything within the grace period, commit, and cancel what is left."""
         await self.drain(None, self.settings.worker_drain_timeout_s)
         await self.dispatcher.stop()
+
+    async def close(self) -> None:
+        """Stop what runs besides requests: the delivery state's restores and writes."""
+        if self.state is not None:
+            await self.state.close()
 
 
 async def unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,14 +15,18 @@ from aiokafka import AIOKafkaConsumer
 from connector.braze import AdaptiveLimiter, BrazeClient, RateBudget
 from connector.config import KafkaSettings, TopicSettings, WorkerSettings
 from connector.deadletter import DeadLetters
+from connector.delivery_state import DeliveryState
 from connector.intake import Rebalance
 from connector.kafka_security import client_kwargs, start_consumer
 from connector.mapping import Mapping
 from connector.metrics import WorkerMetrics
 from connector.pipeline import LIVE, Pipeline, Route
+from connector.pipeline_state import StateParts
 from connector.producer import Publisher
 from connector.runtime import WORKER_YOUNG_OBJECTS, tune_gc
 from connector.signals import stop_on_signals
+from connector.state_store import StateStore
+from connector.state_topic import StateWriter, restore
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +55,47 @@ async def delivering(
     share: float,
     route: Callable[[Publisher], Route] | None = None,
 ) -> AsyncIterator[tuple[Pipeline, Publisher]]:
-    """A pipeline for `topic` with its Braze client, its share of the budget and the
-    dead-letter publisher (yielded too), all closed on the way out; the worker service and
-    replay use it. `route`, given the dead-letter publisher (a redrive writes its markers
-    there), says what the pipeline does besides delivering; the live worker's by default."""
-    settings = config.worker
+    """A pipeline for `topic` with its Braze client, its share of the budget, its delivery
+    state (the local store and the state topic's writer) and the dead-letter publisher (yielded
+    too), all closed on the way out, in reverse order; the worker service and replay use it.
+    `route`, given the dead-letter publisher (a redrive writes its markers there), says what the
+    pipeline does besides delivering; the live worker's by default."""
+    settings, kafka = config.worker, config.kafka
     limiter = AdaptiveLimiter(RateBudget.parse(settings.braze_rate_limit), share=share)
     client = BrazeClient.from_settings(settings, settings.worker_max_requests_in_flight)
     max_bytes = config.topics.topic_max_message_bytes
-    async with Publisher(config.kafka, config.topics.dlq_topic, max_bytes) as dlq, client:
-        dead_letters = DeadLetters(dlq, mapping.version)
-        metrics = WorkerMetrics()
-        chosen = LIVE if route is None else route(dlq)
-        pipeline = Pipeline(
-            consumer, client, limiter, dead_letters, mapping, settings, metrics, topic, chosen
-        )
-        yield pipeline, dlq
+    state_topic = config.topics.state_topic
+    with StateStore.open(settings.state_dir, settings.state_cache_mb) as store:
+        async with (
+            Publisher(kafka, config.topics.dlq_topic, max_bytes) as dlq,
+            StateWriter(kafka, state_topic, store=store) as writer,
+            client,
+        ):
+            dead_letters = DeadLetters(dlq, mapping.version)
+            metrics = WorkerMetrics()
+            chosen = LIVE if route is None else route(dlq)
+            decisions = DeliveryState(
+                store, window_days=settings.state_event_window_days, resend=chosen.resend
+            )
+            state = StateParts(
+                decisions, store, writer, functools.partial(restore, kafka, state_topic)
+            )
+            pipeline = Pipeline(
+                consumer,
+                client,
+                limiter,
+                dead_letters,
+                mapping,
+                settings,
+                metrics,
+                topic,
+                chosen,
+                state,
+            )
+            try:
+                yield pipeline, dlq
+            finally:
+                await pipeline.close()
 
 
 async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None:
@@ -89,7 +119,7 @@ async def serve(config: WorkerConfig, stop: asyncio.Event | None = None) -> None
         health = health_app(ready, pipeline.metrics.render)
         runner = await start_health(health, settings.worker_host, settings.worker_port)
         try:
-            await _consume(pipeline, stop, config)
+            await consume(pipeline, stop, config)
         finally:
             await runner.cleanup()
 
@@ -134,7 +164,8 @@ class Housekeeping:
         return False
 
 
-async def _consume(pipeline: Pipeline, stop: asyncio.Event, config: WorkerConfig) -> None:
+async def consume(pipeline: Pipeline, stop: asyncio.Event, config: WorkerConfig) -> None:
+    """Run the pipeline as a member of the consumer group until `stop` is set."""
     consumer = pipeline.consumer
     await start_consumer(consumer, config.kafka)
     consumer.subscribe([config.topics.raw_topic], listener=Rebalance(pipeline))

@@ -402,3 +402,134 @@ def test_after_a_revoke_the_queue_sends_exactly_the_kept_records_once(
         if not queue:
             break
     assert sorted(sent) == kept
+
+
+class Screen:
+    """Leaves out records with `seen` set and drops the attribute `old` of the others; notes
+    which users it was asked about, and the records it left out."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.left_out: list[int] = []
+
+    def __call__(self, user: str, items: list[Item]) -> list[Item]:
+        self.asked.append(user)
+        kept = []
+        for one in items:
+            attributes = one.update.attributes or {}
+            if attributes.get("seen"):
+                self.left_out.append(one.offset)
+                continue
+            if "old" in attributes:
+                rest = {k: v for k, v in attributes.items() if k != "old"}
+                update = Update(one.update.user_key, rest or None, one.update.events)
+                one = one._replace(update=update)
+            kept.append(one)
+        return kept
+
+
+def screened_queue(items: list[Item], screen: Screen, *, top_up: bool = True) -> UserQueue:
+    queue = UserQueue(screen=screen, top_up=top_up)
+    for one in items:
+        queue.add(one)
+    return queue
+
+
+def test_a_user_is_screened_when_taken_and_only_what_it_keeps_is_sent() -> None:
+    screen = Screen()
+    queue = screened_queue(
+        [
+            item(0, "a", score=1, old=1),
+            item(1, "b", seen=True),
+            item(2, "a", seen=True),
+            item(3, "c", score=3),
+        ],
+        screen,
+    )
+    [request] = queue.take(5, Limits()).requests
+    assert request.users == ["a", "c"]  # b had nothing left to send
+    assert request.attributes == [
+        {"external_id": "a", "score": 1},
+        {"external_id": "c", "score": 3},
+    ]
+    assert [i.offset for i in request.items()] == [0, 3]
+    assert sorted(screen.left_out) == [1, 2]
+    assert len(queue) == 0 and not queue.take(5, Limits()).requests
+
+
+def test_screening_is_asked_again_for_a_user_taken_again() -> None:
+    screen = Screen()
+    queue = screened_queue([item(0, "a", score=1)], screen)
+    first = queue.take(5, Limits()).requests[0]
+    queue.add(item(1, "a", score=2))
+    queue.add(item(2, "a", seen=True))
+    assert not queue.take(5, Limits()).requests  # a is in flight: not screened yet
+    assert screen.asked == ["a"]
+    queue.release(first.users)
+    [again] = queue.take(5, Limits()).requests
+    assert [i.offset for i in again.items()] == [1] and screen.asked == ["a", "a"]
+    assert len(queue) == 0
+
+
+def test_a_held_request_keeps_its_screened_users_in_order() -> None:
+    now = [10.0]
+    screen = Screen()
+    queue = UserQueue(clock=lambda: now[0], screen=screen)
+    queue.add(item(0, "a", seen=True))
+    queue.add(item(1, "a", score=1))
+    queue.add(item(2, "b", score=2))
+    assert queue.take(5, Limits(), wait_s=1.0).held_until == 11.0
+    assert len(queue) == 2  # a's first record left out, its second kept in its place
+    now[0] = 11.0
+    [request] = queue.take(5, Limits(), wait_s=1.0).requests
+    assert request.users == ["a", "b"] and [i.offset for i in request.items()] == [1, 2]
+    assert screen.left_out == [0]
+
+
+def test_a_top_up_candidate_is_screened_before_it_fills_the_request() -> None:
+    singles = [item(n, f"u{n}", events=1, score=n) for n in range(80)]
+    # w: three records of which the screen leaves one out; the two left give 3 objects.
+    twice = [
+        item(100, "w", events=1, score=1),
+        item(101, "w", seen=True),
+        item(102, "w", events=1, score=2),
+    ]
+    screen = Screen()
+    topped = screened_queue(singles + twice, screen).take(2, Limits())
+    assert [r.size for r in topped.requests] == [75, 74]
+    first = topped.requests[0]
+    assert "w" in first.users and [i.offset for i in first.items() if i.user_key == "w"] == [
+        100,
+        102,
+    ]
+    assert screen.left_out == [101]
+    # u36 was screened when it came next after the first 72 objects, and then the request was
+    # topped up with w instead: it starts the second request without being screened again.
+    assert topped.requests[1].users[0] == "u36" and screen.asked.count("u36") == 1
+
+
+@given(records, st.integers(1, 75), st.booleans(), st.sets(st.integers(0, 199)))
+def test_screening_sends_or_leaves_out_every_record_exactly_once(
+    specs: list[tuple[str, int, bool]], max_objects: int, top_up: bool, seen: set[int]
+) -> None:
+    items = [
+        item(n, user, events=events, **({"v": n} if attrs or not events else {}))
+        for n, (user, events, attrs) in enumerate(specs)
+    ]
+    items = [
+        one if one.offset not in seen else item(one.offset, one.user_key, seen=True)
+        for one in items
+    ]
+    screen = Screen()
+    queue = screened_queue(items, screen, top_up=top_up)
+    limits = Limits(max_objects)
+    gone: list[int] = []
+    for _ in range(len(items) + 1):  # rounds until everything went, releasing every request
+        packed = queue.take(len(items) + 1, limits)
+        for request in packed.requests:
+            gone += [i.offset for i in request.items()]
+            queue.release(request.users)
+        gone += [i.offset for i in packed.oversized]
+    gone += screen.left_out
+    assert sorted(gone) == sorted(set(gone)) == sorted(i.offset for i in items)
+    assert len(queue) == 0

@@ -6,6 +6,7 @@ list; the real-broker tests in test_worker.py go through the same rows over HTTP
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,24 +82,46 @@ class Line:
 
     def request(self, users: Sequence[str], *, events: int = 0, partition: int = 0) -> TrackRequest:
         """A request of one record per user (an attributes object, `events` events each)."""
-        tracker = self.trackers.of(partition)
         for user in users:
-            offset = len(self.queue) + tracker.in_flight
-            tracker.track(offset)
-            update = BrazeUpdate(
-                f"external_id:{user}",
-                {"external_id": user},
-                {"score": offset},
-                tuple({"name": f"e{n}", "time": "2026-01-01T00:00:00Z"} for n in range(events)),
-            )
-            value = orjson.dumps({"user": user})
-            record = ConsumerRecord("raw", partition, offset, 0, 0, None, value, None, 0, 0, ())
-            self.queue.add(Item(partition, offset, update, None, record, tracker))
+            self.add(user, partition, events)
         [request] = self.queue.take(1, Limits()).requests
         return request
 
+    def add(self, user: str, partition: int = 0, events: int = 0) -> None:
+        """Queue one record of the user, read from the partition."""
+        tracker = self.trackers.of(partition)
+        offset = tracker.safe_offset() or 0
+        offset += tracker.in_flight
+        tracker.track(offset)
+        update = BrazeUpdate(
+            f"external_id:{user}",
+            {"external_id": user},
+            {"score": offset},
+            tuple({"name": f"e{n}", "time": "2026-01-01T00:00:00Z"} for n in range(events)),
+        )
+        value = orjson.dumps({"user": user})
+        record = ConsumerRecord("raw", partition, offset, 0, 0, None, value, None, 0, 0, ())
+        self.queue.add(Item(partition, offset, update, None, record, tracker))
+
     def count(self, name: str, **labels: str) -> float | None:
         return self.metrics.registry.get_sample_value(name, labels)
+
+
+class State:
+    """The delivery state's side of delivery: notes what it is asked to confirm, and holds the
+    answer back until `written` is set (Kafka acknowledging the state records)."""
+
+    def __init__(self) -> None:
+        self.confirmed: list[Item] = []
+        self.written = asyncio.Event()
+
+    async def confirm(self, items: list[Item]) -> None:
+        self.confirmed += items
+        await self.written.wait()
+
+
+def users_in(body: dict[str, Any]) -> list[str]:
+    return [obj["external_id"] for obj in body.get("attributes", [])]
 
 
 def user_of(source: SourceRecord) -> str:
@@ -180,6 +203,77 @@ async def test_a_record_larger_than_a_request_is_dead_lettered_at_the_map_stage(
     assert (user_of(source), why.stage) == ("a", "map")
     assert why.reason == "one record maps to more than 75 objects"
     assert tracker.in_flight == 0
+
+
+async def test_records_are_finished_only_once_kafka_has_the_state_braze_accepted() -> None:
+    error = {"type": "Invalid email", "input_array": "attributes", "index": 1}
+    line = Line(Braze(always(201, "success", errors=(error,))))
+    state = line.delivery.state = State()
+    delivering = asyncio.create_task(line.delivery.deliver(line.request(["a", "b", "c"])))
+    while not state.confirmed:
+        await asyncio.sleep(0)
+    assert [i.update.user_key for i in state.confirmed] == ["external_id:a", "external_id:c"]
+    assert line.trackers.of(0).in_flight == 3  # nothing is committed past them yet
+    assert line.settled == [] and line.outcomes.counts.delivered == 0
+    state.written.set()
+    await delivering
+    assert line.trackers.of(0).in_flight == 0
+    assert line.outcomes.counts.delivered == 2
+
+
+async def test_an_answer_for_a_revoked_partition_confirms_nothing_of_it() -> None:
+    line = Line(Braze(always(201, "success")))
+    state = line.delivery.state = State()
+    state.written.set()
+    line.add("a", partition=0)
+    line.add("b", partition=1)
+    [request] = line.queue.take(1, Limits()).requests
+    line.trackers.forget([1])  # revoked while the request was on the wire
+    await line.delivery.deliver(request)
+    assert [i.update.user_key for i in state.confirmed] == ["external_id:a"]
+
+
+async def test_a_retry_after_a_revoke_leaves_out_the_revoked_partitions_objects() -> None:
+    braze = Braze(always(503), always(201, "success"))
+    line = Line(braze)
+    state = line.delivery.state = State()
+    state.written.set()
+    for user, partition in (("a", 0), ("b", 1), ("c", 0), ("d", 1)):
+        line.add(user, partition, events=1)
+    [request] = line.queue.take(1, Limits()).requests
+    original = braze.track
+
+    async def revoke_after_the_first_answer(encoded: bytes) -> Answer:
+        found = await original(encoded)
+        line.trackers.forget([1])  # the drain deadline passed while it waited to be retried
+        return found
+
+    braze.track = revoke_after_the_first_answer  # type: ignore[method-assign]
+    await line.delivery.deliver(request)
+    first, retried = braze.bodies
+    assert users_in(first) == ["a", "c", "b", "d"]  # in (partition, offset) order
+    assert users_in(retried) == ["a", "c"]
+    assert [e["external_id"] for e in retried["events"]] == ["a", "c"]
+    assert sorted(i.update.user_key for i in state.confirmed) == ["external_id:a", "external_id:c"]
+    assert line.outcomes.counts.delivered == 2 and line.letters.sent == []
+    assert line.trackers.of(0).in_flight == 0
+
+
+async def test_a_request_left_with_nothing_owned_is_not_sent_again() -> None:
+    braze = Braze(always(503), always(201, "success"))
+    line = Line(braze)
+    request = line.request(["a", "b"], partition=2)
+    original = braze.track
+
+    async def revoke_after_the_first_answer(encoded: bytes) -> Answer:
+        found = await original(encoded)
+        line.trackers.forget([2])
+        return found
+
+    braze.track = revoke_after_the_first_answer  # type: ignore[method-assign]
+    await line.delivery.deliver(request)
+    assert len(braze.bodies) == 1
+    assert line.outcomes.counts.delivered == 0 and line.letters.sent == []
 
 
 def test_the_table_rows_this_file_relies_on() -> None:

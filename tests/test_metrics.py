@@ -35,3 +35,23 @@ def test_readiness_and_budget_are_exported_without_labels() -> None:
     text = WorkerMetrics().render().decode()
     assert "\noutgrow_worker_ready 0.0\n" in text  # until the worker says otherwise
     assert "\noutgrow_worker_rate_budget_per_second 0.0\n" in text  # until partitions come
+
+
+def test_the_delivery_states_series_exist_from_start_up() -> None:
+    metrics = WorkerMetrics()
+    registry = metrics.registry
+    skipped = "outgrow_worker_attributes_skipped_total"
+    for why in ("unchanged", "history"):
+        assert registry.get_sample_value(skipped, {"why": why}) == 0
+    for name in (
+        "outgrow_worker_events_sent_total",
+        "outgrow_worker_events_skipped_total",
+        "outgrow_worker_attributes_sent_total",
+        "outgrow_worker_records_unguarded_total",
+        "outgrow_worker_state_writes_total",
+        "outgrow_worker_state_restore_seconds_count",
+    ):
+        assert registry.get_sample_value(name) == 0, name
+    metrics.state_users.labels("3").set(12)
+    metrics.forget_partitions([3])
+    assert registry.get_sample_value("outgrow_worker_state_users", {"partition": "3"}) is None

@@ -171,7 +171,8 @@ async def test_replay_leaves_the_live_groups_offsets_alone(bootstrap_servers: st
         before = await line.committed()
         await line.produce([lead(u, 1) for u in range(30)])
         tally, _ = await _deliver(line, Range(), Selection())
-        assert tally.delivered == 60
+        # What the worker delivered may be left out now (issue 15's delivery state).
+        assert tally.delivered + tally.skipped == 60 and tally.delivered >= 30
         assert await line.committed() == before
 
 

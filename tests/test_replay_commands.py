@@ -32,7 +32,7 @@ async def test_replay_command_delivers_and_dlq_commands_list_and_show(
 ) -> None:
     async with pipeline(bootstrap_servers) as line:
         await line.produce([lead(1, 0), {"id": "nobody", "results": []}])
-        replay = kafka_options(line, group=False)
+        replay = kafka_options(line, group=False, state=True)
         dlq = kafka_options(line, raw=False, group=False)
         braze = ["--braze-rest-endpoint", line.sandbox.base_url]
         braze += ["--braze-api-key", SANDBOX_DEV_API_KEY]

@@ -53,11 +53,11 @@ def test_bad_options_are_refused(argv: list[str]) -> None:
 def test_the_worker_gets_only_the_benchs_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAPPING_FILE", "/somewhere/else.yaml")
     monkeypatch.setenv("WORKER_BATCH_WINDOW_MS", "999")
-    topics = load(TopicSettings, {"raw_topic": "r", "dlq_topic": "d"})
+    topics = load(TopicSettings, {"raw_topic": "r", "dlq_topic": "d", "state_topic": "s"})
     plan = WorkerPlan("127.0.0.1:9", topics, "http://127.0.0.1:8", "key", "300/3s", 32, "g")
     env = worker_env(plan, 7)
     assert "MAPPING_FILE" not in env and "WORKER_BATCH_WINDOW_MS" not in env
-    assert env["RAW_TOPIC"] == "r" and env["DLQ_TOPIC"] == "d"
+    assert env["RAW_TOPIC"] == "r" and env["DLQ_TOPIC"] == "d" and env["STATE_TOPIC"] == "s"
     assert env["BRAZE_RATE_LIMIT"] == "300/3s" and env["CONSUMER_GROUP"] == "g"
     assert env["WORKER_MAX_REQUESTS_IN_FLIGHT"] == "32" and env["WORKER_PORT"] == "7"
     assert env["WORKER_HOST"] == "127.0.0.1"

@@ -18,6 +18,7 @@ def _env(line: object, port: int) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": topics.kafka.kafka_bootstrap_servers,
         "RAW_TOPIC": topics.raw,
         "DLQ_TOPIC": topics.topics.dlq_topic,
+        "STATE_TOPIC": topics.topics.state_topic,
         "BRAZE_REST_ENDPOINT": settings.braze_rest_endpoint,
         "BRAZE_API_KEY": settings.braze_api_key.get_secret_value(),
         "CONSUMER_GROUP": settings.consumer_group,

@@ -17,8 +17,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connector.config import WorkerSettings, load
 from connector.deadletter import Reason, SourceRecord
+from connector.intake import Admission
+from connector.mapping import BrazeUpdate, load_mapping, map_record
+from connector.payloads import JSON
+from connector.pipeline import Route
 from connector.producer import Publisher
-from connector.worker import WorkerConfig, serve
+from connector.worker import WorkerConfig, consume, consumer_for, delivering, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
 from outgrow_braze_dev.sandbox.state import SandboxConfig
 from outgrow_braze_dev.settings import SANDBOX_DEV_API_KEY, SandboxSettings
@@ -58,11 +62,41 @@ class Letters:
         self.sent.extend(records)
 
 
+MAPPING = load_mapping()
+
+
+def user_key_of(document: dict[str, Any]) -> bytes:
+    """The key the receiver gives a lead's record (issue 15): its user's Braze identity."""
+    update = map_record(MAPPING, orjson.dumps(document), JSON, source="default", received_at_ms=0)
+    assert isinstance(update, BrazeUpdate)
+    return update.user_key.encode()
+
+
+def with_lead_keys(update: BrazeUpdate) -> BrazeUpdate:
+    """The update with each event keyed by its lead id, as a mapping naming one does."""
+    keys = tuple(event.get("properties", {}).get("lead_id") for event in update.events)
+    return BrazeUpdate(update.user_key, update.identity, update.attributes, update.events, keys)
+
+
+KEYED = Route(Admission(shape=with_lead_keys))
+
+
+async def keyed_worker(config: WorkerConfig, stop: asyncio.Event, running: RunningWorker) -> None:
+    """The worker service without its health server, its events keyed by lead id; the
+    pipeline it runs is `running.pipeline`."""
+    consumer = consumer_for(config)
+    topic, share = config.topics.raw_topic, config.worker.braze_rate_share
+    async with delivering(config, consumer, MAPPING, topic, share, lambda _: KEYED) as (line, _):
+        running.pipeline = line
+        await consume(line, stop, config)
+
+
 @dataclass
 class RunningWorker:
     task: asyncio.Task[None]
     stop: asyncio.Event
     port: int
+    pipeline: Any = None  # a keyed worker's pipeline, once it runs
 
     async def halt(self) -> None:
         self.stop.set()
@@ -103,20 +137,34 @@ class Pipeline:
         self.workers.append(running)
         return running
 
-    async def produce(self, documents: list[dict[str, Any]]) -> None:
-        """Write raw records the way the receiver does: key, body, headers."""
+    def start_keyed_worker(self, **overrides: Any) -> RunningWorker:
+        """A worker whose events are keyed by lead id (see `keyed_worker`)."""
+        settings = self.worker_settings(**overrides)
+        stop = asyncio.Event()
+        config = WorkerConfig(self.topics.kafka, self.topics.topics, settings)
+        running = RunningWorker(None, stop, settings.worker_port)  # type: ignore[arg-type]
+        running.task = asyncio.create_task(keyed_worker(config, stop, running))
+        self.workers.append(running)
+        return running
+
+    async def produce(self, documents: list[dict[str, Any]], *, by_user: bool = False) -> None:
+        """Write raw records the way the receiver does: key, body, headers. The key is the
+        external id, or with `by_user` the user's Braze identity (issue 15)."""
         async with Publisher(self.topics.kafka, self.topics.raw, 2 * 1024 * 1024) as publisher:
             await publisher.wait_connected(30)
-            await asyncio.gather(*(self._publish(publisher, d) for d in documents))
+            await asyncio.gather(*(self._publish(publisher, d, by_user) for d in documents))
 
-    async def _publish(self, publisher: Publisher, document: dict[str, Any]) -> None:
+    async def _publish(self, publisher: Publisher, document: dict[str, Any], by_user: bool) -> None:
         headers = [
             ("content-type", b"application/json"),
             ("received-at", str(time.time_ns() // 1_000_000).encode()),
             ("source", b"default"),
             ("event-id", uuid.uuid4().hex.encode()),
         ]
-        key = str(document.get("external_id", document.get("id", ""))).encode() or None
+        if by_user:
+            key: bytes | None = user_key_of(document)
+        else:
+            key = str(document.get("external_id", document.get("id", ""))).encode() or None
         await publisher.publish(key, orjson.dumps(document), headers, 30)
 
     async def committed(self) -> dict[int, int]:

@@ -216,15 +216,40 @@ async def _create_topics(bootstrap: str) -> TopicSettings:
     return topics
 
 
-async def _delete_topics(bootstrap: str, topics: TopicSettings) -> None:
+async def _delete_topics(bootstrap: str, names: list[str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        await admin.delete_topics([topics.raw_topic, topics.dlq_topic])
+        await admin.delete_topics(names)
     finally:
         await admin.close()
+
+
+async def _create_state_topic(bootstrap: str, name: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        compacted = {"cleanup.policy": "compact"}
+        await admin.create_topics([NewTopic(name, PARTITIONS, 1, topic_configs=compacted)])
+    finally:
+        await admin.close()
+
+
+@contextlib.contextmanager
+def fresh_state_topic(bootstrap: str, topics: TopicSettings) -> Iterator[TopicSettings]:
+    """The topics with a state topic of their own, deleted afterwards: a worker run restores
+    nothing another run delivered."""
+    name = f"bench.state.{uuid.uuid4().hex[:10]}"
+    asyncio.run(asyncio.wait_for(_create_state_topic(bootstrap, name), 30))
+    try:
+        yield topics.model_copy(update={"state_topic": name})
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(asyncio.wait_for(_delete_topics(bootstrap, [name]), 30))
 
 
 @contextlib.contextmanager
@@ -235,7 +260,8 @@ def bench_topics(bootstrap: str) -> Iterator[TopicSettings]:
         yield topics
     finally:
         with contextlib.suppress(Exception):
-            asyncio.run(asyncio.wait_for(_delete_topics(bootstrap, topics), 30))
+            names = [topics.raw_topic, topics.dlq_topic]
+            asyncio.run(asyncio.wait_for(_delete_topics(bootstrap, names), 30))
 
 
 # --------------------------------------------------------------------------- Kafka read-back

@@ -43,7 +43,7 @@ from connector.braze import RateBudget
 from connector.config import TopicSettings, WorkerSettings
 from connector.errors import ConfigError
 from connector.signals import sigterm_as_interrupt
-from outgrow_braze_dev.backlog import bench_topics, fill, records_and_commits
+from outgrow_braze_dev.backlog import bench_topics, fill, fresh_state_topic, records_and_commits
 from outgrow_braze_dev.loadgen import positive_float, positive_int
 from outgrow_braze_dev.processes import (
     BenchError,
@@ -175,6 +175,7 @@ def worker_env(plan: WorkerPlan, port: int) -> dict[str, str]:
         KAFKA_BOOTSTRAP_SERVERS=plan.bootstrap,
         RAW_TOPIC=plan.topics.raw_topic,
         DLQ_TOPIC=plan.topics.dlq_topic,
+        STATE_TOPIC=plan.topics.state_topic,
         BRAZE_REST_ENDPOINT=plan.sandbox_url,
         BRAZE_API_KEY=plan.api_key,
         BRAZE_RATE_LIMIT=plan.budget_text,
@@ -343,7 +344,10 @@ def run_once(
     """One worker over the whole backlog in a fresh group: measure, stop it, account for it."""
     budget = RateBudget.parse(plan.budget_text)
     _http(sandbox.base_url + "/_sandbox/reset", "POST")
-    with worker_process(plan, cpus, workdir / f"{plan.group}.log") as worker:
+    with (
+        fresh_state_topic(plan.bootstrap, plan.topics) as topics,
+        worker_process(replace(plan, topics=topics), cpus, workdir / f"{plan.group}.log") as worker,
+    ):
         first, last, drained = _watch(sandbox, worker, backlog, seconds)
     figures = measure(
         first,
