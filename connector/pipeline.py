@@ -29,7 +29,7 @@ from connector.mapping import Mapping
 from connector.metrics import WorkerMetrics
 from connector.offsets import Trackers
 from connector.outcomes import Counts, Outcomes
-from connector.pipeline_state import PipelineState, StateParts
+from connector.pipeline_state import Origin, PipelineState, StateParts
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Route:
     commits: bool = True
     after: Settle | None = None
     resend: bool = False
+    origin: Origin | None = None
 
 
 LIVE = Route()
@@ -124,7 +125,8 @@ class Pipeline:
         )
 
     def _state(self, parts: StateParts) -> PipelineState:
-        return PipelineState(parts, self.outcomes, self.metrics, self._partitions_of_topic)
+        count = self._partitions_of_topic
+        return PipelineState(parts, self.outcomes, self.metrics, count, self.route.origin)
 
     def _partitions_of_topic(self) -> int:
         """The raw topic's partition count, as the consumer's metadata knows it (0: unknown)."""

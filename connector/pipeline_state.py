@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka.errors import KafkaError
 
@@ -112,8 +113,59 @@ def _settle(waiting: list[asyncio.Future[None]], error: Exception | None) -> Non
             done.set_exception(error)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where the records a pipeline reads were first read, when it reads copies: a redrive reads
+    dead letters, and their users' delivery state is kept by the raw topic's partition and
+    offset they came from (their `dlq-original-*` headers)."""
+
+    topic: str  # the raw topic
+    partitions: int  # its partition count
+
+    def place(self, item: Item) -> tuple[int, int] | None:
+        """The raw partition and offset a dead letter came from; None when its headers do not
+        say it came from the raw topic (its user's state is then neither read nor written)."""
+        found: dict[str, bytes | None] = {}
+        for name, value in item.record.headers:
+            if name in _ORIGIN_HEADERS and name not in found:
+                found[name] = value
+        topic, partition, offset = (found.get(name) for name in _ORIGIN_HEADERS)
+        if topic != self.topic.encode() or not partition or not offset:
+            return None
+        if not (partition.isdigit() and offset.isdigit()) or len(partition) + len(offset) > 30:
+            return None
+        return int(partition), int(offset)
+
+
+_ORIGIN_HEADERS = ("dlq-original-topic", "dlq-original-partition", "dlq-original-offset")
+
+
+def _placed(items: list[Item], origin: Origin) -> tuple[list[Item], dict[Any, Item], list[Item]]:
+    """The items as read where their records came from, each copy by that place, and the
+    items that cannot be placed."""
+    placed, copies, unplaced = [], {}, []
+    for item in items:
+        place = origin.place(item)
+        if place is None or place in copies:  # a second dead letter of one record: rare
+            unplaced.append(item)
+            continue
+        moved = item._replace(partition=place[0], offset=place[1])
+        placed.append(moved)
+        copies[place] = item
+    placed.sort(key=_read_order)
+    return placed, copies, unplaced
+
+
+def _read_order(item: Item) -> tuple[int, int]:
+    return item.partition, item.offset
+
+
 class PipelineState:
-    """The delivery state of the partitions a pipeline holds."""
+    """The delivery state of the partitions a pipeline holds.
+
+    With an `origin` (a redrive), records are screened and confirmed where they were first
+    read, and the state of every raw partition is restored before the first is sent.
+    """
 
     def __init__(
         self,
@@ -121,12 +173,16 @@ class PipelineState:
         outcomes: Outcomes,
         metrics: WorkerMetrics,
         count_partitions: Callable[[], int],
+        origin: Origin | None = None,
     ) -> None:
         self.decisions = parts.decisions
         self.store = parts.store
         self.restore = parts.restore
         self.outcomes = outcomes
         self.metrics = metrics
+        self.origin = origin
+        if origin is not None:
+            count_partitions = functools.partial(int, origin.partitions)
         self.count_partitions = count_partitions
         self.partitions = 1  # of the raw topic, for the guard; counted again on assignment
         self.writes = Coalesced(parts.writer, metrics)
@@ -146,6 +202,8 @@ class PipelineState:
     async def ready(self, partition: int) -> bool:
         """Wait until the partition's state is restored (starting that if nothing did); False
         when it was revoked meanwhile, so its records are not this pipeline's."""
+        if self.origin is not None:  # copies of records from any raw partition
+            return await self._all_restored()
         if partition in self.restored:
             return True
         task = self.restoring.get(partition)
@@ -161,6 +219,27 @@ class PipelineState:
             task = self.restoring.get(partition)  # restarted without the partitions revoked
             if task is None:
                 return False
+
+    async def _all_restored(self) -> bool:
+        everything = range(self.count_partitions())
+        if len(self.restored) < len(everything):
+            for partition in everything:
+                if not await self._restored_one(partition):
+                    return False
+        return True
+
+    async def _restored_one(self, partition: int) -> bool:
+        if partition in self.restored:
+            return True
+        task = self.restoring.get(partition)
+        if task is None:
+            self.partitions = max(self.count_partitions(), 1)
+            pending = [p for p in range(self.partitions) if p not in self.restored]
+            task = self._start(pending)
+        await asyncio.wait((task,))
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+        return partition in self.restored
 
     def revoked(self, partitions: Collection[int]) -> None:
         """Forget the partitions' state; restores under way for them stop (those for other
@@ -224,14 +303,30 @@ class PipelineState:
 
     def screen(self, user_key: str, items: list[Item]) -> list[Item]:
         """What to send of a user's waiting records (the queue's hook); finish the others."""
+        if self.origin is not None:
+            return self._screen_copies(user_key, items, self.origin)
         screened = self.decisions.screen(user_key, items, self.partitions)
         self.outcomes.screened(screened)
         if screened.skipped:
             finish(screened.skipped)
         return screened.kept
 
+    def _screen_copies(self, user_key: str, items: list[Item], origin: Origin) -> list[Item]:
+        """Screen copies (dead letters) as the records they came from; those that do not say
+        where they came from are sent in full."""
+        placed, copies, unplaced = _placed(items, origin)
+        screened = self.decisions.screen(user_key, placed, self.partitions)
+        screened.unguarded += len(unplaced)
+        self.outcomes.screened(screened)
+        if screened.skipped:
+            finish([copies[item[:2]] for item in screened.skipped])
+        kept = [copies[item[:2]]._replace(update=item.update) for item in screened.kept]
+        return sorted(kept + unplaced, key=_read_order)
+
     async def confirm(self, items: list[Item]) -> None:
         """Record what Braze accepted of partitions still held; return once Kafka has it."""
+        if self.origin is not None:
+            items = _placed(items, self.origin)[0]
         if not items:
             return
         records = self.decisions.confirm(items, self.partitions)

@@ -28,6 +28,7 @@ from connector.mapping import BrazeUpdate, Filtered, Mapping, MappingFailure
 from connector.offsets import Trackers
 from connector.outcomes import Counts
 from connector.pipeline import Pipeline, Route
+from connector.pipeline_state import Origin
 from connector.producer import Publisher
 from connector.worker import WorkerConfig, delivering
 
@@ -54,7 +55,7 @@ class Selection:
     source: str | None = None
     identity: str | None = None
     reason: str | None = None
-    with_events: bool = False
+    attributes_only: bool = False  # leave events out, as replays did before the delivery state
 
     def admits(self, record: SourceRecord) -> bool:
         """Whether a record's headers match the source and dead-letter reason filters."""
@@ -63,10 +64,10 @@ class Selection:
         return self.reason is None or self.reason in (record.header("dlq-reason") or "")
 
     def shape(self, update: BrazeUpdate) -> BrazeUpdate | None:
-        """Apply the identity filter and drop events unless asked for; None skips the record."""
+        """Apply the identity filter and drop events if asked to; None skips the record."""
         if self.identity is not None and not _is_user(update, self.identity):
             return None
-        if not self.with_events and update.event_payloads:
+        if self.attributes_only and update.event_payloads:
             update = update.without_events()
         if update.empty:
             return None
@@ -158,8 +159,16 @@ class Tally(Counts):
 
     def line(self) -> str:
         return (
-            f"read {self.read}, delivered {self.delivered}, dead-lettered {self.dead_lettered}, "
-            f"filtered {self.filtered}, skipped {self.skipped}"
+            f"read {self.read:,}, delivered {self.delivered:,}, "
+            f"dead-lettered {self.dead_lettered:,}, filtered {self.filtered:,}, "
+            f"skipped {self.skipped:,}; sent {self.events_sent:,} events, skipped "
+            f"{self.events_skipped:,} already delivered; {self.attributes_sent:,} attributes "
+            f"changed, {self.attributes_skipped:,} unchanged"
+            + (
+                f"; {self.unguarded:,} records sent in full (user keyed elsewhere)"
+                if self.unguarded
+                else ""
+            )
         )
 
 
@@ -330,18 +339,27 @@ async def deliver(
     settings: WorkerSettings,
     rate_share: float,
     stop: asyncio.Event | None = None,
+    *,
+    resend: bool = False,
 ) -> Tally:
     """Deliver the plan through the worker's pipeline: its batching, budget and response table.
 
     Stops cleanly on Ctrl-C (or `stop`) and prints the `--from-offsets` that resumes the replay.
-    Replaying the dead-letter topic settles each record delivered with a marker record.
+    Replaying the dead-letter topic settles each record delivered with a marker record. The
+    delivery state leaves out what Braze has already, unless `resend`; either way what Braze
+    accepts is recorded in it.
     """
     from connector.signals import stop_on_signals
 
     stop = stop or stop_on_signals()
     config = WorkerConfig(kafka, topics, settings)
-    settled = await _settled(plan, kafka, topics) if plan.topic == topics.dlq_topic else None
-    route = _route(plan, selection, settled)
+    origin, settled = None, None
+    if plan.topic == topics.dlq_topic:
+        settled = await _settled(plan, kafka, topics)
+        async with Cluster(kafka) as cluster:
+            raw_partitions = len(await cluster.partitions(topics.raw_topic))
+        origin = Origin(topics.raw_topic, raw_partitions)
+    route = _route(plan, selection, settled, origin, resend)
     share = min(rate_share, 1.0)
     async with delivering(config, consumer, mapping, plan.topic, share, route) as (line, dlq):
         await dlq.wait_connected(30)
@@ -363,10 +381,15 @@ async def _settled(plan: Plan, kafka: KafkaSettings, topics: TopicSettings) -> s
 
 
 def _route(
-    plan: Plan, selection: Selection, settled: set[tuple[int, int]] | None
+    plan: Plan,
+    selection: Selection,
+    settled: set[tuple[int, int]] | None,
+    origin: Origin | None,
+    resend: bool,
 ) -> Callable[[Publisher], Route]:
     """A replay's route: the plan's records the selection admits, nothing committed; for a
-    redrive (`settled` known), open dead letters only, each settled by a marker once delivered."""
+    redrive (`settled` known), open dead letters only, each settled by a marker once delivered,
+    their delivery state kept where they came from (`origin`)."""
     from connector.dlq import MARKER_HEADER, marker_headers
 
     def admit(record: SourceRecord) -> bool:
@@ -384,7 +407,8 @@ def _route(
                 await dlq.publish(None, b"", marker_headers(record), 30)
 
         after = settle if settled is not None else None
-        return Route(Admission(admit, selection.shape), commits=False, after=after)
+        admission = Admission(admit, selection.shape)
+        return Route(admission, commits=False, after=after, resend=resend, origin=origin)
 
     return route
 

@@ -34,7 +34,7 @@ REPLAY_EXAMPLES = """\
   outgrow-braze replay --from-time 2026-11-01T00:00:00Z --to-time 2026-11-02T00:00:00Z
   outgrow-braze replay --mapping new.yaml --dry-run > objects.jsonl
   outgrow-braze replay --from-offsets 0:1200,1:980 --rate-share 0.2
-  outgrow-braze replay --identity jane@example.com --with-events"""
+  outgrow-braze replay --identity jane@example.com --resend"""
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -51,9 +51,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
         from_offsets=parse_offsets(args.from_offsets),
         to_offsets=parse_offsets(args.to_offsets),
     )
-    selection = Selection(args.source, args.identity, args.reason, args.with_events)
-    if args.with_events and not args.dry_run:
-        print("warning: --with-events sends events again; Braze counts each one", file=sys.stderr)
+    selection = Selection(args.source, args.identity, args.reason, args.attributes_only)
+    if args.with_events:
+        print(
+            "note: --with-events is no longer needed: events are sent by default, each"
+            " de-duplication key once (--attributes-only leaves them out)",
+            file=sys.stderr,
+        )
+    if args.resend and not args.dry_run:
+        print(
+            "warning: --resend sends everything again, events Braze has already included;"
+            " Braze counts each one",
+            file=sys.stderr,
+        )
     with _output(args) as out:
         tally: Tally = run_async(
             _replay(kafka, topics, worker, mapping, topic, bounds, selection, args, out)
@@ -81,7 +91,15 @@ async def _replay(
         if args.dry_run:
             return await _dry(consumer, plan, mapping, selection, out)
         return await deliver(
-            consumer, plan, mapping, selection, kafka, topics, worker, args.rate_share
+            consumer,
+            plan,
+            mapping,
+            selection,
+            kafka,
+            topics,
+            worker,
+            args.rate_share,
+            resend=args.resend,
         )
     finally:
         await consumer.stop()
@@ -212,7 +230,17 @@ def _replay_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--identity", help="only this user (e-mail, external id, ...)")
     sub.add_argument("--reason", help="only dead letters whose reason contains this text")
     sub.add_argument("--mapping", help="mapping file to use instead of MAPPING_FILE")
-    sub.add_argument("--with-events", action="store_true", help="send events again too")
+    sub.add_argument(
+        "--attributes-only",
+        action="store_true",
+        help="leave events out (by default an event goes unless its key was delivered already)",
+    )
+    sub.add_argument(
+        "--resend",
+        action="store_true",
+        help="send everything, ignoring what the delivery state says Braze has (it is updated)",
+    )
+    sub.add_argument("--with-events", action="store_true", help=argparse.SUPPRESS)
     sub.add_argument("--dry-run", action="store_true", help="print Braze objects, send nothing")
     sub.add_argument("--output", default="-", help="dry-run output file (default stdout)")
     sub.add_argument(

@@ -75,17 +75,21 @@ async def test_dry_run_of_a_time_window_prints_exactly_that_window(bootstrap_ser
     scores = sorted(entry["attributes"][0]["outgrow_quiz_score"] for entry in lines)
     assert scores == sorted(1000 + u for u in range(20))
     assert sorted(e["attributes"][0]["outgrow_quiz_score"] for e in before) == list(range(20))
-    assert all("events" not in entry for entry in lines), "attributes only by default"
+    assert all(entry["events"][0]["name"] == "outgrow_submission" for entry in lines)
     assert stats["requests"] == {}, "a dry run sends nothing"
 
 
-async def test_dry_run_filters_by_identity_and_can_include_events(bootstrap_servers: str) -> None:
+async def test_dry_run_filters_by_identity_and_can_leave_events_out(
+    bootstrap_servers: str,
+) -> None:
     async with pipeline(bootstrap_servers) as line:
         await _two_batches(line)
-        lines = await _dry(line, Range(), Selection(identity="user-7", with_events=True))
-    assert len(lines) == 2
+        lines = await _dry(line, Range(), Selection(identity="user-7"))
+        bare = await _dry(line, Range(), Selection(identity="user-7", attributes_only=True))
+    assert len(lines) == len(bare) == 2
     assert {entry["attributes"][0]["external_id"] for entry in lines} == {"user-7"}
     assert all(entry["events"][0]["name"] == "outgrow_submission" for entry in lines)
+    assert all("events" not in entry for entry in bare)
 
 
 async def test_explicit_offset_bounds_win_over_the_retained_range(bootstrap_servers: str) -> None:
@@ -108,6 +112,7 @@ async def _deliver(
     mapping_path: str | None = None,
     topic: str | None = None,
     stop: asyncio.Event | None = None,
+    resend: bool = False,
     **overrides: object,
 ) -> tuple[Tally, Plan]:
     settings = line.worker_settings(**{"worker_batch_window_ms": 5, **overrides})
@@ -125,6 +130,7 @@ async def _deliver(
             settings,
             1.0,
             stop or asyncio.Event(),
+            resend=resend,
         )
     finally:
         await consumer.stop()
@@ -141,7 +147,7 @@ async def test_replay_of_a_window_delivers_exactly_that_window(bootstrap_servers
         )
     assert scores == {u: u for u in range(20)}
     assert (tally.read, tally.delivered, tally.dead_lettered) == (20, 20, 0)
-    assert events == 0, "attributes only by default"
+    assert events == tally.events_sent == 20, "each lead's event, by default"
 
 
 async def test_a_mapping_change_applied_by_replay_shows_in_profiles(
@@ -186,11 +192,12 @@ async def test_interrupted_replay_resumes_where_it_stopped(bootstrap_servers: st
             stop.set()
 
         stopper = asyncio.create_task(interrupt())
-        slow = {"braze_rate_limit": "60/3s", "braze_max_objects": 1}
-        first, plan = await _deliver(line, Range(), Selection(), stop=stop, **slow)
+        slow = {"braze_rate_limit": "60/3s", "braze_max_objects": 1}  # one record a request
+        bare = Selection(attributes_only=True)
+        first, plan = await _deliver(line, Range(), bare, stop=stop, **slow)
         await stopper
         assert first.read < 300, "the interruption came too late to prove anything"
-        second, _ = await _deliver(line, Range(from_offsets=_resume(first, plan)), Selection())
+        second, _ = await _deliver(line, Range(from_offsets=_resume(first, plan)), bare)
         assert first.read + second.read == 300
         assert all(line.profile(u) is not None for u in range(300))
 
@@ -245,3 +252,79 @@ def test_progress_prints_plain_lines_off_a_terminal() -> None:
     line = stream.getvalue().strip()
     assert line.startswith("replay: 25/100 records, ")
     assert line.endswith(" left")
+
+
+def _shipped_mapping_with(tmp_path: Path, name: str, attribute: str) -> str:
+    """The shipped mapping with one more attribute (`attribute`: its rule, YAML flow style)."""
+    shipped = (Path(__file__).parent.parent / "connector" / "default_mapping.yaml").read_text()
+    assert "\nattributes:\n" in shipped
+    changed = shipped.replace("\nattributes:\n", f"\nattributes:\n  {name}: {attribute}\n", 1)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(changed, encoding="utf-8")
+    return str(path)
+
+
+async def _delivered_by_a_worker(line: Pipeline, documents: list[dict[str, object]]) -> None:
+    await line.produce(documents, by_user=True)
+    worker = line.start_worker()
+    await line.all_committed()
+    await worker.halt()
+
+
+async def test_a_replay_of_everything_delivered_sends_nothing(bootstrap_servers: str) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await _delivered_by_a_worker(line, [lead(u, r) for r in range(2) for u in range(20)])
+        before = line.sandbox.state.stats.snapshot()["requests"]
+        tally, _ = await _deliver(line, Range(), Selection())
+        after = line.sandbox.state.stats.snapshot()["requests"]
+        scores = {u: line.profile(u).custom["outgrow_quiz_score"] for u in range(20)}
+    assert (tally.read, tally.events_sent, tally.attributes_sent) == (40, 0, 0)
+    assert tally.events_skipped == 40 and tally.skipped == 40 and tally.unguarded == 0
+    assert after == before, "not one request"
+    assert scores == {u: 1000 + u for u in range(20)}, "no profile moved backwards"
+    assert "sent 0 events, skipped 40 already delivered" in tally.line()
+
+
+async def test_a_replay_with_an_added_attribute_sends_only_it(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    added = _shipped_mapping_with(tmp_path, "outgrow_content_id", "{from: calc_id}")
+    async with pipeline(bootstrap_servers) as line:
+        await _delivered_by_a_worker(line, [lead(u, r) for r in range(2) for u in range(10)])
+        tally, _ = await _deliver(line, Range(), Selection(), mapping_path=added)
+        again, _ = await _deliver(line, Range(), Selection(), mapping_path=added)
+        profiles = [line.profile(u) for u in range(10)]
+    # Once per user: the value is the same along the history, so only its first record sends it.
+    assert (tally.attributes_sent, tally.events_sent, tally.events_skipped) == (10, 0, 20)
+    assert all(p.custom["outgrow_content_id"] == "5892d26dcbff7e0b1c34bf65" for p in profiles)
+    assert all(p.custom["outgrow_quiz_score"] == 1000 + u for u, p in enumerate(profiles))
+    assert (again.attributes_sent, again.events_sent) == (0, 0)
+
+
+async def test_resend_ignores_the_state_and_sends_everything(bootstrap_servers: str) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await _delivered_by_a_worker(line, [lead(u, 0) for u in range(10)])
+        tally, _ = await _deliver(line, Range(), Selection(), resend=True)
+        counts = [line.profile(u).events["outgrow_submission"].count for u in range(10)]
+    assert (tally.events_sent, tally.events_skipped, tally.delivered) == (10, 0, 10)
+    assert counts == [2] * 10
+
+
+async def test_a_redrive_of_map_stage_dead_letters_sends_their_events_once(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    strict = _shipped_mapping_with(tmp_path, "outgrow_plan", "{from: plan_chosen, required: true}")
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([lead(u, 0) for u in range(4)], by_user=True)
+        worker = line.start_worker(mapping_file=strict)
+        await line.all_committed()
+        await worker.halt()
+        assert len(await line.dead_letters()) == 4 and line.profile(0) is None
+        dlq = line.topics.topics.dlq_topic
+        redrive, _ = await _deliver(line, Range(), Selection(), topic=dlq)
+        replay, _ = await _deliver(line, Range(), Selection())
+        counts = [line.profile(u).events["outgrow_submission"].count for u in range(4)]
+    assert (redrive.delivered, redrive.events_sent, redrive.unguarded) == (4, 4, 0)
+    assert counts == [1] * 4
+    # The redrive recorded the events where the leads were first read: a replay skips them.
+    assert (replay.events_sent, replay.events_skipped, replay.attributes_sent) == (0, 4, 0)
