@@ -18,8 +18,9 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from connector.cluster import Cluster, TopicMissing
 from connector.config import KafkaSettings
-from connector.errors import KafkaUnavailable
+from connector.errors import ConfigError, KafkaUnavailable
 from connector.kafka_security import client_kwargs, start_consumer, unreachable
 from connector.state_store import StateStore
 
@@ -58,6 +59,7 @@ async def restore(
         store.load(partition)
     if not wanted:
         return {}
+    await _check_topic(kafka, topic, wanted)
     consumer = AIOKafkaConsumer(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -73,6 +75,25 @@ async def restore(
         raise unreachable(kafka, exc) from None
     finally:
         await consumer.stop()
+
+
+async def _check_topic(kafka: KafkaSettings, topic: str, wanted: list[int]) -> None:
+    """ConfigError when the state topic is missing or lacks a partition wanted: restoring
+    would otherwise wait for it without end, and nothing of those partitions could be sent."""
+    try:
+        async with Cluster(kafka) as cluster:
+            held = {tp.partition for tp in await cluster.partitions(topic)}
+    except TopicMissing:
+        raise ConfigError(
+            f"the delivery-state topic {topic} (STATE_TOPIC) does not exist; create it with"
+            " `outgrow-braze topics ensure`"
+        ) from None
+    if missing := [p for p in wanted if p not in held]:
+        raise ConfigError(
+            f"the delivery-state topic {topic} has {len(held)} partitions, fewer than the raw"
+            f" topic (no partition {missing[0]}); give it as many (`outgrow-braze topics ensure`"
+            " says how)"
+        )
 
 
 class _Reading:

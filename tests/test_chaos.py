@@ -49,11 +49,6 @@ async def test_every_fault_of_the_schedule_really_happened(runs: list[RunFigures
         assert faults.exits_on_their_own == 0, run  # no process crashed under the faults
 
 
-@pytest.mark.xfail(
-    reason="issue 15: duplicates go once the delivery state (branches state-core and "
-    "state-pipeline) is merged; then remove this marker",
-    strict=False,
-)
 async def test_sigterm_restarts_send_no_duplicate_events(runs: list[RunFigures]) -> None:
     sigterm = next(run for run in runs if run.stop_signal == "SIGTERM")
     verdict = judge([sigterm], DEFAULT_MAX_DUPLICATES_PER_10K)
