@@ -69,12 +69,29 @@ class Delivery:
         self.after = after
         self.state = state
         self.max_objects = settings.braze_max_objects
+        self.settling: set[asyncio.Task[None]] = set()  # answered requests being recorded
 
     async def deliver(self, request: TrackRequest) -> None:
-        """Send the request (its slot of the budget taken already) and settle its records."""
+        """Send the request (its slot of the budget taken already) and settle its records.
+
+        Once Braze answered, settling runs to its end even if the delivery is cancelled (a
+        stop's deadline): what Braze applied is recorded (dead letters, the delivery state),
+        or the next owner of the partition would send it again. `settled()` waits for it.
+        """
         failures: Failures = {}
         dropped: set[Key] = set()
         await self._send(request, failures, dropped, acquired=True)
+        settle = asyncio.ensure_future(self._settle(request, failures, dropped))
+        self.settling.add(settle)
+        settle.add_done_callback(self.settling.discard)
+        await asyncio.shield(settle)
+
+    async def settled(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for the requests Braze answered to be recorded."""
+        if self.settling:
+            await asyncio.wait(set(self.settling), timeout=timeout_s)
+
+    async def _settle(self, request: TrackRequest, failures: Failures, dropped: set[Key]) -> None:
         delivered = request.records
         if failures:
             failed = [

@@ -189,6 +189,10 @@ class Pipeline:
         self.trackers.dropped = self.queue.drop(partitions)
         try:
             await self.drain(partitions, self.settings.worker_drain_timeout_s)
+            # What Braze answered by the deadline is recorded before the partitions move on.
+            if self.trackers.busy(partitions):
+                await self.delivery.settled(self.settings.worker_drain_timeout_s)
+                await self.commit(partitions)
         finally:
             self.trackers.dropped = {}
         self.trackers.forget(partitions)
@@ -241,9 +245,13 @@ class Pipeline:
             self.state.count_users()
 
     async def stop(self) -> None:
-        """Drain everything within the grace period, commit, and cancel what is left."""
+        """Drain everything within the grace period, commit, and cancel what is left; what
+        Braze answered by then is recorded (within another grace period) and committed."""
         await self.drain(None, self.settings.worker_drain_timeout_s)
         await self.dispatcher.stop()
+        if self.trackers.busy(None):
+            await self.delivery.settled(self.settings.worker_drain_timeout_s)
+            await self.commit()
 
     async def close(self) -> None:
         """Stop what runs besides requests: the delivery state's restores and writes."""

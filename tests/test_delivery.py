@@ -7,6 +7,7 @@ list; the real-broker tests in test_worker.py go through the same rows over HTTP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -219,6 +220,24 @@ async def test_records_are_finished_only_once_kafka_has_the_state_braze_accepted
     await delivering
     assert line.trackers.of(0).in_flight == 0
     assert line.outcomes.counts.delivered == 2
+
+
+async def test_what_braze_answered_is_recorded_even_when_the_delivery_is_cancelled() -> None:
+    # A stop's deadline cancels deliveries; one Braze accepted still writes its state, or the
+    # partition's next owner would send the same objects again.
+    line = Line(Braze(always(201, "success")))
+    state = line.delivery.state = State()
+    delivering = asyncio.create_task(line.delivery.deliver(line.request(["a", "b"])))
+    while not state.confirmed:
+        await asyncio.sleep(0)
+    delivering.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await delivering
+    assert line.trackers.of(0).in_flight == 2 and line.delivery.settling
+    state.written.set()
+    await line.delivery.settled(5)
+    assert line.trackers.of(0).in_flight == 0, "finished, so that the commit covers them"
+    assert line.outcomes.counts.delivered == 2 and not line.delivery.settling
 
 
 async def test_an_answer_for_a_revoked_partition_confirms_nothing_of_it() -> None:
