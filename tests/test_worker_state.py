@@ -6,8 +6,14 @@ each event by its lead id (`worker_support.keyed_worker`).
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
+import pytest
+
+from connector.errors import ConfigError
+from connector.worker import WorkerConfig, serve
 from tests.worker_support import Pipeline, commit, lead, pipeline, wait_for
 
 USERS = 1_000
@@ -126,3 +132,16 @@ async def test_a_request_of_a_revoked_partition_is_not_sent_again(bootstrap_serv
         assert events_received(line) == len(leads)
         assert all(line.profile(u).events["outgrow_submission"].count == 1 for u in range(100))
         assert first.pipeline.counts.delivered + second.pipeline.counts.delivered == len(leads)
+
+
+async def test_a_worker_without_its_state_topic_stops_with_a_configuration_error(
+    bootstrap_servers: str,
+) -> None:
+    async with pipeline(bootstrap_servers) as line:
+        await line.produce([lead(0, 0)], by_user=True)
+        missing = f"no.such.state.{uuid.uuid4().hex[:8]}"
+        topics = line.topics.topics.model_copy(update={"state_topic": missing})
+        config = WorkerConfig(line.topics.kafka, topics, line.worker_settings())
+        with pytest.raises(ConfigError, match="topics ensure"):
+            await asyncio.wait_for(serve(config, asyncio.Event()), 60)
+        assert line.profile(0) is None, "nothing is sent without the state"
