@@ -21,12 +21,12 @@ from connector.config import WorkerSettings, load
 from connector.delivery_state import DeliveryState, Records
 from connector.mapping import load_mapping
 from connector.metrics import WorkerMetrics
-from connector.pipeline import Pipeline
+from connector.pipeline import LIVE, Pipeline
 from connector.pipeline_state import StateParts
 from connector.producer import partition_of
 from connector.state_store import StateStore
 from connector.state_topic import Restored
-from tests.worker_support import KEYED, Letters, lead, user_key_of
+from tests.worker_support import Letters, lead, user_key_of
 
 TOPIC = "raw"
 PARTITIONS = 3
@@ -138,7 +138,7 @@ async def pipeline(topic: StateTopic) -> AsyncIterator[tuple[Pipeline, Braze, Co
             settings,
             WorkerMetrics(),
             TOPIC,
-            KEYED,
+            LIVE,
             parts,
         )
         dispatching = asyncio.create_task(line.dispatcher.forever())

@@ -1,7 +1,7 @@
 """The delivery state against the real broker and the Braze sandbox: each submission once.
 
 Records are keyed by their user's Braze identity, as the receiver writes them (issue 15), and
-each event by its lead id (`worker_support.keyed_worker`).
+each event by its lead id (the shipped mapping's `lead_id_from`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def test_the_same_leads_posted_twice_send_each_event_once(bootstrap_server
     leads = [submission(u % 250, u // 250, u) for u in range(USERS)]  # 250 users, 4 leads each
     async with pipeline(bootstrap_servers, partitions=3) as line:
         await line.produce(leads, by_user=True)
-        worker = line.start_keyed_worker()
+        worker = line.start_observed_worker()
         await wait_for(lambda: events_received(line) > 0, 60)
         await line.produce(leads, by_user=True)  # a webhook retry storm, mid-delivery
         await delivered(line)
@@ -64,7 +64,7 @@ async def test_the_same_leads_posted_twice_send_each_event_once(bootstrap_server
 async def test_resubmissions_send_only_the_answers_that_changed(bootstrap_servers: str) -> None:
     async with pipeline(bootstrap_servers, partitions=3) as line:
         await line.produce([submission(u, 0, u) for u in range(USERS)], by_user=True)
-        worker = line.start_keyed_worker()
+        worker = line.start_observed_worker()
         await delivered(line)
         for user in range(USERS):  # mark what Braze has, to see what arrives again
             custom = line.profile(user).custom
@@ -95,7 +95,7 @@ async def test_a_new_worker_restores_the_state_and_sends_nothing_delivered(
     leads = [submission(u, 0, u) for u in range(USERS)]
     async with pipeline(bootstrap_servers, partitions=3) as line:
         await line.produce(leads, by_user=True)
-        first = line.start_keyed_worker()
+        first = line.start_observed_worker()
         await delivered(line)
         await first.halt()
         assert events_received(line) == USERS
@@ -104,7 +104,7 @@ async def test_a_new_worker_restores_the_state_and_sends_nothing_delivered(
         # worker, whose store starts empty, restores what Braze confirmed from the state topic.
         await commit(line, {p: 0 for p in range(3)})
         line.sandbox.state.stats.reset()
-        second = line.start_keyed_worker()
+        second = line.start_observed_worker()
         await delivered(line)
         assert line.sandbox.state.stats.snapshot()["requests"] == {}
         counts = second.pipeline.counts
@@ -122,9 +122,9 @@ async def test_a_request_of_a_revoked_partition_is_not_sent_again(bootstrap_serv
         line.sandbox.state.faults.configure({"outage_s": 600.0})
         await line.produce(leads, by_user=True)
         quick = {"worker_drain_timeout_s": 1, "worker_retry_max_backoff_s": 0.5}
-        first = line.start_keyed_worker(**quick)
+        first = line.start_observed_worker(**quick)
         await wait_for(lambda: bool(line.sandbox.state.stats.snapshot()["requests"]), 60)
-        second = line.start_keyed_worker(**quick)
+        second = line.start_observed_worker(**quick)
         # Once the second worker has partitions, the first one's revoke (and drain) is over.
         await wait_for(lambda: bool(second.pipeline and second.pipeline.consumer.assignment()))
         line.sandbox.state.faults.clear()

@@ -17,10 +17,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connector.config import WorkerSettings, load
 from connector.deadletter import Reason, SourceRecord
-from connector.intake import Admission
 from connector.mapping import BrazeUpdate, load_mapping, map_record
 from connector.payloads import JSON
-from connector.pipeline import Route
 from connector.producer import Publisher
 from connector.worker import WorkerConfig, consume, consumer_for, delivering, serve
 from outgrow_braze_dev.sandbox.app import Sandbox
@@ -72,21 +70,14 @@ def user_key_of(document: dict[str, Any]) -> bytes:
     return update.user_key.encode()
 
 
-def with_lead_keys(update: BrazeUpdate) -> BrazeUpdate:
-    """The update with each event keyed by its lead id, as a mapping naming one does."""
-    keys = tuple(event.get("properties", {}).get("lead_id") for event in update.events)
-    return BrazeUpdate(update.user_key, update.identity, update.attributes, update.events, keys)
-
-
-KEYED = Route(Admission(shape=with_lead_keys))
-
-
-async def keyed_worker(config: WorkerConfig, stop: asyncio.Event, running: RunningWorker) -> None:
-    """The worker service without its health server, its events keyed by lead id; the
-    pipeline it runs is `running.pipeline`."""
+async def observed_worker(
+    config: WorkerConfig, stop: asyncio.Event, running: RunningWorker
+) -> None:
+    """The worker service without its health server, with the shipped mapping (its events
+    keyed by lead id); the pipeline it runs is `running.pipeline`, for its counts."""
     consumer = consumer_for(config)
     topic, share = config.topics.raw_topic, config.worker.braze_rate_share
-    async with delivering(config, consumer, MAPPING, topic, share, lambda _: KEYED) as (line, _):
+    async with delivering(config, consumer, MAPPING, topic, share) as (line, _):
         running.pipeline = line
         await consume(line, stop, config)
 
@@ -137,13 +128,13 @@ class Pipeline:
         self.workers.append(running)
         return running
 
-    def start_keyed_worker(self, **overrides: Any) -> RunningWorker:
-        """A worker whose events are keyed by lead id (see `keyed_worker`)."""
+    def start_observed_worker(self, **overrides: Any) -> RunningWorker:
+        """A worker whose pipeline a test can read (see `observed_worker`)."""
         settings = self.worker_settings(**overrides)
         stop = asyncio.Event()
         config = WorkerConfig(self.topics.kafka, self.topics.topics, settings)
         running = RunningWorker(None, stop, settings.worker_port)  # type: ignore[arg-type]
-        running.task = asyncio.create_task(keyed_worker(config, stop, running))
+        running.task = asyncio.create_task(observed_worker(config, stop, running))
         self.workers.append(running)
         return running
 
