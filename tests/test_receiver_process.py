@@ -112,8 +112,8 @@ async def test_sigterm_drains_flushes_and_exits_zero(bootstrap_servers: str) -> 
         assert secret not in logs
 
 
-async def test_receiver_refuses_to_start_without_credentials() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
+async def _receiver_exit(env: dict[str, str]) -> tuple[int | None, bytes]:
+    """Run a receiver that is expected to exit at start-up; its exit code and stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -124,7 +124,13 @@ async def test_receiver_refuses_to_start_without_credentials() -> None:
         stderr=asyncio.subprocess.PIPE,
     )
     _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 2
+    return proc.returncode, stderr
+
+
+async def test_receiver_refuses_to_start_without_credentials() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
+    code, stderr = await _receiver_exit(env)
+    assert code == 2
     assert b"no webhook credentials" in stderr
     assert b"--receiver-insecure-no-auth" in stderr
 
@@ -157,17 +163,8 @@ async def test_help_names_every_environment_variable() -> None:
 @pytest.mark.parametrize("value", ["not-a-number", "-5"])
 async def test_invalid_setting_exits_two_naming_it(value: str) -> None:
     env = {**os.environ, "RECEIVER_PORT": value, "WEBHOOK_TOKENS": TOKEN}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "connector",
-        "receiver",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 2
+    code, stderr = await _receiver_exit(env)
+    assert code == 2
     assert b"RECEIVER_PORT" in stderr
 
 
@@ -176,17 +173,8 @@ async def test_a_bad_mapping_file_exits_two_before_connecting(tmp_path: Path) ->
     mapping.write_text("version: 1\nidentity:\n  - email: a..b\n", encoding="utf-8")
     env = {**os.environ, "WEBHOOK_TOKENS": TOKEN, "MAPPING_FILE": str(mapping)}
     env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{free_port()}"  # nobody there: not reached
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "connector",
-        "receiver",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await asyncio.wait_for(proc.communicate(), timeout=30)
-    assert proc.returncode == 2
+    code, stderr = await _receiver_exit(env)
+    assert code == 2
     assert stderr.decode() == (
         f"outgrow-braze: {mapping}:3: identity[0].email: bad path 'a..b': "
         "a key is missing (at character 3)\n"
