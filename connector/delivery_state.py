@@ -28,10 +28,9 @@ from connector.state_value import (
     HEAD,
     MINUTE,
     MINUTE_AT,
-    POSITION,
-    POSITION_AT,
     SCALARS,
     VALUE_AT,
+    VALUE_POSITION,
     StateValue,
     event_digest,
     json_digest,
@@ -236,20 +235,22 @@ class _Run:
             index = data.find(digest, _ENTRIES_AT, end)
             while index >= 0 and (index - _ENTRIES_AT) % _ENTRY:  # straddles two entries
                 index = data.find(digest, index + 1, end)
-            if index >= 0 and POSITION.unpack_from(data, index + POSITION_AT)[0] >= offset:
-                history += 1
-                continue
+            if index >= 0:
+                confirmed, position = VALUE_POSITION.unpack_from(data, index + VALUE_AT)
+                if position >= offset:
+                    history += 1
+                    continue
             new = scalar_digest(value) if type(value) in SCALARS else json_digest(value)
             if index < 0:
                 if new is not None:
                     state.append_attribute(digest, new, offset)  # as it will be once sent
                     end += _ENTRY
-            elif new is not None and data.startswith(new, index + VALUE_AT):
+            elif confirmed == new:
                 unchanged += 1
                 continue
             else:
-                state.replace_at(index, new, offset)
-                end = _ENTRIES_AT + state.attributes * _ENTRY
+                state.replace_at(index, new, offset)  # as it will be once sent
+                end = _ENTRIES_AT + state.attributes * _ENTRY  # None: the entry is gone
             kept[name] = value
         screened.attributes_skipped_history += history
         screened.attributes_skipped_unchanged += unchanged

@@ -35,6 +35,7 @@ HEAD = struct.Struct("<BHH")
 ATTRIBUTE = struct.Struct("<4s8sq")
 EVENT = struct.Struct("<8sI")
 POSITION = struct.Struct("<q")
+VALUE_POSITION = struct.Struct("<8sq")  # an attribute entry after its name digest
 MINUTE = struct.Struct("<I")
 SCALARS = frozenset({str, int, float, bool, type(None)})
 VALUE_AT = 4  # where the value digest starts in an attribute entry
@@ -150,7 +151,7 @@ class StateValue:
             del self.data[index : index + ATTRIBUTE.size]
             self.attributes -= 1
         else:
-            self.data[index + VALUE_AT : index + ATTRIBUTE.size] = digest + POSITION.pack(position)
+            VALUE_POSITION.pack_into(self.data, index + VALUE_AT, digest, position)
 
     def append_attribute(self, name: bytes, digest: bytes, position: int) -> None:
         """Add an entry for an attribute that has none."""
