@@ -63,7 +63,9 @@ def value_digest(value: Any) -> bytes | None:
     return json_digest(value)
 
 
-@functools.lru_cache(maxsize=65_536, typed=True)  # typed: 1, 1.0 and True are different JSON
+# Small: it is for the values many leads share (scores, segments, answers); the values each lead
+# has its own (times, ids) pass through it, and in a larger cache each costs more than it saves.
+@functools.lru_cache(maxsize=4_096, typed=True)  # typed: 1, 1.0 and True are different JSON
 def scalar_digest(value: str | float | bool | None) -> bytes | None:
     """`value_digest` of a value whose type is one of SCALARS, remembered."""
     return json_digest(value)
@@ -78,7 +80,6 @@ def json_digest(value: Any) -> bytes | None:
     return hashlib.blake2b(text, digest_size=8).digest()
 
 
-@functools.lru_cache(maxsize=16_384)
 def event_digest(name: object, key: str) -> bytes:
     """An event's de-duplication digest (8 bytes) from its name and key text."""
     text = f"{name}\x00{key}" if isinstance(name, str) else f"{name!r}\x00{key}"
