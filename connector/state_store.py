@@ -128,10 +128,14 @@ class StateStore:
         """Set users' state values by state key, in order. Ignored for a partition not held."""
         if partition not in self._upsert:
             return
+        rows = list(rows)
+        if len(self._recent) + len(rows) > _RECENT:
+            self._forget_recent()
+        recent, unwritten = self._recent, self._unwritten.setdefault(partition, {})
         for key, value in rows:
             user = _ROW_ID.unpack_from(key)[0]
-            self._remember((partition, user), value)  # may write and empty _unwritten
-            self._unwritten.setdefault(partition, {})[user] = value
+            recent[partition, user] = value
+            unwritten[user] = value
 
     def _remember(self, recent: tuple[int, int], value: bytes | None) -> None:
         if len(self._recent) >= _RECENT:
