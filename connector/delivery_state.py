@@ -60,10 +60,10 @@ class Screened:
 
 
 class _Pending(NamedTuple):
-    """A screened user's state record once Braze accepts exactly these updates."""
+    """A screened user's state record once Braze accepts exactly these items."""
 
     generation: int  # the store's, when read
-    updates: tuple[Any, ...]
+    items: list[Item]  # as screening kept them, in order
     partition: int
     row: tuple[bytes, bytes] | None  # None: the same as before
 
@@ -118,9 +118,8 @@ class DeliveryState:
         row = None if value == run.before else (run.key, value)
         if len(self._pending) >= _PENDING_LIMIT:  # users whose requests failed: start afresh
             self._pending.clear()
-        updates = tuple([item.update for item in run.kept])
         partition = run.kept[0].partition
-        self._pending[user_key] = _Pending(self.store.generation, updates, partition, row)
+        self._pending[user_key] = _Pending(self.store.generation, run.kept, partition, row)
 
     def confirm(self, items: list[Item], partitions: int) -> Records:
         """Record what Braze accepted of these items (each with its update as sent).
@@ -136,7 +135,7 @@ class DeliveryState:
         generation = self.store.generation
         for user_key, mine in users.items():
             pending = self._pending.pop(user_key, None)
-            if pending is not None and _same(pending, mine, generation):
+            if pending is not None and pending.generation == generation and pending.items == mine:
                 partition, row = pending.partition, pending.row  # worked out when screened
             else:
                 partition = partition_of(user_key.encode("utf-8", "surrogatepass"), partitions)
@@ -166,14 +165,6 @@ class DeliveryState:
 
 
 _Row = tuple[bytes, bytes]
-
-
-def _same(pending: _Pending, items: list[Item], generation: int) -> bool:
-    """Whether the items confirmed are the very ones screened, against the same store."""
-    updates = pending.updates
-    if pending.generation != generation or len(updates) != len(items):
-        return False
-    return all(item.update is update for item, update in zip(items, updates, strict=True))
 
 
 class _Run:
