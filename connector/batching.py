@@ -378,7 +378,7 @@ class UserQueue:
                 deferred.append(user)
         if current.records:
             self._last(packed, current, arrivals, limits, wait_s)
-        self.release(deferred)  # nothing of theirs is in flight: they wait for the next round
+        self.release(deferred, sent=False)  # they wait for the next round
         return packed
 
     def _add(
@@ -485,11 +485,13 @@ class UserQueue:
         self._count -= len(items)
         return self._since.pop(user)
 
-    def release(self, users: Iterable[str]) -> None:
-        """The users' requests are done: their waiting records may be sent."""
+    def release(self, users: Iterable[str], *, sent: bool = True) -> None:
+        """The users' requests are done: their waiting records may be sent. Users taken and
+        then queued again without being `sent` keep their screening: their state is the same."""
         for user in users:
             self.in_flight.discard(user)
-            self._screened_users.discard(user)  # its state may have changed
+            if sent:
+                self._screened_users.discard(user)  # its state may have changed
             items = self._items.get(user)
             if items:
                 self._push(user, items[0])
@@ -587,7 +589,7 @@ class UserQueue:
             self._count -= len(waiting)
             self._since.pop(user, None)
             self._put_back(user, sorted(items, key=_position) + waiting, arrivals[user])
-        self.release(taken)
+        self.release(taken, sent=False)
 
 
 def _prefix_of_size(items: list[Item], size: int) -> int:

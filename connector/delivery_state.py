@@ -28,10 +28,9 @@ from connector.state_value import (
     HEAD,
     MINUTE,
     MINUTE_AT,
-    POSITION,
-    POSITION_AT,
     SCALARS,
     VALUE_AT,
+    VALUE_POSITION,
     StateValue,
     event_digest,
     json_digest,
@@ -61,10 +60,10 @@ class Screened:
 
 
 class _Pending(NamedTuple):
-    """A screened user's state record once Braze accepts exactly these updates."""
+    """A screened user's state record once Braze accepts exactly these items."""
 
     generation: int  # the store's, when read
-    updates: tuple[Any, ...]
+    items: list[Item]  # as screening kept them, in order
     partition: int
     row: tuple[bytes, bytes] | None  # None: the same as before
 
@@ -119,9 +118,8 @@ class DeliveryState:
         row = None if value == run.before else (run.key, value)
         if len(self._pending) >= _PENDING_LIMIT:  # users whose requests failed: start afresh
             self._pending.clear()
-        updates = tuple([item.update for item in run.kept])
         partition = run.kept[0].partition
-        self._pending[user_key] = _Pending(self.store.generation, updates, partition, row)
+        self._pending[user_key] = _Pending(self.store.generation, run.kept, partition, row)
 
     def confirm(self, items: list[Item], partitions: int) -> Records:
         """Record what Braze accepted of these items (each with its update as sent).
@@ -137,7 +135,7 @@ class DeliveryState:
         generation = self.store.generation
         for user_key, mine in users.items():
             pending = self._pending.pop(user_key, None)
-            if pending is not None and _same(pending, mine, generation):
+            if pending is not None and pending.generation == generation and pending.items == mine:
                 partition, row = pending.partition, pending.row  # worked out when screened
             else:
                 partition = partition_of(user_key.encode("utf-8", "surrogatepass"), partitions)
@@ -167,14 +165,6 @@ class DeliveryState:
 
 
 _Row = tuple[bytes, bytes]
-
-
-def _same(pending: _Pending, items: list[Item], generation: int) -> bool:
-    """Whether the items confirmed are the very ones screened, against the same store."""
-    updates = pending.updates
-    if pending.generation != generation or len(updates) != len(items):
-        return False
-    return all(item.update is update for item, update in zip(items, updates, strict=True))
 
 
 class _Run:
@@ -236,20 +226,22 @@ class _Run:
             index = data.find(digest, _ENTRIES_AT, end)
             while index >= 0 and (index - _ENTRIES_AT) % _ENTRY:  # straddles two entries
                 index = data.find(digest, index + 1, end)
-            if index >= 0 and POSITION.unpack_from(data, index + POSITION_AT)[0] >= offset:
-                history += 1
-                continue
+            if index >= 0:
+                confirmed, position = VALUE_POSITION.unpack_from(data, index + VALUE_AT)
+                if position >= offset:
+                    history += 1
+                    continue
             new = scalar_digest(value) if type(value) in SCALARS else json_digest(value)
             if index < 0:
                 if new is not None:
                     state.append_attribute(digest, new, offset)  # as it will be once sent
                     end += _ENTRY
-            elif new is not None and data.startswith(new, index + VALUE_AT):
+            elif confirmed == new:
                 unchanged += 1
                 continue
             else:
-                state.replace_at(index, new, offset)
-                end = _ENTRIES_AT + state.attributes * _ENTRY
+                state.replace_at(index, new, offset)  # as it will be once sent
+                end = _ENTRIES_AT + state.attributes * _ENTRY  # None: the entry is gone
             kept[name] = value
         screened.attributes_skipped_history += history
         screened.attributes_skipped_unchanged += unchanged

@@ -3,7 +3,9 @@
 The state topic is the record; this store is a cache of it that the worker rebuilds whenever a
 partition is assigned, so nothing here needs to survive a crash: no journal, no fsync. SQLite
 keeps at most `cache_mb` of it in memory and the rest in its file, which bounds the worker's
-memory however many users a partition holds.
+memory however many users a partition holds. The values used lately are kept in a dict in front
+of it, and values put stay there until the dict is full: a user who submits again soon is read
+and rewritten there, and SQLite is written once for many of those puts.
 
 A row is `(user INTEGER PRIMARY KEY, state BLOB)`: the user is the first 8 bytes of the
 16-byte state key read as a signed big-endian integer (SQLite's row id, its fastest key), the
@@ -47,6 +49,9 @@ class StateStore:
         # What was put or got lately, by (partition, row id): a get from it skips SQLite and
         # its releasing and taking back of the GIL. Emptied when full, and on load and drop.
         self._recent: dict[tuple[int, int], bytes | None] = {}
+        # What was put since SQLite was last written, per partition (all of it in _recent too):
+        # written when _recent is emptied, and before the table is counted.
+        self._unwritten: dict[int, dict[int, bytes]] = {}
         self._select: dict[int, str] = {}
         self._upsert: dict[int, str] = {}
         self._delete: dict[int, str] = {}
@@ -121,18 +126,31 @@ class StateStore:
 
     def put(self, partition: int, rows: Iterable[tuple[bytes, bytes]]) -> None:
         """Set users' state values by state key, in order. Ignored for a partition not held."""
-        sql = self._upsert.get(partition)
-        if sql is None:
+        if partition not in self._upsert:
             return
-        users = [(_ROW_ID.unpack_from(key)[0], value) for key, value in rows]
-        self._db.executemany(sql, users)
-        for user, value in users:
-            self._remember((partition, user), value)
+        rows = list(rows)
+        if len(self._recent) + len(rows) > _RECENT:
+            self._forget_recent()
+        recent, unwritten = self._recent, self._unwritten.setdefault(partition, {})
+        for key, value in rows:
+            user = _ROW_ID.unpack_from(key)[0]
+            recent[partition, user] = value
+            unwritten[user] = value
 
     def _remember(self, recent: tuple[int, int], value: bytes | None) -> None:
         if len(self._recent) >= _RECENT:
-            self._recent.clear()
+            self._forget_recent()
         self._recent[recent] = value
+
+    def _write(self) -> None:
+        """Write what was put since the last time to SQLite."""
+        for partition, rows in self._unwritten.items():
+            self._db.executemany(self._upsert[partition], rows.items())
+        self._unwritten = {}
+
+    def _forget_recent(self) -> None:
+        self._write()
+        self._recent.clear()
 
     def apply(self, partition: int, rows: Iterable[tuple[bytes, bytes | None]]) -> None:
         """Apply state records in order, as compaction would: a None value (a tombstone) deletes.
@@ -141,7 +159,7 @@ class StateStore:
         """
         if partition not in self._upsert:
             return
-        self._recent.clear()  # a restore's puts: none of them is recent use
+        self._forget_recent()  # a restore's puts: none of them is recent use
         latest: dict[int, bytes | None] = {}
         for key, value in rows:  # the last value of a key wins
             latest[_ROW_ID.unpack_from(key)[0]] = value
@@ -168,7 +186,8 @@ class StateStore:
     def drop(self, partition: int) -> None:
         """Stop holding the partition and forget its users."""
         self.generation += 1
-        self._recent.clear()
+        self._unwritten.pop(partition, None)
+        self._forget_recent()
         self._select.pop(partition, None)
         self._upsert.pop(partition, None)
         self._delete.pop(partition, None)
@@ -178,6 +197,7 @@ class StateStore:
         """How many users of the partition have state (0 if not held). Scans the table."""
         if partition not in self._select:
             return 0
+        self._write()
         sql = f"SELECT count(*) FROM {_table(partition)}"  # noqa: S608
         return int(self._db.execute(sql).fetchone()[0])
 

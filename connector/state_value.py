@@ -35,6 +35,7 @@ HEAD = struct.Struct("<BHH")
 ATTRIBUTE = struct.Struct("<4s8sq")
 EVENT = struct.Struct("<8sI")
 POSITION = struct.Struct("<q")
+VALUE_POSITION = struct.Struct("<8sq")  # an attribute entry after its name digest
 MINUTE = struct.Struct("<I")
 SCALARS = frozenset({str, int, float, bool, type(None)})
 VALUE_AT = 4  # where the value digest starts in an attribute entry
@@ -62,7 +63,9 @@ def value_digest(value: Any) -> bytes | None:
     return json_digest(value)
 
 
-@functools.lru_cache(maxsize=65_536, typed=True)  # typed: 1, 1.0 and True are different JSON
+# Small: it is for the values many leads share (scores, segments, answers); the values each lead
+# has its own (times, ids) pass through it, and in a larger cache each costs more than it saves.
+@functools.lru_cache(maxsize=4_096, typed=True)  # typed: 1, 1.0 and True are different JSON
 def scalar_digest(value: str | float | bool | None) -> bytes | None:
     """`value_digest` of a value whose type is one of SCALARS, remembered."""
     return json_digest(value)
@@ -77,7 +80,6 @@ def json_digest(value: Any) -> bytes | None:
     return hashlib.blake2b(text, digest_size=8).digest()
 
 
-@functools.lru_cache(maxsize=16_384)
 def event_digest(name: object, key: str) -> bytes:
     """An event's de-duplication digest (8 bytes) from its name and key text."""
     text = f"{name}\x00{key}" if isinstance(name, str) else f"{name!r}\x00{key}"
@@ -150,7 +152,7 @@ class StateValue:
             del self.data[index : index + ATTRIBUTE.size]
             self.attributes -= 1
         else:
-            self.data[index + VALUE_AT : index + ATTRIBUTE.size] = digest + POSITION.pack(position)
+            VALUE_POSITION.pack_into(self.data, index + VALUE_AT, digest, position)
 
     def append_attribute(self, name: bytes, digest: bytes, position: int) -> None:
         """Add an entry for an attribute that has none."""

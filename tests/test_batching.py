@@ -484,6 +484,20 @@ def test_a_held_request_keeps_its_screened_users_in_order() -> None:
     [request] = queue.take(5, Limits(), wait_s=1.0).requests
     assert request.users == ["a", "b"] and [i.offset for i in request.items()] == [1, 2]
     assert screen.left_out == [0]
+    assert screen.asked == ["a", "b"]  # held and queued again, nothing sent: not screened again
+
+
+def test_a_held_user_with_a_record_added_meanwhile_is_screened_again() -> None:
+    now = [10.0]
+    screen = Screen()
+    queue = UserQueue(clock=lambda: now[0], screen=screen)
+    queue.add(item(0, "a", score=1))
+    assert queue.take(5, Limits(), wait_s=1.0).held_until == 11.0
+    queue.add(item(1, "a", seen=True))
+    now[0] = 11.0
+    [request] = queue.take(5, Limits(), wait_s=1.0).requests
+    assert [i.offset for i in request.items()] == [0] and screen.left_out == [1]
+    assert screen.asked == ["a", "a"]
 
 
 def test_a_top_up_candidate_is_screened_before_it_fills_the_request() -> None:

@@ -94,3 +94,37 @@ def test_a_value_read_before_it_was_put_is_read_anew() -> None:
         assert store.get(0, key(1)) == b"a"
         store.load(0, [(key(1), b"restored")])
         assert store.get(0, key(1)) == b"restored"
+
+
+def test_values_put_reach_the_file_when_more_users_are_put_than_are_kept_in_memory() -> None:
+    users = 40_000  # more than the store keeps in its dict of recent values
+    with StateStore.open(None, 4) as store:
+        store.load(0)
+        store.load(1)
+        store.put(1, [(key(0), b"other partition")])
+        for start in range(0, users, 1000):
+            store.put(0, [(key(n), n.to_bytes(4, "big")) for n in range(start, start + 1000)])
+        store.put(0, [(key(5), b"changed")])
+        assert store.count(0) == users
+        assert store.count(1) == 1
+        assert [store.get(0, key(n)) for n in (0, 5, 6, users - 1)] == [
+            b"\x00\x00\x00\x00",
+            b"changed",
+            (6).to_bytes(4, "big"),
+            (users - 1).to_bytes(4, "big"),
+        ]
+        store.drop(1)
+        store.load(1)
+        assert store.get(1, key(0)) is None
+
+
+def test_a_value_put_is_read_back_after_the_partition_is_restored_with_more() -> None:
+    with StateStore.open(None, 4) as store:
+        store.load(0)
+        store.put(0, [(key(1), b"put")])
+        store.apply(0, [(key(2), b"restored")])
+        assert (store.get(0, key(1)), store.get(0, key(2)), store.count(0)) == (
+            b"put",
+            b"restored",
+            2,
+        )
