@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from connector.cluster import Cluster, TopicMissing
 from connector.config import KafkaSettings, TopicSettings, load
 from connector.topics import ensure_topics
 
@@ -46,20 +47,22 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
         ends = await consumer.end_offsets(partitions)
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
 
 
-async def partitions_of(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
-    """The partition numbers of a topic, once the consumer's metadata knows them."""
-    async with asyncio.timeout(15):
-        while not consumer.partitions_for_topic(topic):
-            await consumer._client.add_topic(topic)
-            await asyncio.sleep(0.1)
-    return sorted(consumer.partitions_for_topic(topic) or ())
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of a topic, once the cluster reports it (it may lag a creation)."""
+    kafka = load(KafkaSettings, {"kafka_bootstrap_servers": bootstrap})
+    async with asyncio.timeout(15), Cluster(kafka) as cluster:
+        while True:
+            try:
+                return [tp.partition for tp in await cluster.partitions(topic)]
+            except TopicMissing:
+                await asyncio.sleep(0.1)
 
 
 async def read_all(
@@ -72,7 +75,7 @@ async def read_all(
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
-        partitions = [TopicPartition(topic, p) for p in await partitions_of(consumer, topic)]
+        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         async with asyncio.timeout(timeout_s):
