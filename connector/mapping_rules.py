@@ -12,7 +12,7 @@ import re
 from collections import abc
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from connector.mapping_paths import MISSING, Path
 from connector.mapping_results import BrazeUpdate, Filtered
@@ -192,6 +192,7 @@ class FieldRule:
 
 Identity = tuple[str, dict[str, Any]]  # a stable text naming the user, and Braze's fields
 Reads = Callable[[Source], Reader]  # compiles where a source's first value is read
+_Usable = TypeVar("_Usable")
 Key = Callable[[Document, Meta], "str | None"]  # a key found in a lead, as text, or None
 
 
@@ -207,8 +208,6 @@ class IdentityRule:
     def compile(self, read: Reads = Source.compile) -> Callable[[Document, Meta], Identity | None]:
         """A function giving the identity from the first path holding usable text, or None;
         `read` compiles the source's first value, as the profile does."""
-        first = read(self.source)
-        candidates = tuple(Source((path,)).compile() for path in self.source.paths)
         shape, kind, label = shaper(self.transforms), self.kind, self.label
         prefix = f"alias:{label}:" if kind == "alias" else f"{kind}:"
 
@@ -223,20 +222,7 @@ class IdentityRule:
                 return prefix + text, {"user_alias": {"alias_name": text, "alias_label": label}}
             return prefix + text, {kind: text}
 
-        def match(document: Document, meta: Meta) -> Identity | None:
-            value = first(document, meta)
-            if value is MISSING:
-                return None
-            found = usable(value)  # the first candidate, which most often decides
-            if found is not None:
-                return found
-            for candidate in candidates:  # each path holding a value, in order
-                value = candidate(document, meta)
-                if value is not MISSING and (found := usable(value)) is not None:
-                    return found
-            return None
-
-        return match
+        return first_usable(self.source, read, usable)
 
     def describe(self) -> str:
         return f"alias '{self.label}'" if self.kind == "alias" else self.kind
@@ -255,23 +241,31 @@ def key_text(value: Any) -> str | None:
 def key_reader(source: Source, read: Reads = Source.compile) -> Key:
     """A function giving the first value of the source's paths usable as a key (see key_text),
     or None; `read` compiles the source's first value, as the profile does."""
+    return first_usable(source, read, key_text)
+
+
+def first_usable(
+    source: Source, read: Reads, usable: Callable[[Any], _Usable | None]
+) -> Callable[[Document, Meta], _Usable | None]:
+    """A function giving `usable()` of the first value of the source's paths it accepts, or
+    None; `read` compiles the source's first value, as the profile does."""
     first = read(source)
     candidates = tuple(Source((path,)).compile() for path in source.paths)
 
-    def key(document: Document, meta: Meta) -> str | None:
+    def found_in(document: Document, meta: Meta) -> _Usable | None:
         value = first(document, meta)
         if value is MISSING:
             return None
-        found = key_text(value)  # the first candidate, which most often decides
+        found = usable(value)  # the first candidate, which most often decides
         if found is not None:
             return found
-        for candidate in candidates:  # a path holding a list or an object is passed over
-            value = candidate(document, meta)
-            if value is not MISSING and (found := key_text(value)) is not None:
+        for candidate in candidates:  # each path holding a value, in order: lists, objects,
+            value = candidate(document, meta)  # blanks are passed over
+            if value is not MISSING and (found := usable(value)) is not None:
                 return found
         return None
 
-    return key
+    return found_in
 
 
 def no_identity(rules: abc.Sequence[IdentityRule]) -> MappingFailure:
