@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
@@ -591,7 +591,33 @@ def _popen_from_lasting_thread(popen: Callable[[], _Jvm]) -> _Jvm:
 # --------------------------------------------------------------------------- brokers
 
 
-class JarBroker:
+class StartedWith:
+    """`with` starts it (closing what started if that fails) and closes it at the end."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class JarBroker(StartedWith):
     """A Kafka broker and KRaft controller in one local JVM, restartable on the same ports."""
 
     restartable = True
@@ -692,22 +718,6 @@ class JarBroker:
         atexit.unregister(self.close)
         if self._owns_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def __enter__(self) -> JarBroker:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def _kraft_dir(self) -> Path:

@@ -11,9 +11,8 @@ import concurrent.futures
 import contextlib
 import socket
 from pathlib import Path
-from types import TracebackType
 
-from outgrow_braze_dev.kafka import KAFKA_VERSION, JarBroker, Quorum
+from outgrow_braze_dev.kafka import KAFKA_VERSION, JarBroker, Quorum, StartedWith
 
 DEFAULT_NODES = 3
 # Three JVMs share two cores with the connector's processes: a smaller heap than a lone broker's.
@@ -30,7 +29,7 @@ def loopback_ports(count: int) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in sockets]
 
 
-class KafkaCluster:
+class KafkaCluster(StartedWith):
     """`nodes` brokers, each also a controller, started and stopped together; one at a time may
     be killed and started again."""
 
@@ -100,19 +99,3 @@ class KafkaCluster:
         for node in self.nodes:
             node.kill()
             node.close()
-
-    def __enter__(self) -> KafkaCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
