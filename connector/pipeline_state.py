@@ -201,9 +201,17 @@ class PipelineState:
 
     async def ready(self, partition: int) -> bool:
         """Wait until the partition's state is restored (starting that if nothing did); False
-        when it was revoked meanwhile, so its records are not this pipeline's."""
-        if self.origin is not None:  # copies of records from any raw partition
-            return await self._all_restored()
+        when it was revoked meanwhile, so its records are not this pipeline's. Copies of
+        records (an `origin`) may come from any raw partition: all of them are restored."""
+        if self.origin is None:
+            return await self._restored(partition)
+        self.assigned(range(self.count_partitions()))  # in one restore, what is not under way
+        for each in range(self.partitions):
+            if not await self._restored(each):
+                return False
+        return True
+
+    async def _restored(self, partition: int) -> bool:
         if partition in self.restored:
             return True
         task = self.restoring.get(partition)
@@ -219,27 +227,6 @@ class PipelineState:
             task = self.restoring.get(partition)  # restarted without the partitions revoked
             if task is None:
                 return False
-
-    async def _all_restored(self) -> bool:
-        everything = range(self.count_partitions())
-        if len(self.restored) < len(everything):
-            for partition in everything:
-                if not await self._restored_one(partition):
-                    return False
-        return True
-
-    async def _restored_one(self, partition: int) -> bool:
-        if partition in self.restored:
-            return True
-        task = self.restoring.get(partition)
-        if task is None:
-            self.partitions = max(self.count_partitions(), 1)
-            pending = [p for p in range(self.partitions) if p not in self.restored]
-            task = self._start(pending)
-        await asyncio.wait((task,))
-        if not task.cancelled() and (error := task.exception()) is not None:
-            raise error
-        return partition in self.restored
 
     def revoked(self, partitions: Collection[int]) -> None:
         """Forget the partitions' state; restores under way for them stop (those for other
