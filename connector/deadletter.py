@@ -124,6 +124,12 @@ class DeadLetters:
         await asyncio.gather(*(self.send(record, why) for record, why in records))
 
 
+# Where a dead letter's record was read: its topic, partition and offset.
+ORIGIN_HEADERS = tuple(
+    PREFIX + name for name in ("original-topic", "original-partition", "original-offset")
+)
+
+
 def _minimal(headers: list[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
-    keep = {"dlq-original-topic", "dlq-original-partition", "dlq-original-offset", "dlq-stage"}
+    keep = {*ORIGIN_HEADERS, PREFIX + "stage"}
     return [(k, v) for k, v in headers if k in keep]

@@ -22,7 +22,8 @@ from typing import Any, Protocol
 from aiokafka.errors import KafkaError
 
 from connector.batching import Item
-from connector.delivery import finish
+from connector.deadletter import ORIGIN_HEADERS
+from connector.delivery import finish, source
 from connector.delivery_state import DeliveryState, Records
 from connector.errors import KafkaUnavailable
 from connector.metrics import WorkerMetrics
@@ -125,19 +126,18 @@ class Origin:
     def place(self, item: Item) -> tuple[int, int] | None:
         """The raw partition and offset a dead letter came from; None when its headers do not
         say it came from the raw topic (its user's state is then neither read nor written)."""
-        found: dict[str, bytes | None] = {}
-        for name, value in item.record.headers:
-            if name in _ORIGIN_HEADERS and name not in found:
-                found[name] = value
-        topic, partition, offset = (found.get(name) for name in _ORIGIN_HEADERS)
-        if topic != self.topic.encode() or not partition or not offset:
+        topic, partition, offset = (source(item).header(name) for name in ORIGIN_HEADERS)
+        at, number = _number(partition), _number(offset)
+        if topic != self.topic or at is None or number is None:
             return None
-        if not (partition.isdigit() and offset.isdigit()) or len(partition) + len(offset) > 30:
-            return None
-        return int(partition), int(offset)
+        return at, number
 
 
-_ORIGIN_HEADERS = ("dlq-original-topic", "dlq-original-partition", "dlq-original-offset")
+def _number(text: str | None) -> int | None:
+    """A header's partition or offset: ASCII digits, few enough for int(); else None."""
+    if text and text.isascii() and text.isdigit() and len(text) < 20:
+        return int(text)
+    return None
 
 
 def _placed(items: list[Item], origin: Origin) -> tuple[list[Item], dict[Any, Item], list[Item]]:

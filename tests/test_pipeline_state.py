@@ -16,13 +16,14 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord, TopicPartition
 
+from connector.batching import Item
 from connector.braze import Action, AdaptiveLimiter, Answer, RateBudget
 from connector.config import WorkerSettings, load
 from connector.delivery_state import DeliveryState, Records
 from connector.mapping import load_mapping
 from connector.metrics import WorkerMetrics
 from connector.pipeline import LIVE, Pipeline
-from connector.pipeline_state import StateParts
+from connector.pipeline_state import Origin, StateParts
 from connector.producer import partition_of
 from connector.state_store import StateStore
 from connector.state_topic import Restored
@@ -220,3 +221,27 @@ async def test_a_revoked_partition_forgets_its_state_and_restores_it_when_assign
         await delivered(line)
     assert braze.events == ["lead-1-0"]
     assert topic.restores[-1] == [one.partition]
+
+
+def _dead_letter(headers: list[tuple[str, bytes | None]]) -> Item:
+    record = ConsumerRecord("dlq", 0, 7, 0, 0, None, b"{}", None, 0, 0, headers)
+    return Item(0, 7, None, None, record, None)  # type: ignore[arg-type]
+
+
+def test_a_dead_letter_is_placed_where_its_record_was_first_read() -> None:
+    origin = Origin("raw", 6)
+    good = [
+        ("dlq-original-topic", b"raw"),
+        ("dlq-original-partition", b"4"),
+        ("dlq-original-offset", b"1207"),
+    ]
+    assert origin.place(_dead_letter(good)) == (4, 1207)
+    assert origin.place(_dead_letter([good[1], good[0], good[2], good[0]])) == (4, 1207)
+    for bad in (
+        [("dlq-original-topic", b"other"), *good[1:]],
+        good[:2],
+        [*good[:2], ("dlq-original-offset", "١٢".encode())],  # digits, not ASCII ones
+        [*good[:2], ("dlq-original-offset", b"9" * 30)],
+        [*good[:2], ("dlq-original-offset", None)],
+    ):
+        assert origin.place(_dead_letter(bad)) is None, bad
