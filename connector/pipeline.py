@@ -189,10 +189,7 @@ class Pipeline:
         self.trackers.dropped = self.queue.drop(partitions)
         try:
             await self.drain(partitions, self.settings.worker_drain_timeout_s)
-            # What Braze answered by the deadline is recorded before the partitions move on.
-            if self.trackers.busy(partitions):
-                await self.delivery.settled(self.settings.worker_drain_timeout_s)
-                await self.commit(partitions)
+            await self._commit_answered(partitions)  # before the partitions move on
         finally:
             self.trackers.dropped = {}
         self.trackers.forget(partitions)
@@ -249,9 +246,14 @@ class Pipeline:
         Braze answered by then is recorded (within another grace period) and committed."""
         await self.drain(None, self.settings.worker_drain_timeout_s)
         await self.dispatcher.stop()
-        if self.trackers.busy(None):
+        await self._commit_answered(None)
+
+    async def _commit_answered(self, partitions: set[int] | None) -> None:
+        """Past a drain's deadline: wait (another grace period) for what Braze answered by
+        then to be recorded, and commit it."""
+        if self.trackers.busy(partitions):
             await self.delivery.settled(self.settings.worker_drain_timeout_s)
-            await self.commit()
+            await self.commit(partitions)
 
     async def close(self) -> None:
         """Stop what runs besides requests: the delivery state's restores and writes."""
